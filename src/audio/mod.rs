@@ -1,0 +1,453 @@
+//! Decoding: any voice attachment's bytes in, 16 kHz mono `f32` samples out.
+//!
+//! This module owns everything between "bytes we were handed" and "samples Whisper can
+//! read": content sniffing ([`sniff`]), demuxing and decoding (symphonia for Ogg, WebM/MKV,
+//! MP4, MP3, WAV, FLAC and AIFF; libopus for Opus), gapless trimming (Opus pre-skip and
+//! end trim, MP4 edit lists), downmixing, resampling ([`resample`]), limits, and the typed
+//! [`DecodeError`] every caller reports. It never panics on input and never reads past the
+//! configured limits: decoding stops the moment one is crossed.
+
+pub mod mp4;
+mod opus;
+pub mod resample;
+pub mod sniff;
+
+use std::io::Cursor;
+
+use serde::Serialize;
+use symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS;
+use symphonia::core::codecs::audio::{AudioCodecId, AudioDecoder, AudioDecoderOptions};
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
+use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
+use symphonia::core::meta::MetadataOptions;
+
+pub use resample::WHISPER_RATE;
+use sniff::Sniffed;
+
+/// Limits applied while decoding untrusted input.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted input, in bytes.
+    pub max_bytes: u64,
+    /// Longest accepted audio, in seconds.
+    pub max_duration_s: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 100 * 1024 * 1024,
+            max_duration_s: 3.0 * 3600.0,
+        }
+    }
+}
+
+/// Why an input could not be turned into audio. Each variant has a stable [`code`](Self::code).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty file")]
+    Empty,
+    #[error("not audio{}", .looks_like.map(|k| format!(" (looks like {k})")).unwrap_or_default())]
+    NotAudio { looks_like: Option<&'static str> },
+    #[error("unsupported codec: {codec}")]
+    UnsupportedCodec { codec: String },
+    #[error("no audio track in the {container} file")]
+    NoAudioTrack { container: String },
+    #[error("corrupt audio: {detail}{}", .offset.map(|o| format!(" (at byte {o})")).unwrap_or_default())]
+    Corrupt { detail: String, offset: Option<u64> },
+    #[error("file too large: {size} bytes (limit {max})")]
+    TooLarge { size: u64, max: u64 },
+    #[error("audio too long: more than {max_s:.0} s (limit)")]
+    TooLong { max_s: f64 },
+}
+
+impl DecodeError {
+    /// The stable machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::Empty => "empty",
+            DecodeError::NotAudio { .. } => "not_audio",
+            DecodeError::UnsupportedCodec { .. } => "unsupported_codec",
+            DecodeError::NoAudioTrack { .. } => "no_audio_track",
+            DecodeError::Corrupt { .. } => "corrupt",
+            DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::TooLong { .. } => "too_long",
+        }
+    }
+}
+
+/// Something worth telling the user about audio that did decode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Warning {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Decoded audio, ready for the engine.
+#[derive(Debug, Clone)]
+pub struct Audio {
+    /// 16 kHz mono samples.
+    pub samples: Vec<f32>,
+    /// The container, as sniffed ("ogg", "mp4", ...).
+    pub container: String,
+    /// The codec's short name ("opus", "aac", ...).
+    pub codec: String,
+    /// The source's sample rate and channel count.
+    pub source_rate: u32,
+    pub source_channels: usize,
+    /// `truncated` (a cut-off file: the part that arrived is here), `skipped_packets`.
+    pub warnings: Vec<Warning>,
+}
+
+impl Audio {
+    /// Length in seconds.
+    pub fn duration_s(&self) -> f64 {
+        self.samples.len() as f64 / WHISPER_RATE as f64
+    }
+}
+
+/// After this many undecodable packets in a row, stop and keep what decoded.
+const MAX_BAD_PACKETS_IN_A_ROW: usize = 16;
+
+/// Decode a whole input held in memory.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if bytes.len() as u64 > limits.max_bytes {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len() as u64,
+            max: limits.max_bytes,
+        });
+    }
+    let container = match sniff::sniff(bytes) {
+        Sniffed::Audio(c) => c,
+        Sniffed::UnsupportedCodec(c) => {
+            return Err(DecodeError::UnsupportedCodec { codec: c.into() })
+        }
+        Sniffed::NotAudio(k) => return Err(DecodeError::NotAudio { looks_like: k }),
+    };
+    let mut warnings = Vec::new();
+    let mut data = bytes.to_vec();
+    let mut edit = None;
+    if container == "mp4" {
+        if mp4::patch_truncated_mdat(&mut data) {
+            warnings.push(truncated_warning("the file ends inside its audio data"));
+        }
+        edit = mp4::audio_edit(&data);
+    }
+    let mut out = demux_and_decode(data, container, limits, &mut warnings)?;
+    // MP4 edit list: trim priming/pre-skip and padding exactly as the file says.
+    if let Some(e) = edit.filter(|e| e.media_timescale > 0) {
+        let scale = out.rate as f64 / e.media_timescale as f64;
+        let skip = ((e.skip as f64 * scale).round() as usize).min(out.samples.len());
+        out.samples.drain(..skip);
+        if let Some(d) = e.duration {
+            out.samples.truncate((d as f64 * scale).round() as usize);
+        }
+    }
+    let samples =
+        resample::to_16k(out.samples, out.rate).map_err(|detail| DecodeError::Corrupt {
+            detail,
+            offset: None,
+        })?;
+    Ok(Audio {
+        samples,
+        container: container.to_string(),
+        codec: out.codec,
+        source_rate: out.rate,
+        source_channels: out.channels,
+        warnings,
+    })
+}
+
+fn truncated_warning(why: &str) -> Warning {
+    Warning {
+        code: "truncated",
+        message: format!("the file is incomplete ({why}); transcribed the part that arrived"),
+    }
+}
+
+struct Raw {
+    samples: Vec<f32>,
+    rate: u32,
+    channels: usize,
+    codec: String,
+}
+
+enum Dec {
+    Sym(Box<dyn AudioDecoder>),
+    Opus(opus::OpusMono),
+}
+
+fn codec_name(id: AudioCodecId) -> String {
+    use symphonia::core::codecs::audio::well_known::*;
+    let known = [
+        (CODEC_ID_AAC, "aac"),
+        (CODEC_ID_OPUS, "opus"),
+        (CODEC_ID_VORBIS, "vorbis"),
+        (CODEC_ID_FLAC, "flac"),
+        (CODEC_ID_MP3, "mp3"),
+        (CODEC_ID_MP2, "mp2"),
+        (CODEC_ID_MP1, "mp1"),
+        (CODEC_ID_ALAC, "ALAC"),
+        (CODEC_ID_AC3, "AC-3"),
+        (CODEC_ID_EAC3, "E-AC-3"),
+        (CODEC_ID_SPEEX, "Speex"),
+        (CODEC_ID_WMA, "WMA"),
+        (CODEC_ID_PCM_ALAW, "pcm_alaw"),
+        (CODEC_ID_PCM_MULAW, "pcm_mulaw"),
+    ];
+    known
+        .iter()
+        .find(|(k, _)| *k == id)
+        .map(|(_, n)| n.to_string())
+        .unwrap_or_else(|| {
+            if let Some(d) = symphonia::default::get_codecs().get_audio_decoder(id) {
+                d.codec.info.short_name.to_string()
+            } else {
+                format!("{id:?}")
+            }
+        })
+}
+
+fn sym_err(e: SymError, container: &str) -> DecodeError {
+    match e {
+        SymError::Unsupported(what) => DecodeError::Corrupt {
+            detail: format!("{container}: unsupported feature: {what}"),
+            offset: None,
+        },
+        SymError::IoError(io) => DecodeError::Corrupt {
+            detail: format!("{container}: {io}"),
+            offset: None,
+        },
+        other => DecodeError::Corrupt {
+            detail: format!("{container}: {other}"),
+            offset: None,
+        },
+    }
+}
+
+fn demux_and_decode(
+    data: Vec<u8>,
+    container: &str,
+    limits: &Limits,
+    warnings: &mut Vec<Warning>,
+) -> Result<Raw, DecodeError> {
+    let total = data.len() as u64;
+    let mss = MediaSourceStream::new(
+        Box::new(Cursor::new(data)),
+        MediaSourceStreamOptions::default(),
+    );
+    let mut format: Box<dyn FormatReader> = symphonia::default::get_probe()
+        .probe(
+            &Hint::new(),
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|e| match e {
+            SymError::Unsupported(_) if container == "unknown" => {
+                DecodeError::NotAudio { looks_like: None }
+            }
+            SymError::IoError(ref io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                DecodeError::Corrupt {
+                    detail: format!("{container}: the file ends before any audio"),
+                    offset: Some(total),
+                }
+            }
+            e => sym_err(e, container),
+        })?;
+
+    let track =
+        format
+            .default_track(TrackType::Audio)
+            .ok_or_else(|| DecodeError::NoAudioTrack {
+                container: container.into(),
+            })?;
+    let track_id = track.id;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .cloned()
+        .ok_or_else(|| DecodeError::NoAudioTrack {
+            container: container.into(),
+        })?;
+    let codec = codec_name(params.codec);
+    let is_opus = params.codec == CODEC_ID_OPUS;
+    let mut channels = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
+    let mut rate = params.sample_rate.unwrap_or(0);
+    let mut dec = if is_opus {
+        let extra = params.extra_data.as_deref().unwrap_or(&[]);
+        let o = opus::OpusMono::new(extra, container).map_err(|detail| DecodeError::Corrupt {
+            detail,
+            offset: None,
+        })?;
+        channels = o.channels;
+        rate = opus::OPUS_RATE;
+        Dec::Opus(o)
+    } else {
+        let d = symphonia::default::get_codecs()
+            .make_audio_decoder(&params, &AudioDecoderOptions::default())
+            .map_err(|_| DecodeError::UnsupportedCodec {
+                codec: codec.clone(),
+            })?;
+        Dec::Sym(d)
+    };
+
+    let mut mono: Vec<f32> = Vec::new();
+    let mut interleaved: Vec<f32> = Vec::new();
+    let mut bad_in_a_row = 0usize;
+    let mut skipped = 0usize;
+    let mut good = 0usize;
+    let mut truncated = false;
+    let mut last_error = None;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                truncated = true;
+                break;
+            }
+            Err(SymError::ResetRequired) => break,
+            Err(e) => {
+                last_error = Some(e.to_string());
+                truncated = true;
+                break;
+            }
+        };
+        if packet.track_id != track_id {
+            continue;
+        }
+        let before = mono.len();
+        let res = match &mut dec {
+            Dec::Opus(o) => o.decode(&packet.data, &mut mono),
+            Dec::Sym(d) => match d.decode(&packet) {
+                Ok(buf) => {
+                    let spec_ch = buf.spec().channels().count().max(1);
+                    if rate == 0 {
+                        rate = buf.spec().rate();
+                    }
+                    channels = spec_ch;
+                    interleaved.clear();
+                    buf.copy_to_vec_interleaved(&mut interleaved);
+                    downmix_into(&interleaved, spec_ch, &mut mono);
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        match res {
+            Ok(()) => {
+                bad_in_a_row = 0;
+                good += 1;
+                // Ogg end trimming: the last page's granule position says how much is real.
+                if is_opus && container == "ogg" {
+                    let trim = (packet.trim_end.get() as usize).min(mono.len() - before);
+                    mono.truncate(mono.len() - trim);
+                }
+            }
+            Err(e) => {
+                bad_in_a_row += 1;
+                skipped += 1;
+                last_error = Some(e);
+                if bad_in_a_row >= MAX_BAD_PACKETS_IN_A_ROW {
+                    truncated = true;
+                    break;
+                }
+            }
+        }
+        if rate > 0 && mono.len() as f64 > limits.max_duration_s * rate as f64 {
+            return Err(DecodeError::TooLong {
+                max_s: limits.max_duration_s,
+            });
+        }
+    }
+    if let Dec::Opus(o) = &dec {
+        if container != "mp4" {
+            // Ogg and Matroska: drop the pre-skip (MP4 expresses it in its edit list).
+            let n = o.pre_skip.min(mono.len());
+            mono.drain(..n);
+        }
+    }
+    if mono.is_empty() || skipped > good {
+        // Nothing decoded, or most packets were garbage (what decoded is noise, not speech).
+        return Err(DecodeError::Corrupt {
+            detail: format!(
+                "{container}/{codec}: {}{}",
+                if good == 0 {
+                    "no audio could be decoded".to_string()
+                } else {
+                    format!("{skipped} of {} packets are undecodable", skipped + good)
+                },
+                last_error.map(|e| format!(" ({e})")).unwrap_or_default()
+            ),
+            offset: None,
+        });
+    }
+    if rate == 0 {
+        return Err(DecodeError::Corrupt {
+            detail: format!("{container}/{codec}: unknown sample rate"),
+            offset: None,
+        });
+    }
+    if truncated && !warnings.iter().any(|w| w.code == "truncated") {
+        warnings.push(truncated_warning(
+            &last_error.unwrap_or_else(|| "it ends mid-stream".into()),
+        ));
+    } else if skipped > 0 {
+        warnings.push(Warning {
+            code: "skipped_packets",
+            message: format!("{skipped} damaged packet(s) were skipped"),
+        });
+    }
+    Ok(Raw {
+        samples: mono,
+        rate,
+        channels,
+        codec,
+    })
+}
+
+/// Average `channels` interleaved channels into mono (never clips: it is a mean).
+fn downmix_into(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
+    if channels <= 1 {
+        out.extend_from_slice(interleaved);
+        return;
+    }
+    let inv = 1.0 / channels as f32;
+    out.extend(
+        interleaved
+            .chunks_exact(channels)
+            .map(|f| f.iter().sum::<f32>() * inv),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_have_stable_codes_and_plain_messages() {
+        let l = Limits::default();
+        assert_eq!(decode(b"", &l).unwrap_err().code(), "empty");
+        let e = decode(b"<!DOCTYPE html><html><body>404</body></html>", &l).unwrap_err();
+        assert_eq!(e.code(), "not_audio");
+        assert_eq!(e.to_string(), "not audio (looks like an HTML page)");
+        let e = decode(b"#!AMR\n\x3c\x00\x00", &l).unwrap_err();
+        assert_eq!(e.to_string(), "unsupported codec: AMR-NB");
+        let e = decode(&[0u8; 100], &Limits { max_bytes: 10, ..l }).unwrap_err();
+        assert_eq!(e.code(), "too_large");
+    }
+
+    #[test]
+    fn downmix_averages() {
+        let mut out = vec![];
+        downmix_into(&[1.0, 1.0, 0.5, -0.5], 2, &mut out);
+        assert_eq!(out, vec![1.0, 0.0]);
+    }
+}

@@ -1,0 +1,468 @@
+//! The command line: `earshot transcribe FILES...`, a batch shell over
+//! [`crate::transcribe_bytes`].
+//!
+//! It expands folders, runs `--jobs` files at once on one shared model, writes each
+//! transcript in every asked-for format (to `--output-dir` or stdout), shows progress on a
+//! terminal, and ends with a one-line summary. Every failure names the file and the reason;
+//! the exit code is 0 when all files succeeded, 1 when any failed, 2 for usage errors.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::audio::Limits;
+use crate::engine::{Engine, Options};
+use crate::output::{self, Format};
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "earshot",
+    version,
+    about = "Speech-to-text for voice messages, on your own box"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "EARSHOT_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Transcribe audio files and folders (recursively).
+    Transcribe(TranscribeArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// Model name (resolved as <models-dir>/ggml-NAME.bin) or path to a GGML file.
+    #[arg(long, env = "EARSHOT_MODEL", default_value = crate::models::DEFAULT_MODEL)]
+    pub model: String,
+    /// Folder holding ggml-*.bin models.
+    #[arg(long, env = "EARSHOT_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DecodeArgs {
+    /// Spoken language as an ISO 639-1 code (ru, en, ...), or auto.
+    #[arg(long, env = "EARSHOT_LANGUAGE", default_value = "auto")]
+    pub language: String,
+    /// Translate into English.
+    #[arg(long)]
+    pub translate: bool,
+    /// Initial prompt: names and shop vocabulary that help recognition.
+    #[arg(long, env = "EARSHOT_PROMPT")]
+    pub prompt: Option<String>,
+    /// Beam width (1 = greedy).
+    #[arg(long, env = "EARSHOT_BEAM_SIZE", default_value_t = 5)]
+    pub beam_size: u32,
+    /// Candidates sampled at temperature > 0 in greedy mode.
+    #[arg(long, default_value_t = 5)]
+    pub best_of: u32,
+    /// Sampling temperature; raised by 0.2 on failure up to 1.0 unless --no-fallback.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Disable temperature fallback.
+    #[arg(long)]
+    pub no_fallback: bool,
+    /// Add per-word timestamps (verbose_json).
+    #[arg(long)]
+    pub word_timestamps: bool,
+    /// CPU threads per file (default: cores divided among --jobs).
+    #[arg(long, env = "EARSHOT_THREADS")]
+    pub threads: Option<usize>,
+    /// Largest accepted file in bytes.
+    #[arg(long, env = "EARSHOT_MAX_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_bytes: u64,
+    /// Longest accepted audio in seconds.
+    #[arg(long, env = "EARSHOT_MAX_DURATION", default_value_t = 3.0 * 3600.0)]
+    pub max_duration: f64,
+}
+
+impl DecodeArgs {
+    pub fn options(&self, threads: usize) -> Options {
+        Options {
+            language: Some(self.language.clone()).filter(|l| l != "auto"),
+            translate: self.translate,
+            prompt: self.prompt.clone(),
+            beam_size: Some(self.beam_size),
+            best_of: self.best_of,
+            temperature: self.temperature,
+            temperature_increment: if self.no_fallback { 0.0 } else { 0.2 },
+            threads: self.threads.unwrap_or(threads),
+            word_timestamps: self.word_timestamps,
+            ..Options::default()
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_bytes: self.max_bytes,
+            max_duration_s: self.max_duration,
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TranscribeArgs {
+    /// Audio files or folders.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format; repeat for several (txt, json, verbose_json, srt, vtt).
+    #[arg(long, short = 'f', default_value = "txt", value_parser = clap::value_parser!(Format))]
+    pub format: Vec<Format>,
+    /// Write DIR/<relative path>/<stem>.<ext> per format instead of printing.
+    #[arg(long, short = 'o')]
+    pub output_dir: Option<PathBuf>,
+    /// Files transcribed in parallel (sharing one loaded model).
+    #[arg(long, short = 'j', env = "EARSHOT_JOBS", default_value_t = 1)]
+    pub jobs: usize,
+    /// Skip files whose outputs already exist in --output-dir (resume a batch).
+    #[arg(long, requires = "output_dir")]
+    pub skip_existing: bool,
+    /// No progress bar and no summary.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+}
+
+impl clap::builder::ValueParserFactory for Format {
+    type Parser = clap::builder::ValueParser;
+    fn value_parser() -> Self::Parser {
+        clap::builder::ValueParser::new(|s: &str| s.parse::<Format>())
+    }
+}
+
+/// Parse arguments and run; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format, "warn");
+    match cli.command {
+        Command::Transcribe(args) => transcribe(args),
+    }
+}
+
+/// One input file, with the path its outputs mirror.
+#[derive(Debug, Clone)]
+struct Input {
+    path: PathBuf,
+    relative: PathBuf,
+}
+
+fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if meta.is_dir() {
+            let walker = walkdir::WalkDir::new(p)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| {
+                    e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
+                });
+            for entry in walker {
+                let entry = entry.map_err(|e| format!("{}: {e}", p.display()))?;
+                if entry.file_type().is_file() {
+                    let relative = entry
+                        .path()
+                        .strip_prefix(p)
+                        .unwrap_or(entry.path())
+                        .to_path_buf();
+                    out.push(Input {
+                        path: entry.path().to_path_buf(),
+                        relative,
+                    });
+                }
+            }
+        } else {
+            let name = p
+                .file_name()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| p.clone());
+            out.push(Input {
+                path: p.clone(),
+                relative: name,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn output_path(dir: &Path, input: &Input, format: Format) -> PathBuf {
+    let stem = input
+        .relative
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "audio".into());
+    let parent = input.relative.parent().unwrap_or(Path::new(""));
+    dir.join(parent)
+        .join(format!("{stem}.{}", format.extension()))
+}
+
+/// Write a file atomically (temp file + rename) so an interrupted batch leaves no half file.
+fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(&tmp, path)
+}
+
+struct Done {
+    index: usize,
+    result: Result<crate::Outcome, String>,
+    skipped: bool,
+}
+
+fn transcribe(mut args: TranscribeArgs) -> i32 {
+    args.format.dedup();
+    let inputs = match collect_inputs(&args.paths) {
+        Ok(i) if i.is_empty() => {
+            eprintln!(
+                "error: no files found in {}",
+                args.paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return 2;
+        }
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let model_path = crate::models::resolve(&args.model.model, &args.model.models_dir);
+    if !model_path.is_file() {
+        eprintln!(
+            "error: {}",
+            crate::models::missing_hint(&args.model.model, &model_path)
+        );
+        return 2;
+    }
+    let engine = match Engine::load(&model_path) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let jobs = args.jobs.clamp(1, inputs.len());
+    let threads = (crate::engine::default_threads() / jobs).max(1);
+    let opts = Arc::new(args.decode.options(threads));
+    let limits = args.decode.limits();
+    let task = if args.decode.translate {
+        "translate"
+    } else {
+        "transcribe"
+    };
+    let single = inputs.len() == 1;
+    let show_progress = !args.quiet && std::io::stderr().is_terminal() && !single;
+
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let inputs = Arc::new(inputs);
+    let (tx, rx) = mpsc::channel::<Done>();
+    let mut workers = Vec::new();
+    for _ in 0..jobs {
+        let (next, inputs, tx, engine, opts) = (
+            next.clone(),
+            inputs.clone(),
+            tx.clone(),
+            engine.clone(),
+            opts.clone(),
+        );
+        let (out_dir, formats, skip_existing) = (
+            args.output_dir.clone(),
+            args.format.clone(),
+            args.skip_existing,
+        );
+        workers.push(std::thread::spawn(move || loop {
+            let index = next.fetch_add(1, Ordering::SeqCst);
+            let Some(input) = inputs.get(index) else {
+                break;
+            };
+            if skip_existing {
+                if let Some(dir) = &out_dir {
+                    if formats.iter().all(|f| output_path(dir, input, *f).exists()) {
+                        let _ = tx.send(Done {
+                            index,
+                            result: Err(String::new()),
+                            skipped: true,
+                        });
+                        continue;
+                    }
+                }
+            }
+            let span = tracing::info_span!("file", path = %input.path.display());
+            let _g = span.enter();
+            let result = std::fs::read(&input.path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    crate::transcribe_bytes(&engine, &bytes, &limits, &opts)
+                        .map_err(|e| e.to_string())
+                });
+            if tx
+                .send(Done {
+                    index,
+                    result,
+                    skipped: false,
+                })
+                .is_err()
+            {
+                break;
+            }
+        }));
+    }
+    drop(tx);
+
+    let bar = show_progress.then(|| {
+        let b = indicatif::ProgressBar::new(inputs.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} files · {msg} · ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+
+    // Print in input order: hold results that finish early.
+    let mut pending: Vec<Option<Done>> = (0..inputs.len()).map(|_| None).collect();
+    let mut printed = 0usize;
+    let (mut ok, mut failed, mut skipped) = (0usize, 0usize, 0usize);
+    let mut audio_s = 0.0f64;
+    let stdout = std::io::stdout();
+    for done in rx {
+        let i = done.index;
+        pending[i] = Some(done);
+        while printed < pending.len() {
+            let Some(done) = pending[printed].take() else {
+                break;
+            };
+            let input = &inputs[printed];
+            printed += 1;
+            if done.skipped {
+                skipped += 1;
+                continue;
+            }
+            match done.result {
+                Ok(outcome) => {
+                    ok += 1;
+                    audio_s += outcome.transcript.duration;
+                    for w in &outcome.warnings {
+                        eprintln!("warning: {}: {}", input.path.display(), w.message);
+                    }
+                    if let Err(e) = emit(&args, input, &outcome, task, single, &mut stdout.lock()) {
+                        eprintln!(
+                            "error: {}: could not write output: {e}",
+                            input.path.display()
+                        );
+                        ok -= 1;
+                        failed += 1;
+                    }
+                }
+                Err(reason) => {
+                    failed += 1;
+                    let msg = format!("error: {}: {reason}", input.path.display());
+                    match &bar {
+                        Some(b) => b.println(msg),
+                        None => eprintln!("{msg}"),
+                    }
+                }
+            }
+            if let Some(b) = &bar {
+                b.set_message(format!("{} of audio", human_duration(audio_s)));
+                b.inc(1);
+            }
+        }
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let wall = started.elapsed().as_secs_f64();
+    if !args.quiet {
+        let speed = if wall > 0.0 { audio_s / wall } else { 0.0 };
+        let skipped_note = if skipped > 0 {
+            format!(", {skipped} skipped")
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "{ok} ok, {failed} failed{skipped_note} · {} of audio in {} ({speed:.1}× real time)",
+            human_duration(audio_s),
+            human_duration(wall)
+        );
+    }
+    i32::from(failed > 0)
+}
+
+fn emit(
+    args: &TranscribeArgs,
+    input: &Input,
+    outcome: &crate::Outcome,
+    task: &str,
+    single: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let t = &outcome.transcript;
+    if let Some(dir) = &args.output_dir {
+        for f in &args.format {
+            write_atomic(&output_path(dir, input, *f), &output::render(t, *f, task))?;
+        }
+        return Ok(());
+    }
+    for f in &args.format {
+        if single {
+            let s = output::render(t, *f, task);
+            out.write_all(s.as_bytes())?;
+            if f.is_json() {
+                out.write_all(b"\n")?;
+            }
+        } else if let Some(mut v) = output::to_json(t, *f, task) {
+            v["file"] = serde_json::Value::String(input.path.display().to_string());
+            writeln!(out, "{v}")?;
+        } else {
+            writeln!(out, "==> {} <==", input.path.display())?;
+            out.write_all(output::render(t, *f, task).as_bytes())?;
+        }
+    }
+    out.flush()
+}
+
+/// `8m12s`, `41s`, `1h02m`.
+pub fn human_duration(s: f64) -> String {
+    let d = Duration::from_secs_f64(s.max(0.0));
+    let secs = d.as_secs();
+    if secs >= 3600 {
+        format!("{}h{:02}m", secs / 3600, secs / 60 % 60)
+    } else if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else if s >= 10.0 {
+        format!("{secs}s")
+    } else {
+        format!("{s:.1}s")
+    }
+}

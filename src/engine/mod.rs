@@ -1,0 +1,405 @@
+//! The engine: 16 kHz mono samples in, a [`Transcript`] out, through whisper.cpp.
+//!
+//! One [`Engine`] loads a GGML model once per process. Every transcription borrows its own
+//! `WhisperState` from a small pool (states are reused, never shared), so any number of
+//! threads can call [`Engine::transcribe`] at once. Calls block: async callers run them on a
+//! blocking pool. This module also owns the decoding options, the silence gate that keeps
+//! Whisper from hallucinating on empty audio, and the result's shape.
+
+mod vad;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
+
+use crate::audio::WHISPER_RATE;
+
+/// Errors from loading a model or running it.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("model file not found: {path}")]
+    ModelMissing { path: PathBuf },
+    #[error("could not load model {path}: {reason}")]
+    ModelLoad { path: PathBuf, reason: String },
+    #[error(
+        "unknown language {0:?} (use an ISO 639-1 code such as \"ru\" or \"en\", or \"auto\")"
+    )]
+    UnknownLanguage(String),
+    #[error("this model is English-only and cannot {0}")]
+    EnglishOnly(&'static str),
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+impl EngineError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::ModelMissing { .. } => "model_not_found",
+            EngineError::ModelLoad { .. } => "model_load_failed",
+            EngineError::UnknownLanguage(_) => "invalid_language",
+            EngineError::EnglishOnly(_) => "invalid_language",
+            EngineError::Inference(_) => "inference_failed",
+        }
+    }
+}
+
+/// Decoding options. Defaults follow OpenAI Whisper's `transcribe()` defaults (beam 5 as its
+/// CLI, temperature 0 with +0.2 fallback, thresholds 2.4 / -1.0 / 0.6).
+#[derive(Debug, Clone, Serialize)]
+pub struct Options {
+    /// ISO 639-1 code, or `None` to detect.
+    pub language: Option<String>,
+    /// Translate to English instead of transcribing.
+    pub translate: bool,
+    /// Initial prompt (shop vocabulary, names).
+    pub prompt: Option<String>,
+    /// Beam width; `None` or 1 means greedy decoding with `best_of` candidates at T > 0.
+    pub beam_size: Option<u32>,
+    pub best_of: u32,
+    pub temperature: f32,
+    /// Step for temperature fallback; 0 disables the fallback.
+    pub temperature_increment: f32,
+    pub compression_ratio_threshold: f32,
+    pub logprob_threshold: f32,
+    pub no_speech_threshold: f32,
+    /// CPU threads for this transcription.
+    pub threads: usize,
+    pub word_timestamps: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            language: None,
+            translate: false,
+            prompt: None,
+            beam_size: Some(5),
+            best_of: 5,
+            temperature: 0.0,
+            temperature_increment: 0.2,
+            compression_ratio_threshold: 2.4,
+            logprob_threshold: -1.0,
+            no_speech_threshold: 0.6,
+            threads: default_threads(),
+            word_timestamps: false,
+        }
+    }
+}
+
+/// Threads for one job when it runs alone: all cores, at most 8 (more does not help Whisper).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8)
+}
+
+/// One segment, in OpenAI's `verbose_json` shape (times in seconds).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Segment {
+    pub id: usize,
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+    pub tokens: Vec<i32>,
+    pub temperature: f32,
+    pub avg_logprob: f32,
+    pub compression_ratio: f32,
+    pub no_speech_prob: f32,
+}
+
+/// One word with its times (seconds), when word timestamps were asked for.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Word {
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+    pub probability: f32,
+}
+
+/// The result of a transcription.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Transcript {
+    pub text: String,
+    pub language: String,
+    /// Probability of the detected language (`None` when the language was given).
+    pub language_probability: Option<f32>,
+    /// Audio duration, seconds.
+    pub duration: f64,
+    pub segments: Vec<Segment>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub words: Option<Vec<Word>>,
+}
+
+/// A loaded model plus a pool of inference states.
+pub struct Engine {
+    ctx: WhisperContext,
+    path: PathBuf,
+    states: Mutex<Vec<WhisperState>>,
+}
+
+/// Shortest input whisper.cpp accepts is 100 ms; shorter clips are padded with silence.
+const MIN_SAMPLES: usize = WHISPER_RATE as usize / 10 + 160;
+
+impl Engine {
+    /// Load a GGML model file.
+    pub fn load(path: &Path) -> Result<Engine, EngineError> {
+        if !path.is_file() {
+            return Err(EngineError::ModelMissing {
+                path: path.to_path_buf(),
+            });
+        }
+        whisper_rs::install_logging_hooks();
+        let mut params = WhisperContextParameters::default();
+        params.use_gpu(cfg!(feature = "cuda"));
+        let p = path.to_str().ok_or_else(|| EngineError::ModelLoad {
+            path: path.to_path_buf(),
+            reason: "the path is not valid UTF-8".into(),
+        })?;
+        let ctx =
+            WhisperContext::new_with_params(p, params).map_err(|e| EngineError::ModelLoad {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "{e} (is it a whisper.cpp GGML file? scripts/fetch-model.sh makes one)"
+                ),
+            })?;
+        Ok(Engine {
+            ctx,
+            path: path.to_path_buf(),
+            states: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The model file this engine runs.
+    pub fn model_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the model knows languages other than English.
+    pub fn is_multilingual(&self) -> bool {
+        self.ctx.is_multilingual()
+    }
+
+    fn take_state(&self) -> Result<WhisperState, EngineError> {
+        if let Some(s) = self.states.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(s);
+        }
+        self.ctx
+            .create_state()
+            .map_err(|e| EngineError::Inference(format!("could not create a state: {e}")))
+    }
+
+    fn give_state(&self, s: WhisperState) {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(s);
+    }
+
+    /// Transcribe 16 kHz mono samples. Blocks for the length of the inference.
+    pub fn transcribe(&self, samples: &[f32], opts: &Options) -> Result<Transcript, EngineError> {
+        let duration = samples.len() as f64 / WHISPER_RATE as f64;
+        let threads = opts.threads.max(1);
+        let multilingual = self.is_multilingual();
+        let requested = opts
+            .language
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .filter(|l| l != "auto");
+        if let Some(l) = &requested {
+            if whisper_rs::get_lang_id(l).is_none() {
+                return Err(EngineError::UnknownLanguage(l.clone()));
+            }
+            if !multilingual && l != "en" {
+                return Err(EngineError::EnglishOnly(
+                    "transcribe languages other than English",
+                ));
+            }
+        }
+        if !multilingual && opts.translate {
+            return Err(EngineError::EnglishOnly("translate"));
+        }
+        let empty = |language: String| Transcript {
+            text: String::new(),
+            language,
+            language_probability: None,
+            duration,
+            segments: vec![],
+            words: opts.word_timestamps.then(Vec::new),
+        };
+        if !vad::has_speech(samples) {
+            let lang = requested.clone().unwrap_or_else(|| {
+                if multilingual {
+                    "unknown".into()
+                } else {
+                    "en".into()
+                }
+            });
+            return Ok(empty(lang));
+        }
+        let padded;
+        let samples = if samples.len() < MIN_SAMPLES {
+            padded = [samples, &vec![0.0; MIN_SAMPLES - samples.len()]].concat();
+            &padded[..]
+        } else {
+            samples
+        };
+
+        let mut state = self.take_state()?;
+        let result = self.run(&mut state, samples, opts, requested, threads, duration);
+        // A state is reusable after an error too (whisper_full resets it on the next call).
+        self.give_state(state);
+        result
+    }
+
+    fn run(
+        &self,
+        state: &mut WhisperState,
+        samples: &[f32],
+        opts: &Options,
+        requested: Option<String>,
+        threads: usize,
+        duration: f64,
+    ) -> Result<Transcript, EngineError> {
+        let inf = |e: whisper_rs::WhisperError| EngineError::Inference(e.to_string());
+        let (language, language_probability) = match requested {
+            Some(l) => (l, None),
+            None if !self.is_multilingual() => ("en".to_string(), None),
+            None => {
+                state.pcm_to_mel(samples, threads).map_err(inf)?;
+                let (id, probs) = state.lang_detect(0, threads).map_err(inf)?;
+                let lang = whisper_rs::get_lang_str(id).unwrap_or("en").to_string();
+                (lang, probs.get(id as usize).copied())
+            }
+        };
+
+        let strategy = match opts.beam_size {
+            Some(b) if b > 1 => SamplingStrategy::BeamSearch {
+                beam_size: b as i32,
+                patience: -1.0,
+            },
+            _ => SamplingStrategy::Greedy {
+                best_of: opts.best_of.max(1) as i32,
+            },
+        };
+        let mut p = FullParams::new(strategy);
+        p.set_n_threads(threads as i32);
+        p.set_language(Some(&language));
+        p.set_translate(opts.translate);
+        if let Some(prompt) = opts.prompt.as_deref().filter(|s| !s.trim().is_empty()) {
+            p.set_initial_prompt(prompt);
+        }
+        p.set_temperature(opts.temperature);
+        p.set_temperature_inc(opts.temperature_increment);
+        // whisper.cpp's entropy threshold plays the role of OpenAI's compression-ratio check.
+        p.set_entropy_thold(opts.compression_ratio_threshold);
+        p.set_logprob_thold(opts.logprob_threshold);
+        p.set_no_speech_thold(opts.no_speech_threshold);
+        p.set_token_timestamps(opts.word_timestamps);
+        p.set_print_progress(false);
+        p.set_print_realtime(false);
+        p.set_print_special(false);
+        p.set_print_timestamps(false);
+        p.set_suppress_blank(true);
+        state.full(p, samples).map_err(inf)?;
+
+        let eot = self.ctx.token_eot();
+        let mut segments = Vec::new();
+        let mut words: Vec<Word> = Vec::new();
+        for seg in state.as_iter() {
+            let mut text_bytes = Vec::new();
+            let mut tokens = Vec::new();
+            let mut logprob_sum = 0.0f32;
+            for i in 0..seg.n_tokens() {
+                let Some(tok) = seg.get_token(i) else {
+                    continue;
+                };
+                let data = tok.token_data();
+                if data.id >= eot {
+                    continue; // special and timestamp tokens
+                }
+                let bytes = tok.to_bytes().unwrap_or(&[]);
+                tokens.push(data.id);
+                logprob_sum += data.plog;
+                text_bytes.extend_from_slice(bytes);
+                if opts.word_timestamps {
+                    let starts_word = bytes.first() == Some(&b' ') || words.is_empty();
+                    let (t0, t1) = (data.t0.max(0) as f64 / 100.0, data.t1.max(0) as f64 / 100.0);
+                    match words.last_mut() {
+                        Some(w) if !starts_word => {
+                            w.word = String::from_utf8_lossy(&[w.word.as_bytes(), bytes].concat())
+                                .into_owned();
+                            w.end = t1.max(w.end);
+                            w.probability = w.probability.min(data.p);
+                        }
+                        _ => words.push(Word {
+                            word: String::from_utf8_lossy(bytes).into_owned(),
+                            start: t0,
+                            end: t1,
+                            probability: data.p,
+                        }),
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&text_bytes).trim().to_string();
+            let avg_logprob = if tokens.is_empty() {
+                0.0
+            } else {
+                logprob_sum / tokens.len() as f32
+            };
+            let no_speech_prob = seg.no_speech_probability();
+            // OpenAI's rule: a segment that is probably silence and poorly predicted is dropped.
+            if text.is_empty()
+                || (no_speech_prob > opts.no_speech_threshold
+                    && avg_logprob < opts.logprob_threshold)
+            {
+                continue;
+            }
+            segments.push(Segment {
+                id: segments.len(),
+                start: seg.start_timestamp().max(0) as f64 / 100.0,
+                end: (seg.end_timestamp().max(0) as f64 / 100.0).min(duration.max(0.01)),
+                compression_ratio: compression_ratio(&text),
+                text,
+                tokens,
+                temperature: opts.temperature,
+                avg_logprob,
+                no_speech_prob,
+            });
+        }
+        for w in &mut words {
+            w.word = w.word.trim().to_string();
+        }
+        words.retain(|w| !w.word.is_empty());
+        let text = segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Transcript {
+            text,
+            language,
+            language_probability,
+            duration,
+            segments,
+            words: opts.word_timestamps.then_some(words),
+        })
+    }
+}
+
+/// OpenAI's compression ratio: text bytes over zlib-compressed bytes.
+fn compression_ratio(text: &str) -> f32 {
+    use std::io::Write;
+    if text.is_empty() {
+        return 0.0;
+    }
+    let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = enc.write_all(text.as_bytes());
+    let compressed = enc.finish().map(|v| v.len()).unwrap_or(text.len());
+    text.len() as f32 / compressed.max(1) as f32
+}

@@ -1,0 +1,60 @@
+//! earshot: self-hosted speech-to-text for voice messages.
+//!
+//! Data flows one way: bytes → [`audio::decode`] (16 kHz mono samples) →
+//! [`engine::Engine::transcribe`] → [`engine::Transcript`] → [`output::render`]. The CLI
+//! ([`cli`]) is a thin shell over [`transcribe_bytes`]; so is every other front end.
+
+pub mod audio;
+pub mod cli;
+pub mod engine;
+pub mod models;
+pub mod output;
+pub mod telemetry;
+
+use audio::{DecodeError, Limits, Warning};
+use engine::{Engine, EngineError, Options, Transcript};
+
+/// Why one input produced no transcript.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl Error {
+    /// Stable machine-readable code (`not_audio`, `corrupt`, `inference_failed`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Decode(e) => e.code(),
+            Error::Engine(e) => e.code(),
+        }
+    }
+}
+
+/// A transcript plus what the decoder noticed on the way.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub transcript: Transcript,
+    pub warnings: Vec<Warning>,
+    pub container: String,
+    pub codec: String,
+}
+
+/// Decode `bytes` (any supported format, judged by content) and transcribe them.
+pub fn transcribe_bytes(
+    engine: &Engine,
+    bytes: &[u8],
+    limits: &Limits,
+    opts: &Options,
+) -> Result<Outcome, Error> {
+    let audio = audio::decode(bytes, limits)?;
+    let transcript = engine.transcribe(&audio.samples, opts)?;
+    Ok(Outcome {
+        transcript,
+        warnings: audio.warnings,
+        container: audio.container,
+        codec: audio.codec,
+    })
+}

@@ -1,0 +1,198 @@
+//! The `earshot transcribe` binary, run as a user runs it.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+fn earshot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_earshot"))
+        .current_dir(root())
+        .env_remove("EARSHOT_MODEL")
+        .args(args)
+        .output()
+        .expect("earshot runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn whole_fixture_folder_reports_each_broken_file_and_exits_1() {
+    model("tiny.en");
+    let out = earshot(&[
+        "transcribe",
+        "--model",
+        "tiny.en",
+        "--jobs",
+        "2",
+        "--beam-size",
+        "1",
+        "tests/fixtures",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for (file, reason) in [
+        ("broken/empty.ogg", "empty file"),
+        ("broken/random.bin", "not audio"),
+        (
+            "broken/cdn_error.ogg",
+            "not audio (looks like an HTML page)",
+        ),
+        (
+            "broken/error.json.oga",
+            "not audio (looks like a JSON document)",
+        ),
+        ("broken/amr_voice.amr", "unsupported codec: AMR-NB"),
+        ("broken/ogg_header_then_garbage.ogg", "corrupt audio"),
+        ("broken/mp4_header_then_garbage.m4a", "corrupt audio"),
+    ] {
+        let line = format!("error: tests/fixtures/{file}: {reason}");
+        assert!(stderr.contains(&line), "missing {line:?} in\n{stderr}");
+    }
+    assert!(
+        stderr.contains(
+            "warning: tests/fixtures/broken/telegram_ru_truncated.oga: the file is incomplete"
+        ),
+        "{stderr}"
+    );
+    // Valid files print under headers, in input order, with the right text.
+    let jfk = stdout
+        .split("==> tests/fixtures/telegram_jfk.oga <==\n")
+        .nth(1)
+        .expect(&stdout);
+    assert!(
+        normalize(jfk.lines().next().unwrap()).contains("ask not what your country can do for you"),
+        "{stdout}"
+    );
+    let a = stdout.find("chrome_jfk.webm").unwrap();
+    let b = stdout.find("goforward.flac").unwrap();
+    assert!(a < b, "outputs are in input order");
+    let summary = stderr.lines().last().unwrap();
+    assert!(summary.starts_with("17 ok, 7 failed · "), "{summary}");
+    assert!(summary.contains("× real time"), "{summary}");
+}
+
+#[test]
+fn one_file_prints_just_its_transcript() {
+    model("tiny.en");
+    let out = earshot(&[
+        "transcribe",
+        "--model",
+        "tiny.en",
+        "-q",
+        "tests/fixtures/goforward.flac",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(normalize(&text(&out.stdout)), "go forward 10 meters");
+    assert_eq!(text(&out.stderr), "", "--quiet prints nothing else");
+}
+
+#[test]
+fn json_lines_for_several_files() {
+    model("tiny.en");
+    let out = earshot(&[
+        "transcribe",
+        "--model",
+        "tiny.en",
+        "-f",
+        "verbose_json",
+        "tests/fixtures/goforward.mp3",
+        "tests/fixtures/goforward_8k_mulaw.wav",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["file"], "tests/fixtures/goforward.mp3");
+    assert_eq!(lines[1]["language"], "english");
+    assert!(lines[1]["segments"][0]["end"].as_f64().unwrap() > 1.0);
+}
+
+#[test]
+fn output_dir_mirrors_folders_and_resumes() {
+    model("tiny.en");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("inbox/2026-11");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(fixture("goforward.mp3"), src.join("note.mp3")).unwrap();
+    std::fs::copy(fixture("broken/cdn_error.ogg"), src.join("bad.ogg")).unwrap();
+    let out_dir = dir.path().join("out");
+    let inbox = dir.path().join("inbox");
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "transcribe",
+            "--model",
+            "tiny.en",
+            "-f",
+            "txt",
+            "-f",
+            "srt",
+            "-f",
+            "vtt",
+            "-f",
+            "json",
+            "-o",
+        ];
+        a.push(out_dir.to_str().unwrap());
+        a.push(inbox.to_str().unwrap());
+        a.extend_from_slice(extra);
+        earshot(&a)
+    };
+    let first = args(&[]);
+    assert_eq!(first.status.code(), Some(1), "bad.ogg fails");
+    let base = out_dir.join("2026-11/note");
+    let srt = std::fs::read_to_string(base.with_extension("srt")).unwrap();
+    assert!(srt.starts_with("1\n00:00:0"), "{srt}");
+    assert!(std::fs::read_to_string(base.with_extension("vtt"))
+        .unwrap()
+        .starts_with("WEBVTT\n\n"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        normalize(json["text"].as_str().unwrap()),
+        "go forward 10 meters"
+    );
+    assert!(!out_dir.join("2026-11/bad.txt").exists());
+
+    let again = args(&["--skip-existing"]);
+    let summary = text(&again.stderr);
+    assert!(summary.contains("0 ok, 1 failed, 1 skipped"), "{summary}");
+}
+
+#[test]
+fn missing_model_says_how_to_fetch_it() {
+    let out = earshot(&[
+        "transcribe",
+        "--model",
+        "medium",
+        "--models-dir",
+        "/nonexistent",
+        "tests/fixtures/goforward.mp3",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("scripts/fetch-model.sh medium --models-dir /nonexistent"),
+        "{err}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(earshot(&["transcribe"]).status.code(), Some(2));
+    assert_eq!(
+        earshot(&["transcribe", "-f", "docx", "x.ogg"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = earshot(&["transcribe", "--model", "tiny.en", "no/such/file.ogg"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no/such/file.ogg"));
+}

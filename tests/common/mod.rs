@@ -1,0 +1,142 @@
+//! Helpers shared by the integration tests: fixtures, the real models, ffmpeg as the
+//! reference decoder, and the evaluation set's text normalization and error rates.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+pub fn read_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// A real model fetched by scripts/fetch-model.sh (CI fetches them before the tests).
+pub fn model(name: &str) -> PathBuf {
+    let p = root().join("models").join(format!("ggml-{name}.bin"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/fetch-model.sh {name}",
+        p.display()
+    );
+    p
+}
+
+/// ffmpeg's decode of a file to 16 kHz mono f32 (libopus for Opus, as the reference).
+pub fn ffmpeg_decode(path: &Path) -> Vec<f32> {
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed (apt-get install ffmpeg)");
+    let codec = String::from_utf8_lossy(&probe.stdout).trim().to_string();
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-v", "error"]);
+    if codec == "opus" {
+        cmd.args(["-c:a", "libopus"]);
+    }
+    let out = cmd
+        .arg("-i")
+        .arg(path)
+        .args(["-ac", "1", "-ar", "16000", "-f", "f32le", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Pearson correlation of two signals over their common length, `b` shifted by `lag`.
+pub fn correlation(a: &[f32], b: &[f32], lag: isize) -> f64 {
+    let pairs: Vec<(f64, f64)> = (0..a.len())
+        .filter_map(|i| {
+            let j = i as isize + lag;
+            (j >= 0 && (j as usize) < b.len()).then(|| (a[i] as f64, b[j as usize] as f64))
+        })
+        .collect();
+    let n = pairs.len() as f64;
+    let (ma, mb) = (
+        pairs.iter().map(|p| p.0).sum::<f64>() / n,
+        pairs.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in &pairs {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma) * (x - ma);
+        sbb += (y - mb) * (y - mb);
+    }
+    sab / (saa.sqrt() * sbb.sqrt()).max(1e-12)
+}
+
+/// The lag (in samples, within ±max) where `b` best matches `a`.
+pub fn best_lag(a: &[f32], b: &[f32], max: isize) -> isize {
+    (-max..=max)
+        .max_by(|x, y| correlation(a, b, *x).total_cmp(&correlation(a, b, *y)))
+        .unwrap()
+}
+
+/// The evaluation set's normalization: lowercase, punctuation to spaces, apostrophes
+/// removed, ё→е, whitespace collapsed.
+pub fn normalize(s: &str) -> String {
+    let s: String = s
+        .to_lowercase()
+        .replace('ё', "е")
+        .chars()
+        .filter(|c| *c != '\'' && *c != '’')
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect();
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, y) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(x != y))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Character error rate, spaces ignored, after normalization.
+pub fn cer(hyp: &str, reference: &str) -> f64 {
+    let h: Vec<char> = normalize(hyp).chars().filter(|c| *c != ' ').collect();
+    let r: Vec<char> = normalize(reference).chars().filter(|c| *c != ' ').collect();
+    edit_distance(&h, &r) as f64 / r.len().max(1) as f64
+}
+
+/// Word error rate after normalization.
+pub fn wer(hyp: &str, reference: &str) -> f64 {
+    let h = normalize(hyp);
+    let r = normalize(reference);
+    let (h, r): (Vec<&str>, Vec<&str>) = (h.split(' ').collect(), r.split(' ').collect());
+    edit_distance(&h, &r) as f64 / r.len().max(1) as f64
+}
