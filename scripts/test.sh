@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup-debian.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-for m in tiny.en base; do scripts/fetch-model.sh "$m"; done
+for m in tiny.en base tiny.en-q8_0 base-q8_0 base-q5_0; do scripts/fetch-model.sh "$m"; done
 # numpy for the converter's unit tests (the model script installs its own copy when needed)
 python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check numpy \
   || python3 -m pip install -q --break-system-packages numpy
