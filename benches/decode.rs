@@ -13,7 +13,10 @@ fn main() {
         eprintln!("set EARSHOT_BENCH_FILES (scripts/bench-decode.sh does)");
         return;
     }
-    let rounds: usize = std::env::var("EARSHOT_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::var("EARSHOT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     for path in files.split_whitespace() {
         let bytes = std::fs::read(path).expect("bench input");
         let mut best = f64::MAX;

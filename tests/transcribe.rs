@@ -204,7 +204,14 @@ fn concurrent_transcriptions_share_one_model() {
 fn quantized_models_transcribe_jfk() {
     for name in ["tiny.en-q8_0", "base-q8_0", "base-q5_0"] {
         let e = Engine::load(&model(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let t = transcribe_bytes(&e, &read_fixture("telegram_jfk.oga"), &Limits::default(), &greedy()).unwrap().transcript;
+        let t = transcribe_bytes(
+            &e,
+            &read_fixture("telegram_jfk.oga"),
+            &Limits::default(),
+            &greedy(),
+        )
+        .unwrap()
+        .transcript;
         assert_eq!(normalize(&t.text), normalize(JFK), "{name}");
     }
 }
