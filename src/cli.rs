@@ -43,6 +43,8 @@ pub struct Cli {
 pub enum Command {
     /// Transcribe audio files and folders (recursively).
     Transcribe(TranscribeArgs),
+    /// Run the HTTP service (OpenAI-compatible API and durable jobs).
+    Serve(crate::config::ServeConfig),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -152,9 +154,28 @@ impl clap::builder::ValueParserFactory for Format {
 /// Parse arguments and run; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format, "warn");
     match cli.command {
-        Command::Transcribe(args) => transcribe(args),
+        Command::Transcribe(args) => {
+            telemetry::init(cli.log_format, "warn");
+            transcribe(args)
+        }
+        Command::Serve(cfg) => {
+            telemetry::init(cli.log_format, "info");
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: could not start the async runtime: {e}");
+                    return 1;
+                }
+            };
+            match rt.block_on(crate::server::run(cfg)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
     }
 }
 

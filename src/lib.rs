@@ -2,13 +2,20 @@
 //!
 //! Data flows one way: bytes → [`audio::decode`] (16 kHz mono samples) →
 //! [`engine::Engine::transcribe`] → [`engine::Transcript`] → [`output::render`]. The CLI
-//! ([`cli`]) is a thin shell over [`transcribe_bytes`]; so is every other front end.
+//! ([`cli`]) and the HTTP service ([`server`], [`http`], with [`storage`] and [`jobs`]) are
+//! thin shells over [`transcribe_bytes`].
 
 pub mod audio;
 pub mod cli;
+pub mod config;
 pub mod engine;
+pub mod http;
+pub mod jobs;
 pub mod models;
 pub mod output;
+pub mod server;
+pub mod shutdown;
+pub mod storage;
 pub mod telemetry;
 
 use audio::{DecodeError, Limits, Warning};

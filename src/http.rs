@@ -1,0 +1,999 @@
+//! `earshot serve`: the HTTP shell over storage, the job queue and the engine.
+//!
+//! Routes: OpenAI's `/v1/audio/transcriptions` and `/translations` (synchronous, but every
+//! request is also a durable job), `/v1/jobs` (queued jobs), `/v1/models`, `/healthz`,
+//! `/readyz`, `/metrics`. Errors use OpenAI's `{"error":{message,type,param,code}}` shape.
+//! Uploads are streamed to disk with a hard size limit; audio is fsynced before any 2xx.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::config::ServeConfig;
+use crate::jobs::Queue;
+use crate::output::{self, Format};
+use crate::storage::{Job, ListFilter, NewJob, PendingBlob, Status};
+
+/// Shared state of the running service.
+pub struct AppState {
+    pub cfg: ServeConfig,
+    pub queue: Arc<Queue>,
+    pub model_name: String,
+    requests: Mutex<HashMap<(String, u16), u64>>,
+}
+
+pub type Shared = Arc<AppState>;
+
+/// An API error in OpenAI's shape.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    code: &'static str,
+    message: String,
+    param: Option<&'static str>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        let kind = match status.as_u16() {
+            401 => "authentication_error",
+            404 | 400 | 413 | 415 | 422 => "invalid_request_error",
+            429 => "rate_limit_error",
+            503 => "service_unavailable",
+            _ => "server_error",
+        };
+        ApiError {
+            status,
+            kind,
+            code,
+            message: message.into(),
+            param: None,
+            retry_after: None,
+        }
+    }
+    fn param(mut self, p: &'static str) -> Self {
+        self.param = Some(p);
+        self
+    }
+    fn retry_after(mut self, s: u64) -> Self {
+        self.retry_after = Some(s);
+        self
+    }
+    fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("internal error: {e}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Build the router.
+pub fn router(state: Shared) -> Router {
+    let limit = state.cfg.max_upload_bytes as usize + 1024 * 1024;
+    let v1 = Router::new()
+        .route("/v1/audio/transcriptions", post(transcriptions))
+        .route("/v1/audio/translations", post(translations))
+        .route("/v1/jobs", post(create_job).get(list_jobs))
+        .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
+        .route("/v1/jobs/{id}/audio", get(get_audio))
+        .route("/v1/jobs/{id}/transcript", get(get_transcript))
+        .route("/v1/jobs/{id}/retry", post(retry_job))
+        .route("/v1/models", get(models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+impl AppState {
+    pub fn new(cfg: ServeConfig, queue: Arc<Queue>, model_name: String) -> Shared {
+        Arc::new(AppState {
+            cfg,
+            queue,
+            model_name,
+            requests: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+async fn count_requests(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let r = next.run(req).await;
+    *s.requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry((route, r.status().as_u16()))
+        .or_default() += 1;
+    r
+}
+
+async fn auth(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    if s.cfg.api_keys.is_empty() {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(k)
+            if s.cfg
+                .api_keys
+                .iter()
+                .any(|key| constant_time_eq(key.as_bytes(), k.trim().as_bytes())) =>
+        {
+            next.run(req).await
+        }
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "missing or invalid API key: send Authorization: Bearer <key>",
+        )
+        .into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuse early, from Content-Length, before reading an oversize body.
+fn check_length(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match len {
+        Some(n) if n > s.cfg.max_upload_bytes + 64 * 1024 => Err(too_large(s)),
+        _ => Ok(()),
+    }
+}
+
+fn too_large(s: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!(
+            "upload is larger than the limit of {} bytes",
+            s.cfg.max_upload_bytes
+        ),
+    )
+}
+
+/// A stored upload plus its form fields.
+struct Upload {
+    blob: PendingBlob,
+    filename: Option<String>,
+    content_type: Option<String>,
+    fields: HashMap<String, String>,
+}
+
+async fn spool(s: &AppState, blob: &mut PendingBlob, chunk: &[u8]) -> ApiResult<()> {
+    if blob.size() + chunk.len() as u64 > s.cfg.max_upload_bytes {
+        return Err(too_large(s));
+    }
+    // Small synchronous writes to a local temp file; the fsync happens once, in commit.
+    blob.write(chunk).map_err(ApiError::internal)
+}
+
+async fn read_multipart(s: &AppState, mut mp: Multipart) -> ApiResult<Upload> {
+    let mut upload: Option<(PendingBlob, Option<String>, Option<String>)> = None;
+    let mut fields = HashMap::new();
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(s)
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_multipart",
+                format!("could not read the multipart body: {e}"),
+            )
+        }
+    };
+    while let Some(mut field) = mp.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or("").to_string();
+        if name == "file" {
+            let mut blob = s.queue.blobs.begin().map_err(ApiError::internal)?;
+            let filename = field.file_name().map(str::to_string);
+            let ct = field.content_type().map(str::to_string);
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                spool(s, &mut blob, &chunk).await?;
+            }
+            upload = Some((blob, filename, ct));
+        } else {
+            let value = field.text().await.map_err(bad)?;
+            let key = name.trim_end_matches("[]").to_string();
+            fields
+                .entry(key)
+                .and_modify(|v: &mut String| {
+                    v.push(',');
+                    v.push_str(&value)
+                })
+                .or_insert(value);
+        }
+    }
+    let (blob, filename, content_type) = upload.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_file",
+            "the multipart field 'file' is required",
+        )
+        .param("file")
+    })?;
+    if blob.size() == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty",
+            "the uploaded file is empty",
+        )
+        .param("file"));
+    }
+    Ok(Upload {
+        blob,
+        filename,
+        content_type,
+        fields,
+    })
+}
+
+/// Validated decoding options (as stored with the job) and the response format.
+fn parse_options(
+    s: &AppState,
+    f: &HashMap<String, String>,
+    translate: bool,
+) -> ApiResult<(Value, Format)> {
+    if let Some(m) = f.get("model") {
+        if m != "whisper-1" && m != &s.model_name {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "model_not_found",
+                format!(
+                    "the model '{m}' does not exist here; use 'whisper-1' or '{}'",
+                    s.model_name
+                ),
+            )
+            .param("model"));
+        }
+    }
+    let format = match f.get("response_format").map(String::as_str) {
+        None | Some("") => Format::Json,
+        Some("text") => Format::Txt,
+        Some(x) => x
+            .parse::<Format>()
+            .ok()
+            .filter(|f| *f != Format::Txt)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_value",
+                    format!(
+                        "response_format must be json, text, srt, verbose_json or vtt, not '{x}'"
+                    ),
+                )
+                .param("response_format")
+            })?,
+    };
+    let mut opts = json!({ "translate": translate });
+    if let Some(l) = f.get("language").filter(|l| !l.is_empty()) {
+        if whisper_rs::get_lang_id(&l.to_ascii_lowercase()).is_none() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_language",
+                format!("unknown language '{l}'; use an ISO 639-1 code"),
+            )
+            .param("language"));
+        }
+        opts["language"] = json!(l.to_ascii_lowercase());
+    }
+    if let Some(p) = f.get("prompt") {
+        opts["prompt"] = json!(p);
+    }
+    if let Some(t) = f.get("temperature").filter(|t| !t.is_empty()) {
+        let t: f64 = t
+            .parse()
+            .ok()
+            .filter(|t: &f64| (0.0..=1.0).contains(t))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_value",
+                    "temperature must be a number between 0 and 1",
+                )
+                .param("temperature")
+            })?;
+        opts["temperature"] = json!(t);
+    }
+    if let Some(g) = f.get("timestamp_granularities") {
+        for part in g.split(',') {
+            match part.trim() {
+                "word" => opts["word_timestamps"] = json!(true),
+                "segment" | "" => {}
+                x => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_value",
+                        format!("timestamp_granularities[] takes word or segment, not '{x}'"),
+                    )
+                    .param("timestamp_granularities[]"))
+                }
+            }
+        }
+    }
+    Ok((opts, format))
+}
+
+/// Durably store an upload and insert its record.
+/// Returns the record, whether it is new, and the hash of the bytes just stored.
+async fn store(
+    s: &Shared,
+    up: Upload,
+    opts: Value,
+    priority: i32,
+    extra: (Option<String>, Option<String>, Option<String>),
+) -> ApiResult<(Job, bool, String)> {
+    let s2 = s.clone();
+    let (external_id, source, idem) = extra;
+    tokio::task::spawn_blocking(move || {
+        let (sha, size) = s2.queue.blobs.commit(up.blob)?;
+        let job = NewJob {
+            sha256: sha.clone(),
+            size,
+            content_type: up.content_type,
+            filename: up.filename,
+            external_id,
+            source,
+            options: opts,
+            priority,
+            idempotency_key: idem,
+        };
+        let (job, created) = s2
+            .queue
+            .db
+            .insert(job)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok::<_, std::io::Error>((job, created, sha))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)
+}
+
+async fn transcriptions(State(s): State<Shared>, headers: HeaderMap, mp: Multipart) -> Response {
+    sync_request(s, headers, mp, false)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn translations(State(s): State<Shared>, headers: HeaderMap, mp: Multipart) -> Response {
+    sync_request(s, headers, mp, true)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn sync_request(
+    s: Shared,
+    headers: HeaderMap,
+    mp: Multipart,
+    translate: bool,
+) -> ApiResult<Response> {
+    check_length(&s, &headers)?;
+    // Back-pressure: when every worker is taken and others already wait, say so now,
+    // before storing anything.
+    let busy = s.queue.stats.busy.load(Ordering::SeqCst);
+    let waiting = s
+        .queue
+        .db
+        .list(&ListFilter {
+            status: Some(Status::Queued),
+            limit: 1000,
+            ..Default::default()
+        })
+        .map_err(ApiError::internal)?;
+    let waiting_sync = waiting.iter().filter(|j| j.priority == 0).count();
+    if busy >= s.queue.workers && waiting_sync >= s.queue.workers {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "all workers are busy; retry shortly or use POST /v1/jobs",
+        )
+        .retry_after(5));
+    }
+    let up = read_multipart(&s, mp).await?;
+    let (opts, format) = parse_options(&s, &up.fields, translate)?;
+    let mut finished = s.queue.finished.subscribe();
+    let (job, _, _) = store(&s, up, opts, 0, (None, Some("openai".into()), None)).await?;
+    s.queue.notify();
+    tracing::info!(id = %job.id, size = job.size, "synchronous transcription accepted");
+    // The job runs to the end even if this client goes away; it stays retrievable by id.
+    loop {
+        let job_now = s.queue.db.get(&job.id).map_err(ApiError::internal)?;
+        if let Some(j) = job_now.filter(|j| matches!(j.status, Status::Done | Status::Failed)) {
+            let mut r = match j.status {
+                Status::Done => render_transcript(&j, format)?,
+                _ => job_error(&j).into_response(),
+            };
+            r.headers_mut().insert(
+                "x-earshot-job-id",
+                HeaderValue::from_str(&j.id).map_err(ApiError::internal)?,
+            );
+            return Ok(r);
+        }
+        match tokio::time::timeout(Duration::from_secs(2), finished.recv()).await {
+            Ok(Ok(_)) | Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(_)) => return Err(ApiError::internal("the worker pool stopped")),
+        }
+    }
+}
+
+fn job_error(j: &Job) -> ApiError {
+    let code = match j.error_code.as_deref() {
+        Some("empty") => "empty",
+        Some("not_audio") => "not_audio",
+        Some("unsupported_codec") => "unsupported_codec",
+        Some("no_audio_track") => "no_audio_track",
+        Some("corrupt") => "corrupt",
+        Some("too_large") => "too_large",
+        Some("too_long") => "too_long",
+        Some("invalid_language") => "invalid_language",
+        _ => "transcription_failed",
+    };
+    let status = if code == "transcription_failed" {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    ApiError::new(
+        status,
+        code,
+        j.error_message
+            .clone()
+            .unwrap_or_else(|| "transcription failed".into()),
+    )
+    .param("file")
+}
+
+fn render_transcript(j: &Job, format: Format) -> ApiResult<Response> {
+    let t: crate::engine::Transcript = transcript_of(j)
+        .ok_or_else(|| ApiError::internal("the stored transcript is unreadable"))?;
+    let task = if j.options["translate"].as_bool() == Some(true) {
+        "translate"
+    } else {
+        "transcribe"
+    };
+    Ok(match format {
+        Format::Json | Format::VerboseJson => {
+            let mut v = output::to_json(&t, format, task).unwrap_or_default();
+            if format == Format::VerboseJson {
+                if let Some(w) = j.transcript.as_ref().and_then(|t| t.get("warnings")) {
+                    v["warnings"] = w.clone();
+                }
+            }
+            Json(v).into_response()
+        }
+        Format::Txt => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            output::render(&t, format, task),
+        )
+            .into_response(),
+        Format::Srt => (
+            [(header::CONTENT_TYPE, "application/x-subrip; charset=utf-8")],
+            output::render(&t, format, task),
+        )
+            .into_response(),
+        Format::Vtt => (
+            [(header::CONTENT_TYPE, "text/vtt; charset=utf-8")],
+            output::render(&t, format, task),
+        )
+            .into_response(),
+    })
+}
+
+/// Rebuild a [`Transcript`](crate::engine::Transcript) from the stored verbose JSON.
+fn transcript_of(j: &Job) -> Option<crate::engine::Transcript> {
+    let v = j.transcript.as_ref()?;
+    let segments = serde_json::from_value(v["segments"].clone()).ok()?;
+    let words = v
+        .get("words")
+        .and_then(|w| serde_json::from_value(w.clone()).ok());
+    Some(crate::engine::Transcript {
+        text: v["text"].as_str()?.to_string(),
+        language: j.language.clone().unwrap_or_default(),
+        language_probability: v["language_probability"].as_f64().map(|p| p as f32),
+        duration: v["duration"].as_f64().unwrap_or_default(),
+        segments,
+        words,
+    })
+}
+
+/// A job as the API shows it.
+fn job_json(j: &Job) -> Value {
+    json!({
+        "id": j.id,
+        "object": "transcription.job",
+        "status": j.status,
+        "created_at": j.created_at / 1000,
+        "filename": j.filename,
+        "content_type": j.content_type,
+        "size": j.size,
+        "sha256": j.sha256,
+        "external_id": j.external_id,
+        "source": j.source,
+        "attempts": j.attempts,
+        "error": j.error_code.as_ref().map(|c| json!({"code": c, "message": j.error_message})),
+        "language": j.language,
+        "duration": j.duration,
+        "text": j.transcript.as_ref().and_then(|t| t.get("text")).cloned(),
+        "transcript": j.transcript,
+        "options": j.options,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct CreateQuery {
+    external_id: Option<String>,
+    source: Option<String>,
+    language: Option<String>,
+    prompt: Option<String>,
+    translate: Option<bool>,
+}
+
+async fn create_job(
+    State(s): State<Shared>,
+    Query(q): Query<CreateQuery>,
+    req: Request,
+) -> ApiResult<Response> {
+    let headers = req.headers().clone();
+    check_length(&s, &headers)?;
+    let queued = s.queue.db.queued_count().map_err(ApiError::internal)?;
+    if queued as usize >= s.cfg.queue_limit {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            format!(
+                "the queue holds {queued} jobs (limit {}); retry later",
+                s.cfg.queue_limit
+            ),
+        )
+        .retry_after(30));
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut up = if ct.starts_with("multipart/form-data") {
+        let mp = Multipart::from_request(req, &s).await.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text())
+        })?;
+        read_multipart(&s, mp).await?
+    } else if ct.starts_with("audio/")
+        || ct.starts_with("video/")
+        || ct == "application/ogg"
+        || ct == "application/octet-stream"
+    {
+        let mut blob = s.queue.blobs.begin().map_err(ApiError::internal)?;
+        let mut stream = req.into_body().into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                if e.to_string().contains("length limit") {
+                    too_large(&s)
+                } else {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_body",
+                        format!("could not read the body: {e}"),
+                    )
+                }
+            })?;
+            spool(&s, &mut blob, &chunk).await?;
+        }
+        if blob.size() == 0 {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "empty",
+                "the request body is empty",
+            ));
+        }
+        let filename = headers
+            .get(header::CONTENT_DISPOSITION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("filename=").nth(1))
+            .map(|f| f.trim_matches('"').to_string());
+        Upload {
+            blob,
+            filename,
+            content_type: Some(ct.clone()),
+            fields: HashMap::new(),
+        }
+    } else {
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send multipart/form-data with a 'file' field, or the audio itself with an audio/* Content-Type"));
+    };
+    // Query parameters fill in what form fields did not say.
+    for (k, v) in [
+        ("external_id", q.external_id),
+        ("source", q.source),
+        ("language", q.language),
+        ("prompt", q.prompt),
+    ] {
+        if let Some(v) = v {
+            up.fields.entry(k.to_string()).or_insert(v);
+        }
+    }
+    let translate = up
+        .fields
+        .get("translate")
+        .map(|t| t == "true")
+        .or(q.translate)
+        .unwrap_or(false);
+    let (opts, _) = parse_options(&s, &up.fields, translate)?;
+    let idem = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let external_id = up.fields.get("external_id").cloned();
+    let source = up.fields.get("source").cloned();
+    let (job, created, sha) = store(&s, up, opts, 1, (external_id, source, idem)).await?;
+    let mut r = (StatusCode::ACCEPTED, Json(job_json(&job))).into_response();
+    if created {
+        s.queue.notify();
+        tracing::info!(id = %job.id, size = job.size, "job queued");
+    } else if job.sha256 == sha {
+        // Same Idempotency-Key, same bytes: a replay gets the same job.
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    } else {
+        // Same key, other bytes: refuse, and drop the bytes just stored unless another
+        // record uses the same audio.
+        if !s.queue.db.sha_in_use(&sha).map_err(ApiError::internal)? {
+            s.queue.blobs.remove(&sha).map_err(ApiError::internal)?;
+        }
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            format!(
+                "this Idempotency-Key was used for job {} with different audio",
+                job.id
+            ),
+        ));
+    }
+    r.headers_mut().insert(
+        "x-earshot-job-id",
+        HeaderValue::from_str(&job.id).map_err(ApiError::internal)?,
+    );
+    Ok(r)
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    external_id: Option<String>,
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(x) => Some(Status::parse(x).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_value",
+                "status must be queued, running, done or failed",
+            )
+            .param("status")
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let jobs = s
+        .queue
+        .db
+        .list(&ListFilter {
+            status,
+            external_id: q.external_id,
+            before: q.before,
+            limit,
+        })
+        .map_err(ApiError::internal)?;
+    let has_more = jobs.len() == limit;
+    Ok(Json(
+        json!({"object": "list", "data": jobs.iter().map(job_json).collect::<Vec<_>>(), "has_more": has_more}),
+    ))
+}
+
+fn find(s: &AppState, id: &str) -> ApiResult<Job> {
+    s.queue
+        .db
+        .get(id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "job_not_found",
+                format!("no job with id '{id}'"),
+            )
+        })
+}
+
+async fn get_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(job_json(&find(&s, &id)?)))
+}
+
+#[derive(serde::Deserialize)]
+struct TranscriptQuery {
+    format: Option<String>,
+}
+
+async fn get_transcript(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<TranscriptQuery>,
+) -> ApiResult<Response> {
+    let j = find(&s, &id)?;
+    let format = q
+        .format
+        .as_deref()
+        .unwrap_or("json")
+        .parse::<Format>()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_value", e).param("format"))?;
+    match j.status {
+        Status::Done => render_transcript(&j, format),
+        Status::Failed => Err(job_error(&j)),
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_ready",
+            format!("job {id} is {}; poll GET /v1/jobs/{id}", j.status.as_str()),
+        )),
+    }
+}
+
+/// The original bytes, with the original Content-Type, a safe Content-Disposition and
+/// single-range support (players seek with it).
+async fn get_audio(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let j = find(&s, &id)?;
+    let path = s.queue.blobs.path(&j.sha256);
+    let data = tokio::fs::read(&path).await.map_err(ApiError::internal)?;
+    let total = data.len() as u64;
+    let ct = j
+        .content_type
+        .clone()
+        .filter(|c| HeaderValue::from_str(c).is_ok())
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let name = j
+        .filename
+        .clone()
+        .unwrap_or_else(|| format!("{}.bin", j.id));
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| parse_range(r, total));
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, ct)
+        .header(header::CONTENT_DISPOSITION, disposition)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header("x-earshot-job-id", j.id.as_str());
+    let body = match range {
+        Some(Ok((a, b))) => {
+            builder = builder
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{total}"));
+            data[a as usize..=b as usize].to_vec()
+        }
+        Some(Err(())) => {
+            return Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{total}"))
+                .body(Body::empty())
+                .map_err(ApiError::internal)
+        }
+        None => data,
+    };
+    builder.body(Body::from(body)).map_err(ApiError::internal)
+}
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` → inclusive range; `Err` when unsatisfiable.
+fn parse_range(r: &str, total: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = r.strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None; // multiple ranges: answer with the whole body
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (total.saturating_sub(n), total.saturating_sub(1))
+        }
+        (a, "") => (a.parse().ok()?, total.saturating_sub(1)),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.min(total.saturating_sub(1)),
+        ),
+    };
+    Some(if total == 0 || start > end || start >= total {
+        Err(())
+    } else {
+        Ok((start, end))
+    })
+}
+
+async fn retry_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    let j = find(&s, &id)?;
+    if j.status == Status::Running || j.status == Status::Queued {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_retryable",
+            format!("job {id} is {}", j.status.as_str()),
+        ));
+    }
+    s.queue.db.requeue(&id, true).map_err(ApiError::internal)?;
+    s.queue.notify();
+    Ok((StatusCode::ACCEPTED, Json(job_json(&find(&s, &id)?))).into_response())
+}
+
+async fn delete_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let j = find(&s, &id)?;
+    if j.status == Status::Running {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_running",
+            format!("job {id} is running; delete it when it is done"),
+        ));
+    }
+    if let Some(Some(sha)) = s.queue.db.delete(&id).map_err(ApiError::internal)? {
+        s.queue.blobs.remove(&sha).map_err(ApiError::internal)?;
+    }
+    Ok(Json(
+        json!({"id": id, "object": "transcription.job", "deleted": true}),
+    ))
+}
+
+async fn models(State(s): State<Shared>) -> Json<Value> {
+    let m = |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "earshot"});
+    Json(json!({"object": "list", "data": [m("whisper-1"), m(&s.model_name)]}))
+}
+
+fn free_disk_mb(path: &std::path::Path) -> Option<u64> {
+    let c = std::ffi::CString::new(path.to_str()?).ok()?;
+    // SAFETY: statvfs fills the zeroed struct for a valid NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64 / (1024 * 1024))
+}
+
+async fn readyz(State(s): State<Shared>) -> Response {
+    let db_ok = s.queue.db.writable();
+    let free = free_disk_mb(&s.cfg.data_dir);
+    let disk_ok = free.is_some_and(|f| f >= s.cfg.min_free_disk_mb);
+    let body = json!({
+        "status": if db_ok && disk_ok { "ready" } else { "not_ready" },
+        "model": {"loaded": true, "name": s.model_name, "path": s.queue.engine.model_path(), "backend": if cfg!(feature = "cuda") { "cuda" } else { "cpu" }},
+        "database": {"writable": db_ok},
+        "disk": {"free_mb": free, "min_free_mb": s.cfg.min_free_disk_mb, "ok": disk_ok},
+        "workers": s.queue.workers,
+    });
+    let status = if db_ok && disk_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(s): State<Shared>) -> Response {
+    use std::fmt::Write;
+    let mut out = String::new();
+    out.push_str("# HELP earshot_http_requests_total HTTP requests by route and status.\n# TYPE earshot_http_requests_total counter\n");
+    for ((route, status), n) in s.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let _ = writeln!(
+            out,
+            "earshot_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+        );
+    }
+    out.push_str("# HELP earshot_jobs Jobs by status.\n# TYPE earshot_jobs gauge\n");
+    let counts: HashMap<String, i64> = s
+        .queue
+        .db
+        .count_by_status()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for st in ["queued", "running", "done", "failed"] {
+        let _ = writeln!(
+            out,
+            "earshot_jobs{{status=\"{st}\"}} {}",
+            counts.get(st).copied().unwrap_or(0)
+        );
+    }
+    let _ = writeln!(out, "# HELP earshot_queue_depth Jobs waiting for a worker.\n# TYPE earshot_queue_depth gauge\nearshot_queue_depth {}", counts.get("queued").copied().unwrap_or(0));
+    let _ = writeln!(out, "# HELP earshot_workers_busy Workers transcribing now.\n# TYPE earshot_workers_busy gauge\nearshot_workers_busy {}", s.queue.stats.busy.load(Ordering::SeqCst));
+    let audio = s.queue.stats.audio_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+    let took = s.queue.stats.processing_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+    let _ = writeln!(out, "# HELP earshot_audio_seconds_total Audio transcribed.\n# TYPE earshot_audio_seconds_total counter\nearshot_audio_seconds_total {audio}");
+    let _ = writeln!(
+        out,
+        "# HELP earshot_real_time_factor Audio seconds per processing second, since start.\n# TYPE earshot_real_time_factor gauge\nearshot_real_time_factor {}",
+        if took > 0.0 { audio / took } else { 0.0 }
+    );
+    out.push_str("# HELP earshot_processing_seconds Time to decode and transcribe one job.\n# TYPE earshot_processing_seconds histogram\n");
+    let h = s
+        .queue
+        .stats
+        .histogram
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut cum = 0u64;
+    for (i, b) in crate::jobs::BUCKETS_S.iter().enumerate() {
+        cum += h.get(i).copied().unwrap_or(0);
+        let _ = writeln!(out, "earshot_processing_seconds_bucket{{le=\"{b}\"}} {cum}");
+    }
+    cum += h.get(crate::jobs::BUCKETS_S.len()).copied().unwrap_or(0);
+    let _ = writeln!(out, "earshot_processing_seconds_bucket{{le=\"+Inf\"}} {cum}\nearshot_processing_seconds_sum {took}\nearshot_processing_seconds_count {cum}");
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

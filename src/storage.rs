@@ -1,0 +1,459 @@
+//! Durable storage, embedded: audio blobs in a folder, job records in SQLite.
+//!
+//! The write order is the promise: an upload is streamed to a temp file while hashed,
+//! fsynced, renamed to `audio/ab/cd/<sha256>`, and the folder fsynced; only then is the row
+//! inserted, and only after the insert commits (WAL, `synchronous=FULL`) does anyone answer
+//! 2xx. Identical audio is stored once; rows point at blobs by hash. Nothing is deleted
+//! except by an explicit delete. SQLite is used through rusqlite: synchronous calls that
+//! the server runs on its blocking pool, with no async driver or connection pool to carry.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+/// Where the audio lives.
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+/// An upload being written: hash and size accumulate as chunks arrive.
+pub struct PendingBlob {
+    file: File,
+    tmp: PathBuf,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl PendingBlob {
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file.write_all(chunk)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Drop for PendingBlob {
+    fn drop(&mut self) {
+        // Abandoned (refused or failed) uploads leave nothing behind.
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl BlobStore {
+    pub fn open(root: &Path) -> io::Result<BlobStore> {
+        fs::create_dir_all(root.join("tmp"))?;
+        // Temp files from a crash are never referenced by a row: clear them.
+        for e in fs::read_dir(root.join("tmp"))?.flatten() {
+            let _ = fs::remove_file(e.path());
+        }
+        Ok(BlobStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn begin(&self) -> io::Result<PendingBlob> {
+        let tmp = self.root.join("tmp").join(uuid::Uuid::now_v7().to_string());
+        let file = File::create(&tmp)?;
+        Ok(PendingBlob {
+            file,
+            tmp,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Make the upload durable under its hash; returns (sha256, size).
+    pub fn commit(&self, mut p: PendingBlob) -> io::Result<(String, u64)> {
+        p.file.flush()?;
+        p.file.sync_all()?;
+        let sha = hex::encode(p.hasher.clone().finalize());
+        let dest = self.path(&sha);
+        let dir = dest.parent().expect("blob paths have a parent");
+        fs::create_dir_all(dir)?;
+        if dest.exists() {
+            fs::remove_file(&p.tmp)?; // deduplicated: the same bytes are already durable
+        } else {
+            fs::rename(&p.tmp, &dest)?;
+            fsync_dir(dir)?;
+        }
+        Ok((sha, p.size))
+    }
+
+    pub fn path(&self, sha: &str) -> PathBuf {
+        self.root.join(&sha[0..2]).join(&sha[2..4]).join(sha)
+    }
+
+    pub fn remove(&self, sha: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(sha)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A job's life: `queued` → `running` → `done` | `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Done => "done",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "queued" => Status::Queued,
+            "running" => Status::Running,
+            "done" => Status::Done,
+            "failed" => Status::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// One voice note.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: String,
+    pub created_at: i64,
+    pub sha256: String,
+    pub size: u64,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub external_id: Option<String>,
+    pub source: Option<String>,
+    pub status: Status,
+    pub attempts: u32,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub language: Option<String>,
+    pub duration: Option<f64>,
+    /// The transcript as verbose JSON.
+    pub transcript: Option<serde_json::Value>,
+    /// Decoding options as JSON (language, prompt, translate, temperature...).
+    pub options: serde_json::Value,
+    /// 0 for synchronous requests (served first), 1 for queued jobs.
+    pub priority: i32,
+    pub idempotency_key: Option<String>,
+    pub updated_at: i64,
+}
+
+const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        content_type TEXT,
+        filename TEXT,
+        external_id TEXT,
+        source TEXT,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error_code TEXT,
+        error_message TEXT,
+        language TEXT,
+        duration REAL,
+        transcript TEXT,
+        options TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 1,
+        idempotency_key TEXT UNIQUE,
+        lease_until INTEGER
+    );
+    CREATE INDEX jobs_status ON jobs(status, priority, size);
+    CREATE INDEX jobs_external ON jobs(external_id);
+    CREATE INDEX jobs_sha ON jobs(sha256);"];
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The job table.
+pub struct Db {
+    conn: Mutex<Connection>,
+}
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    let status: String = r.get("status")?;
+    let transcript: Option<String> = r.get("transcript")?;
+    let options: String = r.get("options")?;
+    Ok(Job {
+        id: r.get("id")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+        sha256: r.get("sha256")?,
+        size: r.get::<_, i64>("size")? as u64,
+        content_type: r.get("content_type")?,
+        filename: r.get("filename")?,
+        external_id: r.get("external_id")?,
+        source: r.get("source")?,
+        status: Status::parse(&status).unwrap_or(Status::Queued),
+        attempts: r.get::<_, i64>("attempts")? as u32,
+        error_code: r.get("error_code")?,
+        error_message: r.get("error_message")?,
+        language: r.get("language")?,
+        duration: r.get("duration")?,
+        transcript: transcript.and_then(|t| serde_json::from_str(&t).ok()),
+        options: serde_json::from_str(&options).unwrap_or(serde_json::Value::Null),
+        priority: r.get("priority")?,
+        idempotency_key: r.get("idempotency_key")?,
+    })
+}
+
+/// A new record, before insertion.
+pub struct NewJob {
+    pub sha256: String,
+    pub size: u64,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub external_id: Option<String>,
+    pub source: Option<String>,
+    pub options: serde_json::Value,
+    pub priority: i32,
+    pub idempotency_key: Option<String>,
+}
+
+/// Filters for listing jobs.
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    pub status: Option<Status>,
+    pub external_id: Option<String>,
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db, StorageError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Db {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Insert a record (status `queued`). With an idempotency key already used, returns the
+    /// existing record instead (`Ok((job, false))`).
+    pub fn insert(&self, n: NewJob) -> Result<(Job, bool), StorageError> {
+        let c = self.conn();
+        if let Some(k) = &n.idempotency_key {
+            if let Some(j) = c
+                .query_row(
+                    "SELECT * FROM jobs WHERE idempotency_key = ?1",
+                    [k],
+                    job_from_row,
+                )
+                .optional()?
+            {
+                return Ok((j, false));
+            }
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_ms();
+        c.execute(
+            "INSERT INTO jobs (id, created_at, updated_at, sha256, size, content_type, filename, external_id, source, status, options, priority, idempotency_key)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11)",
+            params![id, now, n.sha256, n.size as i64, n.content_type, n.filename, n.external_id, n.source, n.options.to_string(), n.priority, n.idempotency_key],
+        )?;
+        let j = c.query_row("SELECT * FROM jobs WHERE id = ?1", [&id], job_from_row)?;
+        Ok((j, true))
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Job>, StorageError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT * FROM jobs WHERE id = ?1", [id], job_from_row)
+            .optional()?)
+    }
+
+    pub fn list(&self, f: &ListFilter) -> Result<Vec<Job>, StorageError> {
+        let c = self.conn();
+        let mut stmt = c.prepare(
+            "SELECT * FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR external_id = ?2)
+             AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                f.status.map(Status::as_str),
+                f.external_id,
+                f.before,
+                f.limit.clamp(1, 1000) as i64
+            ],
+            job_from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn count_by_status(&self) -> Result<Vec<(String, i64)>, StorageError> {
+        let c = self.conn();
+        let mut stmt = c.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn queued_count(&self) -> Result<i64, StorageError> {
+        Ok(self.conn().query_row(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'queued'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Claim the next job for a worker: synchronous requests first, then jobs that waited
+    /// longer than `max_wait_ms` (oldest first), then the smallest file (a short voice note
+    /// is not stuck behind a long one). Also reclaims `running` jobs whose lease expired.
+    pub fn claim(&self, lease_ms: i64, max_wait_ms: i64) -> Result<Option<Job>, StorageError> {
+        let c = self.conn();
+        let now = now_ms();
+        let tx = c.unchecked_transaction()?;
+        let job = tx
+            .query_row(
+                "SELECT * FROM jobs WHERE status = 'queued' OR (status = 'running' AND lease_until < ?1)
+                 ORDER BY priority ASC, (created_at < ?2) DESC, CASE WHEN created_at < ?2 THEN created_at ELSE size END ASC, id ASC
+                 LIMIT 1",
+                params![now, now - max_wait_ms],
+                job_from_row,
+            )
+            .optional()?;
+        let Some(mut job) = job else { return Ok(None) };
+        tx.execute(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ?2, updated_at = ?3 WHERE id = ?1",
+            params![job.id, now + lease_ms, now],
+        )?;
+        tx.commit()?;
+        job.status = Status::Running;
+        job.attempts += 1;
+        Ok(Some(job))
+    }
+
+    /// Extend a running job's lease (the worker's heartbeat).
+    pub fn heartbeat(&self, id: &str, lease_ms: i64) -> Result<(), StorageError> {
+        self.conn().execute(
+            "UPDATE jobs SET lease_until = ?2 WHERE id = ?1 AND status = 'running'",
+            params![id, now_ms() + lease_ms],
+        )?;
+        Ok(())
+    }
+
+    pub fn finish_done(
+        &self,
+        id: &str,
+        language: &str,
+        duration: f64,
+        transcript: &serde_json::Value,
+    ) -> Result<(), StorageError> {
+        self.conn().execute(
+            "UPDATE jobs SET status = 'done', language = ?2, duration = ?3, transcript = ?4, error_code = NULL, error_message = NULL,
+             lease_until = NULL, updated_at = ?5 WHERE id = ?1",
+            params![id, language, duration, transcript.to_string(), now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub fn finish_failed(&self, id: &str, code: &str, message: &str) -> Result<(), StorageError> {
+        self.conn().execute(
+            "UPDATE jobs SET status = 'failed', error_code = ?2, error_message = ?3, lease_until = NULL, updated_at = ?4 WHERE id = ?1",
+            params![id, code, message, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Put a job back in the queue (engine error to retry, shutdown, explicit retry).
+    pub fn requeue(&self, id: &str, reset_attempts: bool) -> Result<bool, StorageError> {
+        let n = self.conn().execute(
+            "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?2,
+             attempts = CASE WHEN ?3 THEN 0 ELSE attempts END WHERE id = ?1",
+            params![id, now_ms(), reset_attempts],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// At start-up: every job left `running` by a previous process goes back to the queue.
+    pub fn requeue_all_running(&self) -> Result<usize, StorageError> {
+        Ok(self
+            .conn()
+            .execute("UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?1 WHERE status = 'running'", [now_ms()])?)
+    }
+
+    /// Delete a record; returns its blob hash when no other record uses that blob any more.
+    pub fn delete(&self, id: &str) -> Result<Option<Option<String>>, StorageError> {
+        let c = self.conn();
+        let Some(sha): Option<String> = c
+            .query_row("SELECT sha256 FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        c.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+        let others: i64 =
+            c.query_row("SELECT COUNT(*) FROM jobs WHERE sha256 = ?1", [&sha], |r| {
+                r.get(0)
+            })?;
+        Ok(Some((others == 0).then_some(sha)))
+    }
+
+    /// Whether any record points at this blob.
+    pub fn sha_in_use(&self, sha: &str) -> Result<bool, StorageError> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS(SELECT 1 FROM jobs WHERE sha256 = ?1)",
+            [sha],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Whether a write goes through (readiness).
+    pub fn writable(&self) -> bool {
+        self.conn()
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .is_ok()
+    }
+}
