@@ -2,6 +2,8 @@
 //! reference decoder, and the evaluation set's text normalization and error rates.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,0 +1,630 @@
+//! `earshot serve` end to end: the real binary on a random port, a temp data folder, real
+//! models, HTTP over a socket.
+
+mod common;
+
+use std::time::Duration;
+
+use common::server::{multipart_body, request, sha256_hex, Server};
+use common::*;
+
+const JFK_WORDS: &str = "ask not what your country can do for you";
+
+#[test]
+fn openai_endpoint_answers_every_format_and_keeps_a_job() {
+    let s = Server::start("tiny.en", &[]);
+    for f in ["telegram_jfk.oga", "instagram_jfk.m4a", "chrome_jfk.webm"] {
+        let r = s.multipart(
+            "/v1/audio/transcriptions",
+            &[("model", "whisper-1")],
+            Some((f, &read_fixture(f))),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{f}: {}", r.text());
+        assert!(
+            normalize(r.json()["text"].as_str().unwrap()).contains(JFK_WORDS),
+            "{f}: {}",
+            r.text()
+        );
+        let id = r
+            .header("x-earshot-job-id")
+            .expect("job id header")
+            .to_string();
+        // Every request is a durable record, and its audio downloads byte-identical.
+        let job = s.get(&format!("/v1/jobs/{id}")).json();
+        assert_eq!(
+            (
+                job["status"].as_str(),
+                job["filename"].as_str(),
+                job["source"].as_str()
+            ),
+            (Some("done"), Some(f), Some("openai"))
+        );
+        let audio = s.get(&format!("/v1/jobs/{id}/audio"));
+        assert_eq!(sha256_hex(&audio.body), sha256_hex(&read_fixture(f)));
+    }
+    let file = read_fixture("goforward.flac");
+    let form = |fmt: &str| {
+        s.multipart(
+            "/v1/audio/transcriptions",
+            &[("model", "whisper-1"), ("response_format", fmt)],
+            Some(("a.flac", &file)),
+            &[],
+        )
+    };
+    assert_eq!(normalize(&form("text").text()), "go forward 10 meters");
+    assert!(form("srt")
+        .text()
+        .starts_with("1\n00:00:00,000 --> 00:00:0"));
+    assert!(form("vtt")
+        .text()
+        .starts_with("WEBVTT\n\n00:00:00.000 --> "));
+    let v = form("verbose_json").json();
+    assert_eq!(
+        (v["task"].as_str(), v["language"].as_str()),
+        (Some("transcribe"), Some("english"))
+    );
+    assert!(v["segments"][0]["end"].as_f64().unwrap() > 1.0);
+    let words = s.multipart(
+        "/v1/audio/transcriptions",
+        &[
+            ("model", "whisper-1"),
+            ("response_format", "verbose_json"),
+            ("timestamp_granularities[]", "word"),
+        ],
+        Some(("a.flac", &file)),
+        &[],
+    );
+    assert!(
+        words.json()["words"].as_array().unwrap().len() >= 3,
+        "{}",
+        words.text()
+    );
+
+    // Errors: OpenAI's shape, with param and a machine-readable code.
+    let e = s.multipart(
+        "/v1/audio/transcriptions",
+        &[("model", "whisper-1")],
+        Some(("x.ogg", &read_fixture("broken/cdn_error.ogg"))),
+        &[],
+    );
+    assert_eq!(e.status, 400);
+    let err = &e.json()["error"];
+    assert_eq!(
+        (
+            err["code"].as_str(),
+            err["param"].as_str(),
+            err["type"].as_str()
+        ),
+        (
+            Some("not_audio"),
+            Some("file"),
+            Some("invalid_request_error")
+        )
+    );
+    assert_eq!(err["message"], "not audio (looks like an HTML page)");
+    // ...and the undecodable upload is kept, failed, and downloadable.
+    let failed_id = e.header("x-earshot-job-id").unwrap().to_string();
+    assert_eq!(
+        s.get(&format!("/v1/jobs/{failed_id}")).json()["error"]["code"],
+        "not_audio"
+    );
+    assert_eq!(
+        s.get(&format!("/v1/jobs/{failed_id}/audio")).body,
+        read_fixture("broken/cdn_error.ogg")
+    );
+    let bad = |fields: &[(&str, &str)], param: &str, status: u16| {
+        let r = s.multipart(
+            "/v1/audio/transcriptions",
+            fields,
+            Some(("a.flac", &file)),
+            &[],
+        );
+        assert_eq!(r.status, status, "{}", r.text());
+        assert_eq!(r.json()["error"]["param"], param, "{}", r.text());
+    };
+    bad(&[("model", "gpt-9")], "model", 404);
+    bad(&[("response_format", "docx")], "response_format", 400);
+    bad(&[("language", "klingon")], "language", 400);
+    bad(&[("temperature", "7")], "temperature", 400);
+    let nofile = s.multipart(
+        "/v1/audio/transcriptions",
+        &[("model", "whisper-1")],
+        None,
+        &[],
+    );
+    assert_eq!(
+        (nofile.status, nofile.json()["error"]["param"].as_str()),
+        (400, Some("file"))
+    );
+}
+
+#[test]
+fn jobs_lifecycle_range_retry_delete() {
+    let s = Server::start("tiny.en", &[]);
+    let flac = read_fixture("goforward.flac");
+    // Raw body with an audio/* type, a path-traversing filename kept only as metadata.
+    let r = s.req(
+        "POST",
+        "/v1/jobs?external_id=wa-123&source=whatsapp",
+        &[
+            ("Content-Type", "audio/flac"),
+            (
+                "Content-Disposition",
+                "attachment; filename=\"../../etc/passwd\"",
+            ),
+        ],
+        &flac,
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let job = r.json();
+    assert_eq!(
+        (job["status"].as_str(), job["external_id"].as_str()),
+        (Some("queued"), Some("wa-123"))
+    );
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = s.wait_job(&id, Duration::from_secs(120));
+    assert_eq!(done["status"], "done");
+    assert_eq!(
+        normalize(done["text"].as_str().unwrap()),
+        "go forward 10 meters"
+    );
+    assert_eq!(done["filename"], "../../etc/passwd");
+    assert!(std::fs::read_dir(s.data_dir.join("audio"))
+        .unwrap()
+        .all(|e| !e.unwrap().file_name().to_string_lossy().contains("passwd")));
+
+    // Transcript in every format.
+    assert_eq!(
+        normalize(
+            &s.get(&format!("/v1/jobs/{id}/transcript?format=txt"))
+                .text()
+        ),
+        "go forward 10 meters"
+    );
+    assert!(s
+        .get(&format!("/v1/jobs/{id}/transcript?format=srt"))
+        .text()
+        .starts_with("1\n"));
+    assert_eq!(
+        s.get(&format!("/v1/jobs/{id}/transcript?format=verbose_json"))
+            .json()["language"],
+        "english"
+    );
+
+    // Audio: original type, safe disposition, ranges.
+    let a = s.get(&format!("/v1/jobs/{id}/audio"));
+    assert_eq!(
+        (a.status, a.header("content-type")),
+        (200, Some("audio/flac"))
+    );
+    assert!(a
+        .header("content-disposition")
+        .unwrap()
+        .starts_with("attachment; filename=\".._.._etc_passwd\""));
+    let part = s.req(
+        "GET",
+        &format!("/v1/jobs/{id}/audio"),
+        &[("Range", "bytes=100-199")],
+        b"",
+    );
+    assert_eq!((part.status, part.body.as_slice()), (206, &flac[100..200]));
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 100-199/{}", flac.len()).as_str())
+    );
+    let tail = s.req(
+        "GET",
+        &format!("/v1/jobs/{id}/audio"),
+        &[("Range", "bytes=-10")],
+        b"",
+    );
+    assert_eq!(tail.body.as_slice(), &flac[flac.len() - 10..]);
+    assert_eq!(
+        s.req(
+            "GET",
+            &format!("/v1/jobs/{id}/audio"),
+            &[("Range", "bytes=999999-")],
+            b""
+        )
+        .status,
+        416
+    );
+
+    // Multipart job that fails, then is retried (and fails the same way, keeping its audio).
+    let bad = s.multipart(
+        "/v1/jobs",
+        &[("external_id", "tg-9")],
+        Some(("voice.oga", &read_fixture("broken/error.json.oga"))),
+        &[],
+    );
+    assert_eq!(bad.status, 202);
+    let bad_id = bad.json()["id"].as_str().unwrap().to_string();
+    let failed = s.wait_job(&bad_id, Duration::from_secs(60));
+    assert_eq!(
+        (failed["status"].as_str(), failed["error"]["code"].as_str()),
+        (Some("failed"), Some("not_audio"))
+    );
+    assert_eq!(
+        s.get(&format!("/v1/jobs/{bad_id}/transcript")).json()["error"]["code"],
+        "not_audio"
+    );
+    let retry = s.req("POST", &format!("/v1/jobs/{bad_id}/retry"), &[], b"");
+    assert_eq!(retry.status, 202, "{}", retry.text());
+    assert_eq!(s.wait_job(&bad_id, Duration::from_secs(60))["attempts"], 1);
+
+    // Listing and filters.
+    let list = s.get("/v1/jobs?status=failed").json();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.get("/v1/jobs?external_id=wa-123").json()["data"][0]["id"],
+        id.as_str()
+    );
+    assert_eq!(
+        s.get("/v1/jobs?limit=1").json()["data"][0]["id"],
+        bad_id.as_str(),
+        "newest first"
+    );
+    assert_eq!(
+        s.get(&format!("/v1/jobs?before={bad_id}")).json()["data"][0]["id"],
+        id.as_str()
+    );
+    assert_eq!(
+        s.get("/v1/jobs?status=bogus").json()["error"]["param"],
+        "status"
+    );
+
+    // Delete: record and (unshared) audio go; unknown ids are 404.
+    assert_eq!(
+        s.req("DELETE", &format!("/v1/jobs/{bad_id}"), &[], b"")
+            .status,
+        200
+    );
+    assert_eq!(s.get(&format!("/v1/jobs/{bad_id}")).status, 404);
+    assert_eq!(
+        s.get(&format!("/v1/jobs/{bad_id}/audio")).json()["error"]["code"],
+        "job_not_found"
+    );
+
+    // Unsupported body type.
+    assert_eq!(
+        s.req(
+            "POST",
+            "/v1/jobs",
+            &[("Content-Type", "text/plain")],
+            b"hello"
+        )
+        .status,
+        415
+    );
+
+    // Models, health, readiness, metrics.
+    let models = s.get("/v1/models").json();
+    assert!(models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == "whisper-1"));
+    assert_eq!(s.get("/healthz").status, 200);
+    let ready = s.get("/readyz").json();
+    assert_eq!(
+        (
+            ready["status"].as_str(),
+            ready["model"]["loaded"].as_bool(),
+            ready["model"]["backend"].as_str()
+        ),
+        (Some("ready"), Some(true), Some("cpu"))
+    );
+    let m = s.get("/metrics").text();
+    for line in [
+        "earshot_jobs{status=\"done\"} 1",
+        "earshot_queue_depth 0",
+        "earshot_processing_seconds_count",
+        "earshot_real_time_factor",
+        "earshot_http_requests_total{route=\"/v1/jobs\",status=\"202\"}",
+    ] {
+        assert!(m.contains(line), "metrics lack {line}:\n{m}");
+    }
+}
+
+#[test]
+fn idempotency_keys() {
+    let s = Server::start("tiny.en", &[]);
+    let a = read_fixture("goforward.mp3");
+    let first = s.req(
+        "POST",
+        "/v1/jobs",
+        &[
+            ("Content-Type", "audio/mpeg"),
+            ("Idempotency-Key", "msg-42"),
+        ],
+        &a,
+    );
+    let again = s.req(
+        "POST",
+        "/v1/jobs",
+        &[
+            ("Content-Type", "audio/mpeg"),
+            ("Idempotency-Key", "msg-42"),
+        ],
+        &a,
+    );
+    assert_eq!((first.status, again.status), (202, 202));
+    assert_eq!(first.json()["id"], again.json()["id"]);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let other = s.req(
+        "POST",
+        "/v1/jobs",
+        &[
+            ("Content-Type", "audio/flac"),
+            ("Idempotency-Key", "msg-42"),
+        ],
+        &read_fixture("goforward.flac"),
+    );
+    assert_eq!(
+        (other.status, other.json()["error"]["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
+    assert_eq!(
+        s.get("/v1/jobs").json()["data"].as_array().unwrap().len(),
+        1
+    );
+    // The refused bytes were not kept.
+    let flac_sha = sha256_hex(&read_fixture("goforward.flac"));
+    assert!(!s
+        .data_dir
+        .join("audio")
+        .join(&flac_sha[..2])
+        .join(&flac_sha[2..4])
+        .join(&flac_sha)
+        .exists());
+    // Identical audio under two jobs is stored once.
+    let dup = s.req("POST", "/v1/jobs", &[("Content-Type", "audio/mpeg")], &a);
+    assert_eq!(dup.json()["sha256"], first.json()["sha256"]);
+}
+
+#[test]
+fn auth_and_size_limits() {
+    let s = Server::start(
+        "tiny.en",
+        &[
+            "--api-key",
+            "sekret-1",
+            "--api-key",
+            "sekret-2",
+            "--max-upload-bytes",
+            "30000",
+        ],
+    );
+    let r = s.get("/v1/jobs");
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (401, Some("invalid_api_key"))
+    );
+    assert_eq!(
+        s.req("GET", "/v1/jobs", &[("Authorization", "Bearer wrong")], b"")
+            .status,
+        401
+    );
+    assert_eq!(
+        s.req(
+            "GET",
+            "/v1/jobs",
+            &[("Authorization", "Bearer sekret-2")],
+            b""
+        )
+        .status,
+        200
+    );
+    assert_eq!(s.get("/healthz").status, 200, "health needs no key");
+    let auth = [("Authorization", "Bearer sekret-1")];
+    // 413 for an oversize body (the 47 KB M4A), through both upload routes; nothing stored.
+    let big = read_fixture("instagram_jfk.m4a");
+    let r = s.multipart(
+        "/v1/audio/transcriptions",
+        &[("model", "whisper-1")],
+        Some(("big.m4a", &big)),
+        &auth,
+    );
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (413, Some("too_large"))
+    );
+    let r = s.req(
+        "POST",
+        "/v1/jobs",
+        &[("Content-Type", "audio/mp4"), auth[0]],
+        &big,
+    );
+    assert_eq!(r.status, 413);
+    let (ct, body) = multipart_body(&[], Some(("big.m4a", &big)));
+    let r = request(
+        &s.addr,
+        "POST",
+        "/v1/jobs",
+        &[("Content-Type", &ct), auth[0]],
+        &body,
+    );
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        s.req("GET", "/v1/jobs", &auth, b"").json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let stored: Vec<_> = walk(&s.data_dir.join("audio"));
+    assert!(stored.is_empty(), "refused uploads left files: {stored:?}");
+    // A small upload passes.
+    let ok = s.req(
+        "POST",
+        "/v1/jobs",
+        &[("Content-Type", "audio/ogg"), auth[0]],
+        &read_fixture("telegram_ru.oga"),
+    );
+    assert_eq!(ok.status, 202, "{}", ok.text());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
+}
+
+/// A long note keeps the single worker busy, so the queue fills: 429 with Retry-After.
+#[test]
+fn queue_limit_answers_429() {
+    let s = Server::start("tiny.en", &["--queue-limit", "1", "--workers", "1"]);
+    let long = long_wav(6);
+    let r1 = s.req("POST", "/v1/jobs", &[("Content-Type", "audio/wav")], &long);
+    assert_eq!(r1.status, 202);
+    // Wait until the worker has taken it, so the next one stays queued.
+    let id1 = r1.json()["id"].as_str().unwrap().to_string();
+    while s.get(&format!("/v1/jobs/{id1}")).json()["status"] == "queued" {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r2 = s.req(
+        "POST",
+        "/v1/jobs",
+        &[("Content-Type", "audio/ogg")],
+        &read_fixture("telegram_ru.oga"),
+    );
+    assert_eq!(r2.status, 202);
+    let r3 = s.req(
+        "POST",
+        "/v1/jobs",
+        &[("Content-Type", "audio/ogg")],
+        &read_fixture("telegram_jfk.oga"),
+    );
+    assert_eq!(
+        (r3.status, r3.json()["error"]["code"].as_str()),
+        (429, Some("queue_full"))
+    );
+    assert!(r3.header("retry-after").is_some());
+    assert_eq!(
+        s.get("/v1/jobs").json()["data"].as_array().unwrap().len(),
+        2,
+        "the refused upload left no record"
+    );
+}
+
+/// The JFK fixture decoded and repeated `times` times, as a 16 kHz WAV.
+fn long_wav(times: usize) -> Vec<u8> {
+    let a = earshot::audio::decode(&read_fixture("telegram_jfk.oga"), &Default::default())
+        .unwrap()
+        .samples;
+    let pcm: Vec<u8> = (0..times)
+        .flat_map(|_| a.iter())
+        .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
+        .collect();
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(pcm.len() as u32 + 36).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&[1, 0, 1, 0]);
+    w.extend_from_slice(&16_000u32.to_le_bytes());
+    w.extend_from_slice(&32_000u32.to_le_bytes());
+    w.extend_from_slice(&[2, 0, 16, 0]);
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
+    w.extend_from_slice(&pcm);
+    w
+}
+
+/// kill -9 while jobs run, restart: every 2xx'd job reaches done and its audio is intact.
+#[test]
+fn kill_9_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Server::start_in(tmp.path(), "tiny.en", &["--workers", "1"]);
+    let files = [
+        "telegram_jfk.oga",
+        "chrome_jfk.webm",
+        "goforward.mp3",
+        "goforward.flac",
+        "goforward_16k.wav",
+        "cards_48k_stereo.wav",
+    ];
+    let mut accepted = Vec::new();
+    for f in files {
+        let r = s.multipart("/v1/jobs", &[], Some((f, &read_fixture(f))), &[]);
+        assert_eq!(r.status, 202, "{}", r.text());
+        accepted.push((r.json()["id"].as_str().unwrap().to_string(), f));
+    }
+    // Kill as soon as a job is running.
+    while s.get("/v1/jobs?status=running").json()["data"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.kill9();
+    let s = Server::start_in(tmp.path(), "tiny.en", &[]);
+    for (id, f) in &accepted {
+        let j = s.wait_job(id, Duration::from_secs(180));
+        assert_eq!(j["status"], "done", "{f}: {j}");
+        assert!(!j["text"].as_str().unwrap().is_empty(), "{f}");
+        let audio = s.get(&format!("/v1/jobs/{id}/audio"));
+        assert_eq!(
+            sha256_hex(&audio.body),
+            sha256_hex(&read_fixture(f)),
+            "{f}: audio changed"
+        );
+    }
+}
+
+/// 20 uploads at once: every accepted one finishes, with its own audio and text.
+#[test]
+fn twenty_concurrent_uploads() {
+    let s = Server::start("tiny.en", &["--workers", "2", "--threads-per-job", "1"]);
+    let files = [
+        "goforward.flac",
+        "goforward.mp3",
+        "goforward_16k.wav",
+        "goforward_8k_mulaw.wav",
+    ];
+    let addr = s.addr.clone();
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let addr = addr.clone();
+            let f = files[i % files.len()];
+            std::thread::spawn(move || {
+                let (ct, body) = multipart_body(
+                    &[("external_id", &format!("n{i}"))],
+                    Some((f, &read_fixture(f))),
+                );
+                let r = request(&addr, "POST", "/v1/jobs", &[("Content-Type", &ct)], &body);
+                (r.status, r.json(), f)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for (status, job, f) in results {
+        assert_eq!(status, 202, "{job}");
+        let done = s.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(300));
+        assert_eq!(done["status"], "done");
+        assert_eq!(
+            normalize(done["text"].as_str().unwrap()),
+            "go forward 10 meters",
+            "{f}"
+        );
+        assert_eq!(
+            sha256_hex(
+                &s.get(&format!("/v1/jobs/{}/audio", done["id"].as_str().unwrap()))
+                    .body
+            ),
+            sha256_hex(&read_fixture(f))
+        );
+    }
+    assert_eq!(
+        s.get("/v1/jobs?limit=100").json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        20
+    );
+}
