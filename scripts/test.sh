@@ -6,10 +6,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup-debian.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 for m in tiny.en base tiny.en-q8_0 base-q8_0 base-q5_0; do scripts/fetch-model.sh "$m"; done
-# numpy for the converter's unit tests (the model script installs its own copy when needed)
-python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check numpy \
-  || python3 -m pip install -q --break-system-packages numpy
+# Python packages the tests use: numpy (converter tests), the official OpenAI SDK (API test).
+pyneed=()
+python3 -c 'import numpy' 2>/dev/null || pyneed+=(numpy)
+python3 -c 'import openai' 2>/dev/null || pyneed+=(openai)
+if [ ${#pyneed[@]} -gt 0 ]; then
+  python3 -m pip install -q --disable-pip-version-check "${pyneed[@]}" \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages "${pyneed[@]}"
+fi
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-python3 -m unittest discover -s tests -p 'test_*.py' -v
 cargo test
+# After cargo test: the OpenAI SDK test drives the binary it built.
+python3 -m unittest discover -s tests -p 'test_*.py' -v
