@@ -36,6 +36,15 @@ pub struct ServeConfig {
     /// API key required as `Authorization: Bearer KEY` on /v1 (repeatable).
     #[arg(long = "api-key", env = "EARSHOT_API_KEYS", value_delimiter = ',')]
     pub api_keys: Vec<String>,
+    /// Secret for the HMAC-SHA256 signature of webhook bodies (X-Earshot-Signature).
+    #[arg(long, env = "EARSHOT_WEBHOOK_SECRET")]
+    pub webhook_secret: Option<String>,
+    /// Allow callback URLs on loopback, private and link-local addresses.
+    #[arg(long, env = "EARSHOT_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Delete jobs and their audio this many days after creation (default: keep forever).
+    #[arg(long, env = "EARSHOT_RETENTION_DAYS")]
+    pub retention_days: Option<u64>,
     /// Seconds running jobs get to finish on SIGTERM/SIGINT before they are requeued.
     #[arg(long, env = "EARSHOT_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace: u64,
@@ -90,6 +99,21 @@ impl ServeConfig {
                 self.max_upload_bytes, self.max_duration, self.queue_limit
             ),
             format!("api_keys={keys}"),
+            format!(
+                "webhook_secret={} webhook_allow_private={}",
+                if self.webhook_secret.is_some() {
+                    "set (masked)"
+                } else {
+                    "none (webhooks unsigned)"
+                },
+                self.webhook_allow_private
+            ),
+            format!(
+                "retention={}",
+                self.retention_days
+                    .map(|d| format!("{d} days"))
+                    .unwrap_or_else(|| "keep forever".into())
+            ),
             format!(
                 "shutdown_grace={}s min_free_disk_mb={}",
                 self.shutdown_grace, self.min_free_disk_mb

@@ -364,6 +364,15 @@ fn parse_options(
     Ok((opts, format))
 }
 
+/// What a record says beside its audio and options.
+#[derive(Default)]
+struct Meta {
+    external_id: Option<String>,
+    source: Option<String>,
+    idempotency_key: Option<String>,
+    callback_url: Option<String>,
+}
+
 /// Durably store an upload and insert its record.
 /// Returns the record, whether it is new, and the hash of the bytes just stored.
 async fn store(
@@ -371,10 +380,9 @@ async fn store(
     up: Upload,
     opts: Value,
     priority: i32,
-    extra: (Option<String>, Option<String>, Option<String>),
+    meta: Meta,
 ) -> ApiResult<(Job, bool, String)> {
     let s2 = s.clone();
-    let (external_id, source, idem) = extra;
     tokio::task::spawn_blocking(move || {
         let (sha, size) = s2.queue.blobs.commit(up.blob)?;
         let job = NewJob {
@@ -382,11 +390,12 @@ async fn store(
             size,
             content_type: up.content_type,
             filename: up.filename,
-            external_id,
-            source,
+            external_id: meta.external_id,
+            source: meta.source,
             options: opts,
             priority,
-            idempotency_key: idem,
+            idempotency_key: meta.idempotency_key,
+            callback_url: meta.callback_url,
         };
         let (job, created) = s2
             .queue
@@ -443,7 +452,17 @@ async fn sync_request(
     let up = read_multipart(&s, mp).await?;
     let (opts, format) = parse_options(&s, &up.fields, translate)?;
     let mut finished = s.queue.finished.subscribe();
-    let (job, _, _) = store(&s, up, opts, 0, (None, Some("openai".into()), None)).await?;
+    let (job, _, _) = store(
+        &s,
+        up,
+        opts,
+        0,
+        Meta {
+            source: Some("openai".into()),
+            ..Meta::default()
+        },
+    )
+    .await?;
     s.queue.notify();
     tracing::info!(id = %job.id, size = job.size, "synchronous transcription accepted");
     // The job runs to the end even if this client goes away; it stays retrievable by id.
@@ -547,32 +566,15 @@ fn transcript_of(j: &Job) -> Option<crate::engine::Transcript> {
     })
 }
 
-/// A job as the API shows it.
-fn job_json(j: &Job) -> Value {
-    json!({
-        "id": j.id,
-        "object": "transcription.job",
-        "status": j.status,
-        "created_at": j.created_at / 1000,
-        "filename": j.filename,
-        "content_type": j.content_type,
-        "size": j.size,
-        "sha256": j.sha256,
-        "external_id": j.external_id,
-        "source": j.source,
-        "attempts": j.attempts,
-        "error": j.error_code.as_ref().map(|c| json!({"code": c, "message": j.error_message})),
-        "language": j.language,
-        "duration": j.duration,
-        "text": j.transcript.as_ref().and_then(|t| t.get("text")).cloned(),
-        "transcript": j.transcript,
-        "options": j.options,
-    })
+/// A job as the API shows it, with its webhook's delivery state.
+fn job_view(s: &AppState, j: &Job) -> Value {
+    crate::jobs::job_json(j, s.queue.db.latest_delivery(&j.id).ok().flatten().as_ref())
 }
 
 #[derive(serde::Deserialize)]
 struct CreateQuery {
     external_id: Option<String>,
+    callback_url: Option<String>,
     source: Option<String>,
     language: Option<String>,
     prompt: Option<String>,
@@ -653,6 +655,7 @@ async fn create_job(
     // Query parameters fill in what form fields did not say.
     for (k, v) in [
         ("external_id", q.external_id),
+        ("callback_url", q.callback_url),
         ("source", q.source),
         ("language", q.language),
         ("prompt", q.prompt),
@@ -672,10 +675,29 @@ async fn create_job(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let external_id = up.fields.get("external_id").cloned();
-    let source = up.fields.get("source").cloned();
-    let (job, created, sha) = store(&s, up, opts, 1, (external_id, source, idem)).await?;
-    let mut r = (StatusCode::ACCEPTED, Json(job_json(&job))).into_response();
+    let callback_url = up
+        .fields
+        .get("callback_url")
+        .filter(|u| !u.is_empty())
+        .cloned();
+    if let Some(url) = &callback_url {
+        let (url, allow) = (url.clone(), s.cfg.webhook_allow_private);
+        tokio::task::spawn_blocking(move || crate::webhooks::check_url(&url, allow))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|m| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_callback_url", m)
+                    .param("callback_url")
+            })?;
+    }
+    let meta = Meta {
+        external_id: up.fields.get("external_id").cloned(),
+        source: up.fields.get("source").cloned(),
+        idempotency_key: idem,
+        callback_url,
+    };
+    let (job, created, sha) = store(&s, up, opts, 1, meta).await?;
+    let mut r = (StatusCode::ACCEPTED, Json(job_view(&s, &job))).into_response();
     if created {
         s.queue.notify();
         tracing::info!(id = %job.id, size = job.size, "job queued");
@@ -738,7 +760,7 @@ async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiRe
         .map_err(ApiError::internal)?;
     let has_more = jobs.len() == limit;
     Ok(Json(
-        json!({"object": "list", "data": jobs.iter().map(job_json).collect::<Vec<_>>(), "has_more": has_more}),
+        json!({"object": "list", "data": jobs.iter().map(|j| job_view(&s, j)).collect::<Vec<_>>(), "has_more": has_more}),
     ))
 }
 
@@ -757,7 +779,7 @@ fn find(s: &AppState, id: &str) -> ApiResult<Job> {
 }
 
 async fn get_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(job_json(&find(&s, &id)?)))
+    Ok(Json(job_view(&s, &find(&s, &id)?)))
 }
 
 #[derive(serde::Deserialize)]
@@ -893,7 +915,7 @@ async fn retry_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult
     }
     s.queue.db.requeue(&id, true).map_err(ApiError::internal)?;
     s.queue.notify();
-    Ok((StatusCode::ACCEPTED, Json(job_json(&find(&s, &id)?))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(job_view(&s, &find(&s, &id)?))).into_response())
 }
 
 async fn delete_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {

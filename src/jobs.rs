@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use crate::audio::Limits;
 use crate::engine::{Engine, Options};
 use crate::output::{self, Format};
-use crate::storage::{BlobStore, Db, Job};
+use crate::storage::{BlobStore, Db, Delivery, Job};
 
 /// Attempts before an engine error fails a job for good.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -228,4 +228,31 @@ pub fn options_from_json(v: &serde_json::Value) -> Options {
     }
     o.word_timestamps = v["word_timestamps"].as_bool().unwrap_or(false);
     o
+}
+
+/// A job as the API shows it (`GET /v1/jobs/{id}`, and the webhook body).
+pub fn job_json(j: &Job, delivery: Option<&Delivery>) -> serde_json::Value {
+    serde_json::json!({
+        "id": j.id,
+        "object": "transcription.job",
+        "status": j.status,
+        "created_at": j.created_at / 1000,
+        "filename": j.filename,
+        "content_type": j.content_type,
+        "size": j.size,
+        "sha256": j.sha256,
+        "external_id": j.external_id,
+        "source": j.source,
+        "attempts": j.attempts,
+        "error": j.error_code.as_ref().map(|c| serde_json::json!({"code": c, "message": j.error_message})),
+        "language": j.language,
+        "duration": j.duration,
+        "text": j.transcript.as_ref().and_then(|t| t.get("text")).cloned(),
+        "transcript": j.transcript,
+        "options": j.options,
+        "callback_url": j.callback_url,
+        "webhook": delivery.map(|d| serde_json::json!({
+            "delivery_id": d.id, "event": d.event, "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
+        })),
+    })
 }

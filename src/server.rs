@@ -55,6 +55,40 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         cfg.threads_per_job(),
     );
     let workers = queue.start();
+    {
+        let (db, secret, allow) = (
+            queue.db.clone(),
+            cfg.webhook_secret.clone(),
+            cfg.webhook_allow_private,
+        );
+        std::thread::Builder::new()
+            .name("earshot-webhooks".into())
+            .spawn(move || {
+                let db2 = db.clone();
+                crate::webhooks::run(db, secret, allow, move |job| {
+                    crate::jobs::job_json(job, db2.latest_delivery(&job.id).ok().flatten().as_ref())
+                })
+            })?;
+    }
+    if let Some(days) = cfg.retention_days {
+        let (db, blobs) = (queue.db.clone(), queue.blobs.clone());
+        std::thread::Builder::new()
+            .name("earshot-retention".into())
+            .spawn(move || loop {
+                match db.expired(days) {
+                    Ok(ids) => {
+                        for id in ids {
+                            if let Ok(Some(Some(sha))) = db.delete(&id) {
+                                let _ = blobs.remove(&sha);
+                            }
+                            tracing::info!(id = %id, days, "deleted by the retention policy");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+                }
+                std::thread::sleep(Duration::from_secs(3600));
+            })?;
+    }
     let model_name = cfg.model.model.clone();
     let grace = Duration::from_secs(cfg.shutdown_grace);
     let listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -168,10 +168,12 @@ pub struct Job {
     /// 0 for synchronous requests (served first), 1 for queued jobs.
     pub priority: i32,
     pub idempotency_key: Option<String>,
+    pub callback_url: Option<String>,
     pub updated_at: i64,
 }
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE jobs (
         id TEXT PRIMARY KEY,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL,
@@ -195,7 +197,69 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
     );
     CREATE INDEX jobs_status ON jobs(status, priority, size);
     CREATE INDEX jobs_external ON jobs(external_id);
-    CREATE INDEX jobs_sha ON jobs(sha256);"];
+    CREATE INDEX jobs_sha ON jobs(sha256);",
+    "ALTER TABLE jobs ADD COLUMN callback_url TEXT;
+    CREATE TABLE deliveries (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        event TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        delivered_at INTEGER
+    );
+    CREATE INDEX deliveries_due ON deliveries(status, next_attempt_at);
+    CREATE INDEX deliveries_job ON deliveries(job_id);",
+];
+
+/// A webhook delivery in the outbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub id: String,
+    pub job_id: String,
+    pub url: String,
+    pub event: String,
+    /// `pending`, `delivered` or `failed` (given up).
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get("id")?,
+        job_id: r.get("job_id")?,
+        url: r.get("url")?,
+        event: r.get("event")?,
+        status: r.get("status")?,
+        attempts: r.get::<_, i64>("attempts")? as u32,
+        last_error: r.get("last_error")?,
+    })
+}
+
+/// Put a webhook delivery for a finished job into the outbox, when the job has a callback.
+fn enqueue_delivery(
+    tx: &rusqlite::Transaction<'_>,
+    job_id: &str,
+    event: &str,
+) -> rusqlite::Result<()> {
+    let url: Option<String> = tx.query_row(
+        "SELECT callback_url FROM jobs WHERE id = ?1",
+        [job_id],
+        |r| r.get(0),
+    )?;
+    if let Some(url) = url {
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO deliveries (id, job_id, url, event, status, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+            params![uuid::Uuid::now_v7().to_string(), job_id, url, event, now],
+        )?;
+    }
+    Ok(())
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -234,6 +298,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         options: serde_json::from_str(&options).unwrap_or(serde_json::Value::Null),
         priority: r.get("priority")?,
         idempotency_key: r.get("idempotency_key")?,
+        callback_url: r.get("callback_url")?,
     })
 }
 
@@ -248,6 +313,7 @@ pub struct NewJob {
     pub options: serde_json::Value,
     pub priority: i32,
     pub idempotency_key: Option<String>,
+    pub callback_url: Option<String>,
 }
 
 /// Filters for listing jobs.
@@ -300,9 +366,9 @@ impl Db {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         c.execute(
-            "INSERT INTO jobs (id, created_at, updated_at, sha256, size, content_type, filename, external_id, source, status, options, priority, idempotency_key)
-             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11)",
-            params![id, now, n.sha256, n.size as i64, n.content_type, n.filename, n.external_id, n.source, n.options.to_string(), n.priority, n.idempotency_key],
+            "INSERT INTO jobs (id, created_at, updated_at, sha256, size, content_type, filename, external_id, source, status, options, priority, idempotency_key, callback_url)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12)",
+            params![id, now, n.sha256, n.size as i64, n.content_type, n.filename, n.external_id, n.source, n.options.to_string(), n.priority, n.idempotency_key, n.callback_url],
         )?;
         let j = c.query_row("SELECT * FROM jobs WHERE id = ?1", [&id], job_from_row)?;
         Ok((j, true))
@@ -384,6 +450,7 @@ impl Db {
         Ok(())
     }
 
+    /// Record a transcript; queues the webhook (if any) in the same transaction.
     pub fn finish_done(
         &self,
         id: &str,
@@ -391,19 +458,63 @@ impl Db {
         duration: f64,
         transcript: &serde_json::Value,
     ) -> Result<(), StorageError> {
-        self.conn().execute(
+        let c = self.conn();
+        let tx = c.unchecked_transaction()?;
+        tx.execute(
             "UPDATE jobs SET status = 'done', language = ?2, duration = ?3, transcript = ?4, error_code = NULL, error_message = NULL,
              lease_until = NULL, updated_at = ?5 WHERE id = ?1",
             params![id, language, duration, transcript.to_string(), now_ms()],
         )?;
+        enqueue_delivery(&tx, id, "job.done")?;
+        tx.commit()?;
         Ok(())
     }
 
+    /// Record a failure; queues the webhook (if any) in the same transaction.
     pub fn finish_failed(&self, id: &str, code: &str, message: &str) -> Result<(), StorageError> {
-        self.conn().execute(
+        let c = self.conn();
+        let tx = c.unchecked_transaction()?;
+        tx.execute(
             "UPDATE jobs SET status = 'failed', error_code = ?2, error_message = ?3, lease_until = NULL, updated_at = ?4 WHERE id = ?1",
             params![id, code, message, now_ms()],
         )?;
+        enqueue_delivery(&tx, id, "job.failed")?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deliveries due now, oldest first.
+    pub fn due_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StorageError> {
+        let c = self.conn();
+        let mut stmt = c.prepare("SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2")?;
+        let rows = stmt.query_map(params![now_ms(), limit as i64], delivery_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest delivery of a job, if it has one.
+    pub fn latest_delivery(&self, job_id: &str) -> Result<Option<Delivery>, StorageError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT * FROM deliveries WHERE job_id = ?1 ORDER BY created_at DESC, id DESC LIMIT 1", [job_id], delivery_from_row)
+            .optional()?)
+    }
+
+    pub fn delivery_done(&self, id: &str) -> Result<(), StorageError> {
+        self.conn().execute(
+            "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = NULL WHERE id = ?1",
+            params![id, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub fn delivery_retry(&self, id: &str, error: &str, next_at: i64) -> Result<(), StorageError> {
+        self.conn()
+            .execute("UPDATE deliveries SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1", params![id, error, next_at])?;
+        Ok(())
+    }
+
+    pub fn delivery_gave_up(&self, id: &str, error: &str) -> Result<(), StorageError> {
+        self.conn().execute("UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1", params![id, error])?;
         Ok(())
     }
 
@@ -434,11 +545,23 @@ impl Db {
             return Ok(None);
         };
         c.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+        c.execute("DELETE FROM deliveries WHERE job_id = ?1", [id])?;
         let others: i64 =
             c.query_row("SELECT COUNT(*) FROM jobs WHERE sha256 = ?1", [&sha], |r| {
                 r.get(0)
             })?;
         Ok(Some((others == 0).then_some(sha)))
+    }
+
+    /// Finished jobs created more than `days` days ago (the operator's retention policy).
+    pub fn expired(&self, days: u64) -> Result<Vec<String>, StorageError> {
+        let cutoff = now_ms() - (days as i64) * 86_400_000;
+        let c = self.conn();
+        let mut stmt = c.prepare(
+            "SELECT id FROM jobs WHERE created_at < ?1 AND status IN ('done', 'failed') LIMIT 1000",
+        )?;
+        let rows = stmt.query_map([cutoff], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Whether any record points at this blob.

@@ -628,3 +628,230 @@ fn twenty_concurrent_uploads() {
         20
     );
 }
+
+/// A webhook receiver on loopback: records each request, answers 500 to the first `fail_first`.
+fn receiver(
+    listener: std::net::TcpListener,
+    fail_first: usize,
+) -> std::sync::mpsc::Receiver<(Vec<(String, String)>, Vec<u8>)> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                r.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                let (k, v) = line.split_once(':').unwrap();
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let status = if n < fail_first {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = conn.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            if tx.send((headers, body)).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
+    h.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} header in {h:?}"))
+}
+
+fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(body);
+    format!("sha256={}", hex::encode(m.finalize().into_bytes()))
+}
+
+#[test]
+fn webhooks_are_signed_retried_and_survive_restarts() {
+    // Refused without --webhook-allow-private, and for other schemes.
+    let strict = Server::start("tiny.en", &[]);
+    let (ct, body) = multipart_body(
+        &[("callback_url", "http://127.0.0.1:9/hook")],
+        Some(("a.flac", &read_fixture("goforward.flac"))),
+    );
+    let r = request(
+        &strict.addr,
+        "POST",
+        "/v1/jobs",
+        &[("Content-Type", &ct)],
+        &body,
+    );
+    assert_eq!(
+        (r.status, r.json()["error"]["param"].as_str()),
+        (400, Some("callback_url")),
+        "{}",
+        r.text()
+    );
+    let r = strict.req(
+        "POST",
+        "/v1/jobs?callback_url=file:///etc/passwd",
+        &[("Content-Type", "audio/flac")],
+        &read_fixture("goforward.flac"),
+    );
+    assert_eq!(r.json()["error"]["code"], "invalid_callback_url");
+    drop(strict);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--webhook-secret", "s3cret", "--webhook-allow-private"];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = receiver(listener, 1);
+    let s = Server::start_in(tmp.path(), "tiny.en", &args);
+    let r = s.req(
+        "POST",
+        &format!("/v1/jobs?callback_url={hook}&external_id=ig-7"),
+        &[("Content-Type", "audio/flac")],
+        &read_fixture("goforward.flac"),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let (h1, b1) = got
+        .recv_timeout(Duration::from_secs(120))
+        .expect("first delivery");
+    let (h2, b2) = got
+        .recv_timeout(Duration::from_secs(30))
+        .expect("retry after the 500");
+    assert_eq!(
+        header(&h1, "x-earshot-delivery"),
+        header(&h2, "x-earshot-delivery"),
+        "a retry keeps its delivery id"
+    );
+    assert_eq!(header(&h2, "x-earshot-signature"), hmac_hex("s3cret", &b2));
+    assert_eq!(header(&h2, "x-earshot-event"), "job.done");
+    let body: serde_json::Value = serde_json::from_slice(&b2).unwrap();
+    assert_eq!(
+        (
+            body["id"].as_str(),
+            body["status"].as_str(),
+            body["external_id"].as_str()
+        ),
+        (Some(id.as_str()), Some("done"), Some("ig-7"))
+    );
+    assert_eq!(
+        normalize(body["text"].as_str().unwrap()),
+        "go forward 10 meters"
+    );
+    assert!(!b1.is_empty());
+    // The job shows its delivery state.
+    let mut job = s.get(&format!("/v1/jobs/{id}")).json();
+    for _ in 0..50 {
+        if job["webhook"]["status"] == "delivered" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        job = s.get(&format!("/v1/jobs/{id}")).json();
+    }
+    assert_eq!(
+        (
+            job["webhook"]["status"].as_str(),
+            job["webhook"]["attempts"].as_u64()
+        ),
+        (Some("delivered"), Some(2)),
+        "{job}"
+    );
+
+    // The outbox survives kill -9: the receiver is down while the job finishes.
+    let spare = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = spare.local_addr().unwrap();
+    drop(spare);
+    let mut s = s;
+    let r = s.req(
+        "POST",
+        &format!("/v1/jobs?callback_url=http://{addr}/hook"),
+        &[("Content-Type", "audio/mpeg")],
+        &read_fixture("goforward.mp3"),
+    );
+    let id2 = r.json()["id"].as_str().unwrap().to_string();
+    let j = s.wait_job(&id2, Duration::from_secs(120));
+    assert_eq!(j["status"], "done");
+    while s.get(&format!("/v1/jobs/{id2}")).json()["webhook"]["attempts"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.kill9();
+    let got2 = receiver(std::net::TcpListener::bind(addr).unwrap(), 0);
+    let s = Server::start_in(tmp.path(), "tiny.en", &args);
+    let (h, b) = got2
+        .recv_timeout(Duration::from_secs(60))
+        .expect("delivered after the restart");
+    assert_eq!(header(&h, "x-earshot-signature"), hmac_hex("s3cret", &b));
+    let body: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(body["id"], id2.as_str());
+    drop(s);
+}
+
+/// SIGTERM: the listener closes, the running job finishes within the grace period, the
+/// process exits 0, and after a restart everything accepted is done.
+#[test]
+fn sigterm_lets_running_jobs_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Server::start_in(
+        tmp.path(),
+        "tiny.en",
+        &["--workers", "1", "--shutdown-grace", "120"],
+    );
+    let r = s.req(
+        "POST",
+        "/v1/jobs",
+        &[("Content-Type", "audio/wav")],
+        &long_wav(2),
+    );
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let queued = s
+        .req(
+            "POST",
+            "/v1/jobs",
+            &[("Content-Type", "audio/ogg")],
+            &read_fixture("telegram_ru.oga"),
+        )
+        .json();
+    while s.get(&format!("/v1/jobs/{id}")).json()["status"] == "queued" {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let s = Server::start_in(tmp.path(), "tiny.en", &[]);
+    let j = s.get(&format!("/v1/jobs/{id}")).json();
+    assert_eq!(
+        j["status"], "done",
+        "the running job finished before exit: {j}"
+    );
+    assert_eq!(
+        s.wait_job(queued["id"].as_str().unwrap(), Duration::from_secs(120))["status"],
+        "done"
+    );
+}
