@@ -629,11 +629,14 @@ fn twenty_concurrent_uploads() {
     );
 }
 
+/// One request a receiver got: its headers (lowercased names) and body.
+type Received = (Vec<(String, String)>, Vec<u8>);
+
 /// A webhook receiver on loopback: records each request, answers 500 to the first `fail_first`.
 fn receiver(
     listener: std::net::TcpListener,
     fail_first: usize,
-) -> std::sync::mpsc::Receiver<(Vec<(String, String)>, Vec<u8>)> {
+) -> std::sync::mpsc::Receiver<Received> {
     use std::io::{BufRead, BufReader, Read, Write};
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
