@@ -80,6 +80,15 @@ pub struct DecodeArgs {
     /// Disable temperature fallback.
     #[arg(long)]
     pub no_fallback: bool,
+    /// Drop a segment as silence above this no-speech probability (with a low log-prob).
+    #[arg(long, default_value_t = 0.6)]
+    pub no_speech_threshold: f32,
+    /// Retry at a higher temperature when the average log-probability falls below this.
+    #[arg(long, default_value_t = -1.0, allow_negative_numbers = true)]
+    pub logprob_threshold: f32,
+    /// Retry at a higher temperature when the text repeats itself more than this (whisper.cpp's entropy check).
+    #[arg(long, default_value_t = 2.4)]
+    pub compression_ratio_threshold: f32,
     /// Add per-word timestamps (verbose_json).
     #[arg(long)]
     pub word_timestamps: bool,
@@ -106,7 +115,9 @@ impl DecodeArgs {
             temperature_increment: if self.no_fallback { 0.0 } else { 0.2 },
             threads: self.threads.unwrap_or(threads),
             word_timestamps: self.word_timestamps,
-            ..Options::default()
+            no_speech_threshold: self.no_speech_threshold,
+            logprob_threshold: self.logprob_threshold,
+            compression_ratio_threshold: self.compression_ratio_threshold,
         }
     }
 

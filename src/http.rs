@@ -431,16 +431,11 @@ async fn sync_request(
     // Back-pressure: when every worker is taken and others already wait, say so now,
     // before storing anything.
     let busy = s.queue.stats.busy.load(Ordering::SeqCst);
-    let waiting = s
+    let waiting_sync = s
         .queue
         .db
-        .list(&ListFilter {
-            status: Some(Status::Queued),
-            limit: 1000,
-            ..Default::default()
-        })
-        .map_err(ApiError::internal)?;
-    let waiting_sync = waiting.iter().filter(|j| j.priority == 0).count();
+        .queued_count(Some(0))
+        .map_err(ApiError::internal)? as usize;
     if busy >= s.queue.workers && waiting_sync >= s.queue.workers {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -588,7 +583,7 @@ async fn create_job(
 ) -> ApiResult<Response> {
     let headers = req.headers().clone();
     check_length(&s, &headers)?;
-    let queued = s.queue.db.queued_count().map_err(ApiError::internal)?;
+    let queued = s.queue.db.queued_count(None).map_err(ApiError::internal)?;
     if queued as usize >= s.cfg.queue_limit {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

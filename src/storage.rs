@@ -406,10 +406,11 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn queued_count(&self) -> Result<i64, StorageError> {
+    /// Jobs waiting for a worker; with `Some(p)`, only those of priority `p` (0: synchronous).
+    pub fn queued_count(&self, priority: Option<i32>) -> Result<i64, StorageError> {
         Ok(self.conn().query_row(
-            "SELECT COUNT(*) FROM jobs WHERE status = 'queued'",
-            [],
+            "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND (?1 IS NULL OR priority = ?1)",
+            [priority],
             |r| r.get(0),
         )?)
     }

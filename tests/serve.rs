@@ -43,6 +43,34 @@ fn openai_endpoint_answers_every_format_and_keeps_a_job() {
         let audio = s.get(&format!("/v1/jobs/{id}/audio"));
         assert_eq!(sha256_hex(&audio.body), sha256_hex(&read_fixture(f)));
     }
+    // Every other valid fixture format answers 200 through the same endpoint.
+    for f in [
+        "telegram_ru.oga",
+        "whatsapp_ru.opus",
+        "messenger_ru.mp4",
+        "android_ru_opus.m4a",
+        "goforward.mp3",
+        "goforward_16k.wav",
+        "cards_48k_stereo.wav",
+        "goforward_8k_mulaw.wav",
+        "silence_10s.oga",
+        "short_0.2s.oga",
+    ] {
+        let r = s.multipart(
+            "/v1/audio/transcriptions",
+            &[("model", "whisper-1"), ("response_format", "verbose_json")],
+            Some((f, &read_fixture(f))),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{f}: {}", r.text());
+        let v = r.json();
+        assert!(v["duration"].as_f64().unwrap() > 0.1, "{f}: {v}");
+        assert_eq!(
+            v["text"].as_str().unwrap().is_empty(),
+            f.starts_with("silence") || f.starts_with("short"),
+            "{f}: {v}"
+        );
+    }
     let file = read_fixture("goforward.flac");
     let form = |fmt: &str| {
         s.multipart(
@@ -325,6 +353,31 @@ fn jobs_lifecycle_range_retry_delete() {
     ] {
         assert!(m.contains(line), "metrics lack {line}:\n{m}");
     }
+
+    // Past axum's default 2 MiB body limit: accepted, stored, then failed as not audio.
+    let mut big = b"%PDF-1.7\n".to_vec();
+    big.extend((0..2_600_000u32 - 9).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    let r = s.req("POST", "/v1/jobs", &[("Content-Type", "audio/ogg")], &big);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let big_job = s.wait_job(r.json()["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(
+        (big_job["status"].as_str(), big_job["size"].as_u64()),
+        (Some("failed"), Some(2_600_000))
+    );
+    assert_eq!(
+        big_job["error"]["message"],
+        "not audio (looks like a PDF document)"
+    );
+    assert_eq!(
+        sha256_hex(
+            &s.get(&format!(
+                "/v1/jobs/{}/audio",
+                big_job["id"].as_str().unwrap()
+            ))
+            .body
+        ),
+        sha256_hex(&big)
+    );
 }
 
 #[test]
@@ -474,14 +527,15 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-/// A long note keeps the single worker busy, so the queue fills: 429 with Retry-After.
+/// Back-pressure. A long note keeps the single worker busy: queued jobs past --queue-limit
+/// get 429, and a synchronous request with one already waiting gets 503; both with
+/// Retry-After, and neither leaves a record. A client that hangs up still gets its job done.
 #[test]
-fn queue_limit_answers_429() {
+fn backpressure_429_503_and_disconnects() {
     let s = Server::start("tiny.en", &["--queue-limit", "1", "--workers", "1"]);
-    let long = long_wav(6);
+    let long = long_wav(3); // 33 s: keeps the worker busy for a while
     let r1 = s.req("POST", "/v1/jobs", &[("Content-Type", "audio/wav")], &long);
-    assert_eq!(r1.status, 202);
-    // Wait until the worker has taken it, so the next one stays queued.
+    assert_eq!(r1.status, 202, "{}", r1.text());
     let id1 = r1.json()["id"].as_str().unwrap().to_string();
     while s.get(&format!("/v1/jobs/{id1}")).json()["status"] == "queued" {
         std::thread::sleep(Duration::from_millis(50));
@@ -504,10 +558,63 @@ fn queue_limit_answers_429() {
         (429, Some("queue_full"))
     );
     assert!(r3.header("retry-after").is_some());
+
+    // A synchronous request whose client hangs up right after sending: it waits in the queue...
+    let (ct, body) = multipart_body(
+        &[("model", "whisper-1")],
+        Some(("bye.flac", &read_fixture("goforward.flac"))),
+    );
+    {
+        use std::io::Write;
+        let mut sock = std::net::TcpStream::connect(&s.addr).unwrap();
+        let head = format!("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n", body.len());
+        sock.write_all(head.as_bytes()).unwrap();
+        sock.write_all(&body).unwrap();
+        let start = std::time::Instant::now();
+        while !s.get("/v1/jobs?status=queued").json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["filename"] == "bye.flac")
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the synchronous job was not stored"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    } // ...and the client is gone.
+      // With the worker busy and a synchronous request already waiting: 503 before any reading.
+    let r4 = s.multipart(
+        "/v1/audio/transcriptions",
+        &[("model", "whisper-1")],
+        Some(("x.flac", &read_fixture("goforward.flac"))),
+        &[],
+    );
     assert_eq!(
-        s.get("/v1/jobs").json()["data"].as_array().unwrap().len(),
-        2,
-        "the refused upload left no record"
+        (r4.status, r4.json()["error"]["code"].as_str()),
+        (503, Some("overloaded"))
+    );
+    assert!(r4.header("retry-after").is_some());
+    let jobs = s.get("/v1/jobs").json();
+    assert_eq!(
+        jobs["data"].as_array().unwrap().len(),
+        3,
+        "refused requests left no record: {jobs}"
+    );
+    let bye = jobs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["filename"] == "bye.flac")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = s.wait_job(&bye, Duration::from_secs(300));
+    assert_eq!(
+        normalize(done["text"].as_str().unwrap()),
+        "go forward 10 meters"
     );
 }
 
