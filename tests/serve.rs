@@ -623,23 +623,7 @@ fn long_wav(times: usize) -> Vec<u8> {
     let a = earshot::audio::decode(&read_fixture("telegram_jfk.oga"), &Default::default())
         .unwrap()
         .samples;
-    let pcm: Vec<u8> = (0..times)
-        .flat_map(|_| a.iter())
-        .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
-        .collect();
-    let mut w = Vec::new();
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(pcm.len() as u32 + 36).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&[1, 0, 1, 0]);
-    w.extend_from_slice(&16_000u32.to_le_bytes());
-    w.extend_from_slice(&32_000u32.to_le_bytes());
-    w.extend_from_slice(&[2, 0, 16, 0]);
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
-    w.extend_from_slice(&pcm);
-    w
+    wav16k((0..times).flat_map(|_| a.iter().copied()), None)
 }
 
 /// kill -9 while jobs run, restart: every 2xx'd job reaches done and its audio is intact.
