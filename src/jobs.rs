@@ -143,7 +143,7 @@ impl Queue {
         let started = Instant::now();
         let done = AtomicBool::new(false);
         std::thread::scope(|s| {
-            s.spawn(|| {
+            let heartbeat = s.spawn(|| {
                 // Heartbeat: renew the lease while the job runs.
                 while !done.load(Ordering::SeqCst) {
                     std::thread::park_timeout(Duration::from_millis(LEASE_MS as u64 / 3));
@@ -154,6 +154,8 @@ impl Queue {
             });
             self.run(&job, started);
             done.store(true, Ordering::SeqCst);
+            // Wake the heartbeat so the scope ends now, not at its next beat.
+            heartbeat.thread().unpark();
         });
         self.stats.busy.fetch_sub(1, Ordering::SeqCst);
         let _ = self.finished.send(job.id.clone());
