@@ -316,7 +316,7 @@ fn parse_options(
             })?,
     };
     let mut opts = json!({ "translate": translate });
-    if let Some(l) = f.get("language").filter(|l| !l.is_empty()) {
+    if let Some(l) = f.get("language").filter(|l| !l.is_empty() && *l != "auto") {
         if whisper_rs::get_lang_id(&l.to_ascii_lowercase()).is_none() {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
