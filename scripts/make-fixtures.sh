@@ -52,6 +52,7 @@ ff -f lavfi -i "anoisesrc=r=48000:a=0.003:c=pink:seed=7" -t 10 "${meta[@]}" -ac 
 ff -i "$ru" -t 0.2 "${meta[@]}" -ac 1 -ar 48000 -c:a libopus -b:a 32k "$out/short_0.2s.oga"
 
 # Broken inputs (deterministic)
+ff -f lavfi -i "color=c=black:s=16x16:d=1:r=5" "${meta[@]}" -c:v mpeg4 -movflags +faststart "$out/broken/video_only.mp4"
 python3 - "$out" <<'EOF'
 import os, random, sys
 out = sys.argv[1]

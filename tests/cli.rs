@@ -46,6 +46,7 @@ fn whole_fixture_folder_reports_each_broken_file_and_exits_1() {
             "not audio (looks like a JSON document)",
         ),
         ("broken/amr_voice.amr", "unsupported codec: AMR-NB"),
+        ("broken/video_only.mp4", "no audio track in the mp4 file"),
         ("broken/ogg_header_then_garbage.ogg", "corrupt audio"),
         ("broken/mp4_header_then_garbage.m4a", "corrupt audio"),
     ] {
@@ -71,7 +72,7 @@ fn whole_fixture_folder_reports_each_broken_file_and_exits_1() {
     let b = stdout.find("goforward.flac").unwrap();
     assert!(a < b, "outputs are in input order");
     let summary = stderr.lines().last().unwrap();
-    assert!(summary.starts_with("17 ok, 7 failed · "), "{summary}");
+    assert!(summary.starts_with("17 ok, 8 failed · "), "{summary}");
     assert!(summary.contains("× real time"), "{summary}");
 }
 

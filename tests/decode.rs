@@ -85,6 +85,9 @@ fn broken_inputs_get_their_specified_outcome() {
     assert_eq!(html.to_string(), "not audio (looks like an HTML page)");
     let json = decode_fixture("broken/error.json.oga").unwrap_err();
     assert_eq!(json.to_string(), "not audio (looks like a JSON document)");
+    let video = decode_fixture("broken/video_only.mp4").unwrap_err();
+    assert_eq!(video.code(), "no_audio_track");
+    assert_eq!(video.to_string(), "no audio track in the mp4 file");
     let amr = decode_fixture("broken/amr_voice.amr").unwrap_err();
     assert_eq!(
         amr,

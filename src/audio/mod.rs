@@ -214,19 +214,9 @@ fn codec_name(id: AudioCodecId) -> String {
 }
 
 fn sym_err(e: SymError, container: &str) -> DecodeError {
-    match e {
-        SymError::Unsupported(what) => DecodeError::Corrupt {
-            detail: format!("{container}: unsupported feature: {what}"),
-            offset: None,
-        },
-        SymError::IoError(io) => DecodeError::Corrupt {
-            detail: format!("{container}: {io}"),
-            offset: None,
-        },
-        other => DecodeError::Corrupt {
-            detail: format!("{container}: {other}"),
-            offset: None,
-        },
+    DecodeError::Corrupt {
+        detail: format!("{container}: {e}"),
+        offset: None,
     }
 }
 
