@@ -57,6 +57,18 @@ pub struct ModelArgs {
     pub models_dir: PathBuf,
 }
 
+impl ModelArgs {
+    /// The model file, or a message naming the command that fetches it.
+    pub fn locate(&self) -> Result<PathBuf, String> {
+        let path = crate::models::resolve(&self.model, &self.models_dir);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(crate::models::missing_hint(&self.model, &path))
+        }
+    }
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct DecodeArgs {
     /// Spoken language as an ISO 639-1 code (ru, en, ...), or auto.
@@ -283,14 +295,13 @@ fn transcribe(mut args: TranscribeArgs) -> i32 {
             return 2;
         }
     };
-    let model_path = crate::models::resolve(&args.model.model, &args.model.models_dir);
-    if !model_path.is_file() {
-        eprintln!(
-            "error: {}",
-            crate::models::missing_hint(&args.model.model, &model_path)
-        );
-        return 2;
-    }
+    let model_path = match args.model.locate() {
+        Ok(p) => p,
+        Err(hint) => {
+            eprintln!("error: {hint}");
+            return 2;
+        }
+    };
     let engine = match Engine::load(&model_path) {
         Ok(e) => Arc::new(e),
         Err(e) => {

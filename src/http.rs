@@ -210,7 +210,7 @@ struct Upload {
     fields: HashMap<String, String>,
 }
 
-async fn spool(s: &AppState, blob: &mut PendingBlob, chunk: &[u8]) -> ApiResult<()> {
+fn spool(s: &AppState, blob: &mut PendingBlob, chunk: &[u8]) -> ApiResult<()> {
     if blob.size() + chunk.len() as u64 > s.cfg.max_upload_bytes {
         return Err(too_large(s));
     }
@@ -239,7 +239,7 @@ async fn read_multipart(s: &AppState, mut mp: Multipart) -> ApiResult<Upload> {
             let filename = field.file_name().map(str::to_string);
             let ct = field.content_type().map(str::to_string);
             while let Some(chunk) = field.chunk().await.map_err(bad)? {
-                spool(s, &mut blob, &chunk).await?;
+                spool(s, &mut blob, &chunk)?;
             }
             upload = Some((blob, filename, ct));
         } else {
@@ -624,7 +624,7 @@ async fn create_job(
                     )
                 }
             })?;
-            spool(&s, &mut blob, &chunk).await?;
+            spool(&s, &mut blob, &chunk)?;
         }
         if blob.size() == 0 {
             return Err(ApiError::new(

@@ -32,13 +32,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             "jobs left running by the previous process are queued again"
         );
     }
-    let model_path = crate::models::resolve(&cfg.model.model, &cfg.model.models_dir);
-    if !model_path.is_file() {
-        anyhow::bail!(
-            "{}",
-            crate::models::missing_hint(&cfg.model.model, &model_path)
-        );
-    }
+    let model_path = cfg.model.locate().map_err(anyhow::Error::msg)?;
     let started = Instant::now();
     let engine = Arc::new(tokio::task::spawn_blocking(move || Engine::load(&model_path)).await??);
     tracing::info!(model = %engine.model_path().display(), took_ms = started.elapsed().as_millis() as u64, backend = if cfg!(feature = "cuda") { "cuda" } else { "cpu" }, "model loaded");
