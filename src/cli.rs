@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 
 use crate::audio::Limits;
-use crate::engine::{Engine, Options};
+use crate::engine::{choose_backend, Engine, GpuMode, Hardware, Options};
 use crate::output::{self, Format};
 use crate::telemetry::{self, LogFormat};
 
@@ -55,6 +55,22 @@ pub struct ModelArgs {
     /// Folder holding ggml-*.bin models.
     #[arg(long, env = "EARSHOT_MODELS_DIR", default_value = "models")]
     pub models_dir: PathBuf,
+    /// Run on the GPU (default: the GPU when this build has GPU support and one is present).
+    /// Without a usable GPU, warns loudly and runs on the CPU.
+    #[arg(long, env = "EARSHOT_GPU", conflicts_with = "no_gpu")]
+    pub gpu: bool,
+    /// Run on the CPU even when a GPU is present.
+    #[arg(long, env = "EARSHOT_NO_GPU")]
+    pub no_gpu: bool,
+    /// Which GPU, counted from 0 in the order `nvidia-smi` lists them.
+    #[arg(long, env = "EARSHOT_GPU_DEVICE", default_value_t = 0)]
+    pub gpu_device: usize,
+    /// Refuse to start when no usable GPU is found, instead of falling back to the CPU.
+    #[arg(long, env = "EARSHOT_REQUIRE_GPU", conflicts_with = "no_gpu")]
+    pub require_gpu: bool,
+    /// Flash attention: on, off, or auto (on for a GPU, off on the CPU).
+    #[arg(long, env = "EARSHOT_FLASH_ATTN", default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub flash_attn: String,
 }
 
 impl ModelArgs {
@@ -66,6 +82,37 @@ impl ModelArgs {
         } else {
             Err(crate::models::missing_hint(&self.model, &path))
         }
+    }
+
+    /// The hardware these flags ask for.
+    pub fn hardware(&self) -> Hardware {
+        Hardware {
+            gpu: if self.no_gpu {
+                GpuMode::Off
+            } else if self.gpu {
+                GpuMode::On
+            } else {
+                GpuMode::Auto
+            },
+            gpu_device: self.gpu_device,
+            require_gpu: self.require_gpu,
+            flash_attn: match self.flash_attn.as_str() {
+                "on" => Some(true),
+                "off" => Some(false),
+                _ => None,
+            },
+        }
+    }
+
+    /// Find the model, pick the backend (printing the warning when a GPU was asked for and is
+    /// not usable) and load it. The error is a sentence for the operator.
+    pub fn load(&self) -> Result<Engine, String> {
+        let path = self.locate()?;
+        let (backend, warning) = choose_backend(&self.hardware()).map_err(|e| e.to_string())?;
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
+        Engine::load_on(&path, &backend).map_err(|e| e.to_string())
     }
 }
 
@@ -295,14 +342,7 @@ fn transcribe(mut args: TranscribeArgs) -> i32 {
             return 2;
         }
     };
-    let model_path = match args.model.locate() {
-        Ok(p) => p,
-        Err(hint) => {
-            eprintln!("error: {hint}");
-            return 2;
-        }
-    };
-    let engine = match Engine::load(&model_path) {
+    let engine = match args.model.load() {
         Ok(e) => Arc::new(e),
         Err(e) => {
             eprintln!("error: {e}");
@@ -454,9 +494,10 @@ fn transcribe(mut args: TranscribeArgs) -> i32 {
             String::new()
         };
         eprintln!(
-            "{ok} ok, {failed} failed{skipped_note} · {} of audio in {} ({speed:.1}× real time)",
+            "{ok} ok, {failed} failed{skipped_note} · {} of audio in {} ({speed:.1}× real time, {})",
             human_duration(audio_s),
-            human_duration(wall)
+            human_duration(wall),
+            engine.backend()
         );
     }
     i32::from(failed > 0)

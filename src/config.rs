@@ -7,6 +7,11 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::cli::ModelArgs;
+use crate::engine::Backend;
+
+/// Concurrent `WhisperState`s on one GPU when `--workers` is not given. Not yet measured on a
+/// real GPU (none was available); see README, "Self-hosting on a GPU box".
+pub const GPU_WORKERS: usize = 4;
 
 #[derive(Debug, Args, Clone)]
 pub struct ServeConfig {
@@ -54,6 +59,8 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// CPU threads per transcription: 2 (1 on a single core), as `scripts/bench.sh` measured
+    /// that two 2-thread jobs beat one 4-thread job for short notes.
     pub fn threads_per_job(&self) -> usize {
         let cores = crate::engine::default_threads();
         self.threads_per_job
@@ -61,13 +68,18 @@ impl ServeConfig {
             .max(1)
     }
 
-    pub fn workers(&self) -> usize {
+    /// Concurrent transcriptions: `--workers`, else one per `threads_per_job` cores on the
+    /// CPU, and [`GPU_WORKERS`] states sharing one model on a GPU.
+    pub fn workers(&self, backend: &Backend) -> usize {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        self.workers
-            .unwrap_or((cores / self.threads_per_job()).max(1))
-            .max(1)
+        let auto = if backend.is_gpu() {
+            GPU_WORKERS
+        } else {
+            cores / self.threads_per_job()
+        };
+        self.workers.unwrap_or(auto).max(1)
     }
 
     /// The effective configuration, one `key=value` per line, API keys masked.
@@ -91,8 +103,23 @@ impl ServeConfig {
             ),
             format!(
                 "workers={} threads_per_job={}",
-                self.workers(),
+                self.workers
+                    .map_or("auto (decided once the backend is known)".into(), |w| w
+                        .to_string()),
                 self.threads_per_job()
+            ),
+            format!(
+                "gpu={} gpu_device={} require_gpu={} flash_attn={}",
+                if self.model.no_gpu {
+                    "off"
+                } else if self.model.gpu {
+                    "on"
+                } else {
+                    "auto"
+                },
+                self.model.gpu_device,
+                self.model.require_gpu,
+                self.model.flash_attn
             ),
             format!(
                 "max_upload_bytes={} max_duration={}s queue_limit={}",

@@ -949,7 +949,7 @@ async fn readyz(State(s): State<Shared>) -> Response {
     let disk_ok = free.is_some_and(|f| f >= s.cfg.min_free_disk_mb);
     let body = json!({
         "status": if db_ok && disk_ok { "ready" } else { "not_ready" },
-        "model": {"loaded": true, "name": s.model_name, "path": s.queue.engine.model_path(), "backend": if cfg!(feature = "cuda") { "cuda" } else { "cpu" }},
+        "model": {"loaded": true, "name": s.model_name, "path": s.queue.engine.model_path(), "backend": s.queue.engine.backend().name, "gpu": s.queue.engine.backend().device, "flash_attn": s.queue.engine.backend().flash_attn},
         "database": {"writable": db_ok},
         "disk": {"free_mb": free, "min_free_mb": s.cfg.min_free_disk_mb, "ok": disk_ok},
         "workers": s.queue.workers,

@@ -8,7 +8,6 @@ use anyhow::Context;
 
 use crate::audio::Limits;
 use crate::config::ServeConfig;
-use crate::engine::Engine;
 use crate::http::{self, AppState};
 use crate::jobs::Queue;
 use crate::storage::{BlobStore, Db};
@@ -32,10 +31,20 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             "jobs left running by the previous process are queued again"
         );
     }
-    let model_path = cfg.model.locate().map_err(anyhow::Error::msg)?;
     let started = Instant::now();
-    let engine = Arc::new(tokio::task::spawn_blocking(move || Engine::load(&model_path)).await??);
-    tracing::info!(model = %engine.model_path().display(), took_ms = started.elapsed().as_millis() as u64, backend = if cfg!(feature = "cuda") { "cuda" } else { "cpu" }, "model loaded");
+    let model = cfg.model.clone();
+    let engine = Arc::new(
+        tokio::task::spawn_blocking(move || model.load())
+            .await?
+            .map_err(anyhow::Error::msg)?,
+    );
+    let backend = engine.backend().clone();
+    eprintln!(
+        "earshot serve: backend={backend} workers={} threads_per_job={}",
+        cfg.workers(&backend),
+        cfg.threads_per_job()
+    );
+    tracing::info!(model = %engine.model_path().display(), took_ms = started.elapsed().as_millis() as u64, backend = %backend, "model loaded");
     let limits = Limits {
         max_bytes: cfg.max_upload_bytes,
         max_duration_s: cfg.max_duration,
@@ -45,7 +54,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         blobs,
         engine,
         limits,
-        cfg.workers(),
+        cfg.workers(&backend),
         cfg.threads_per_job(),
     );
     let workers = queue.start();

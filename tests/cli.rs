@@ -197,3 +197,35 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no/such/file.ogg"));
 }
+
+/// In the CPU-only build: `--gpu` falls back to the CPU with a warning that says why, and
+/// `--require-gpu` refuses to run at all.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn gpu_flags_without_a_gpu() {
+    let fixture = "tests/fixtures/telegram_jfk.oga";
+    let out = earshot(&["transcribe", "--model", "tiny.en", "--gpu", fixture]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("A GPU WAS ASKED FOR"), "{err}");
+    assert!(err.contains("--features cuda"), "{err}");
+    assert!(err.contains("real time, cpu)"), "{err}");
+    assert!(text(&out.stdout)
+        .to_lowercase()
+        .contains("fellow americans"));
+
+    let out = earshot(&["transcribe", "--model", "tiny.en", "--require-gpu", fixture]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--require-gpu is set but"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        .current_dir(root())
+        .env("EARSHOT_NO_GPU", "true")
+        .args(["transcribe", "--model", "tiny.en", fixture])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!text(&out.stderr).contains("A GPU WAS ASKED FOR"));
+}

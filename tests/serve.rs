@@ -949,3 +949,21 @@ fn sigterm_lets_running_jobs_finish() {
         "done"
     );
 }
+
+/// CPU-only build: `serve --require-gpu` refuses to start and says why.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn require_gpu_refuses_to_start_without_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_earshot"))
+        .current_dir(common::root())
+        .args(["serve", "--listen", "127.0.0.1:0", "--model", "tiny.en"])
+        .args(["--require-gpu", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--require-gpu is set but"), "{err}");
+    assert!(!err.contains("listening on"), "{err}");
+}
