@@ -1,0 +1,40 @@
+# earshot, CPU image.
+#   docker build -t earshot .
+#   docker run -d -p 8000:8000 -v "$PWD/models:/models" -v "$PWD/data:/data" earshot
+# The model is fetched into /models at the first start when missing (EARSHOT_MODEL, default
+# base). For a box without internet, copy ggml-*.bin into ./models first.
+
+# ---- build --------------------------------------------------------------------------------
+FROM rust:1-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake libclang-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+# A portable image: ggml is built for x86-64-v3 (AVX2/FMA/F16C, any CPU since 2013) instead
+# of -march=native, which would tie the image to the CPU of the machine that built it.
+# Pass --build-arg GGML_NATIVE=ON for a build used only on the machine it was built on.
+ARG GGML_NATIVE=OFF
+ENV GGML_NATIVE=${GGML_NATIVE} GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON
+RUN cargo build --release --locked \
+ && install -D target/release/earshot /out/earshot
+
+# ---- runtime ------------------------------------------------------------------------------
+FROM debian:bookworm-slim
+# curl: HEALTHCHECK and the model script; python3-numpy: the model script's converter fallback.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl python3 python3-numpy python3-pip \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin earshot \
+ && mkdir -p /models /data && chown earshot:earshot /models /data
+COPY --from=build /out/earshot /usr/local/bin/earshot
+COPY scripts/fetch-model.sh scripts/ct2_to_ggml.py scripts/docker-entrypoint.sh /opt/earshot/scripts/
+COPY models/SHA256SUMS models/README.md /opt/earshot/models/
+USER earshot
+ENV EARSHOT_LISTEN=0.0.0.0:8000 EARSHOT_DATA_DIR=/data EARSHOT_MODELS_DIR=/models EARSHOT_MODEL=base
+VOLUME ["/models", "/data"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+  CMD curl -fsS http://127.0.0.1:8000/readyz >/dev/null || exit 1
+ENTRYPOINT ["/opt/earshot/scripts/docker-entrypoint.sh"]
+CMD ["serve"]
