@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup-debian.sh
+# The inbox page's browser test drives Debian's Chromium through chromedriver.
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "test: installing chromium and chromium-driver for the browser test" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi
 export PATH="$HOME/.cargo/bin:$PATH"
 for m in tiny.en base tiny.en-q8_0 base-q8_0 base-q5_0; do scripts/fetch-model.sh "$m"; done
 # Python packages the tests use: numpy (converter tests), the official OpenAI SDK (API test).

@@ -12,13 +12,15 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
+use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::config::ServeConfig;
 use crate::jobs::Queue;
@@ -31,6 +33,8 @@ pub struct AppState {
     pub queue: Arc<Queue>,
     pub model_name: String,
     requests: Mutex<HashMap<(String, u16), u64>>,
+    /// Key for signed audio URLs (see [`AppState::audio_url`]).
+    url_key: [u8; 32],
 }
 
 pub type Shared = Arc<AppState>;
@@ -111,6 +115,7 @@ pub fn router(state: Shared) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .merge(v1)
+        .merge(crate::web::routes())
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -125,12 +130,70 @@ pub fn router(state: Shared) -> Router {
 impl AppState {
     pub fn new(cfg: ServeConfig, queue: Arc<Queue>, model_name: String) -> Shared {
         Arc::new(AppState {
+            url_key: url_key(&cfg.api_keys),
             cfg,
             queue,
             model_name,
             requests: Mutex::new(HashMap::new()),
         })
     }
+
+    /// Where a job's audio can be fetched. With API keys set, an `<audio>` element or a
+    /// download link cannot send a Bearer header, so the URL carries its own permission:
+    /// `expires` (24 to 25 h ahead, whole hours, so a URL stays the same for an hour) and
+    /// `sig`, an HMAC-SHA256 of the job id and expiry keyed by a hash of the API keys. It
+    /// opens that one job's audio, and stops working when it expires or the keys change.
+    pub fn audio_url(&self, id: &str) -> String {
+        if self.cfg.api_keys.is_empty() {
+            return format!("/v1/jobs/{id}/audio");
+        }
+        let hour = crate::storage::now_ms() / 1000 / 3600;
+        let expires = (hour + 25) * 3600;
+        let sig = hex::encode(self.url_mac(id, expires).finalize().into_bytes());
+        format!("/v1/jobs/{id}/audio?expires={expires}&sig={sig}")
+    }
+
+    fn url_mac(&self, id: &str, expires: i64) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.url_key).expect("HMAC takes keys of any length");
+        mac.update(format!("{id}\n{expires}").as_bytes());
+        mac
+    }
+
+    /// Whether `path?query` is a valid, unexpired signed audio URL.
+    fn signed_audio_ok(&self, path: &str, query: Option<&str>) -> bool {
+        let Some(id) = path
+            .strip_prefix("/v1/jobs/")
+            .and_then(|p| p.strip_suffix("/audio"))
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+        else {
+            return false;
+        };
+        let (mut expires, mut sig) = (None, None);
+        for pair in query.unwrap_or("").split('&') {
+            match pair.split_once('=') {
+                Some(("expires", v)) => expires = v.parse::<i64>().ok(),
+                Some(("sig", v)) => sig = hex::decode(v).ok(),
+                _ => {}
+            }
+        }
+        match (expires, sig) {
+            (Some(e), Some(sig)) if e > crate::storage::now_ms() / 1000 => {
+                self.url_mac(id, e).verify_slice(&sig).is_ok()
+            }
+            _ => false,
+        }
+    }
+}
+
+fn url_key(keys: &[String]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"earshot signed audio URL\n");
+    for k in keys {
+        h.update(k.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().into()
 }
 
 async fn count_requests(State(s): State<Shared>, req: Request, next: Next) -> Response {
@@ -163,6 +226,11 @@ async fn auth(State(s): State<Shared>, req: Request, next: Next) -> Response {
                 .api_keys
                 .iter()
                 .any(|key| constant_time_eq(key.as_bytes(), k.trim().as_bytes())) =>
+        {
+            next.run(req).await
+        }
+        _ if (req.method() == Method::GET || req.method() == Method::HEAD)
+            && s.signed_audio_ok(req.uri().path(), req.uri().query()) =>
         {
             next.run(req).await
         }
@@ -563,7 +631,9 @@ fn transcript_of(j: &Job) -> Option<crate::engine::Transcript> {
 
 /// A job as the API shows it, with its webhook's delivery state.
 fn job_view(s: &AppState, j: &Job) -> Value {
-    crate::jobs::job_json(j, s.queue.db.latest_delivery(&j.id).ok().flatten().as_ref())
+    let mut v = crate::jobs::job_json(j, s.queue.db.latest_delivery(&j.id).ok().flatten().as_ref());
+    v["audio_url"] = Value::String(s.audio_url(&j.id));
+    v
 }
 
 #[derive(serde::Deserialize)]
@@ -728,6 +798,8 @@ struct ListQuery {
     external_id: Option<String>,
     limit: Option<usize>,
     before: Option<String>,
+    /// Full-text search: every word, as a prefix, in the transcript, file name or external id.
+    q: Option<String>,
 }
 
 async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
@@ -750,6 +822,7 @@ async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiRe
             status,
             external_id: q.external_id,
             before: q.before,
+            search: q.q,
             limit,
         })
         .map_err(ApiError::internal)?;

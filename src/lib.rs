@@ -17,6 +17,7 @@ pub mod server;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
+pub mod web;
 pub mod webhooks;
 
 use audio::{DecodeError, Limits, Warning};

@@ -213,7 +213,39 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX deliveries_due ON deliveries(status, next_attempt_at);
     CREATE INDEX deliveries_job ON deliveries(job_id);",
+    // Full-text search over transcripts, file names and external ids (the inbox's search box),
+    // kept in step with `jobs` by triggers. ё is indexed as е (unicode61 folds Latin
+    // diacritics only), and [`fts_query`] does the same to the query.
+    "CREATE VIRTUAL TABLE jobs_fts USING fts5(
+        text, filename, external_id, tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER jobs_fts_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO jobs_fts(rowid, text, filename, external_id)
+        VALUES (new.rowid, replace(replace(json_extract(new.transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(new.filename, 'ё', 'е'), 'Ё', 'Е'), new.external_id);
+    END;
+    CREATE TRIGGER jobs_fts_update AFTER UPDATE OF transcript, filename, external_id ON jobs BEGIN
+        DELETE FROM jobs_fts WHERE rowid = old.rowid;
+        INSERT INTO jobs_fts(rowid, text, filename, external_id)
+        VALUES (new.rowid, replace(replace(json_extract(new.transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(new.filename, 'ё', 'е'), 'Ё', 'Е'), new.external_id);
+    END;
+    CREATE TRIGGER jobs_fts_delete AFTER DELETE ON jobs BEGIN
+        DELETE FROM jobs_fts WHERE rowid = old.rowid;
+    END;
+    INSERT INTO jobs_fts(rowid, text, filename, external_id)
+        SELECT rowid, replace(replace(json_extract(transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(filename, 'ё', 'е'), 'Ё', 'Е'), external_id FROM jobs;",
 ];
+
+/// An FTS5 query matching every word of `q` as a prefix, with FTS syntax neutralised:
+/// `cafe "x` becomes `"cafe"* "x"*`. `None` when `q` has no words.
+pub fn fts_query(q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(|w| format!("\"{}\"*", w.replace('ё', "е").replace('Ё', "Е")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
 
 /// A webhook delivery in the outbox.
 #[derive(Debug, Clone, Serialize)]
@@ -322,6 +354,8 @@ pub struct ListFilter {
     pub status: Option<Status>,
     pub external_id: Option<String>,
     pub before: Option<String>,
+    /// Words that must all occur (as prefixes) in the transcript, file name or external id.
+    pub search: Option<String>,
     pub limit: usize,
 }
 
@@ -385,14 +419,17 @@ impl Db {
         let c = self.conn();
         let mut stmt = c.prepare(
             "SELECT * FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR external_id = ?2)
-             AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4",
+             AND (?3 IS NULL OR id < ?3)
+             AND (?5 IS NULL OR rowid IN (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ?5))
+             ORDER BY id DESC LIMIT ?4",
         )?;
         let rows = stmt.query_map(
             params![
                 f.status.map(Status::as_str),
                 f.external_id,
                 f.before,
-                f.limit.clamp(1, 1000) as i64
+                f.limit.clamp(1, 1000) as i64,
+                f.search.as_deref().and_then(fts_query),
             ],
             job_from_row,
         )?;
@@ -579,5 +616,65 @@ impl Db {
         self.conn()
             .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
             .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(db: &Db, name: &str) -> Job {
+        db.insert(NewJob {
+            sha256: "00".repeat(32),
+            size: 1,
+            content_type: None,
+            filename: Some(name.into()),
+            external_id: None,
+            source: None,
+            options: serde_json::json!({}),
+            priority: 1,
+            idempotency_key: None,
+            callback_url: None,
+        })
+        .unwrap()
+        .0
+    }
+
+    fn search(db: &Db, q: &str) -> Vec<String> {
+        db.list(&ListFilter {
+            search: Some(q.into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|j| j.filename.unwrap())
+        .collect()
+    }
+
+    #[test]
+    fn full_text_search_over_transcripts_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.sqlite")).unwrap();
+        let a = job(&db, "a.oga");
+        let b = job(&db, "b.oga");
+        job(&db, "заказ_2.oga");
+        let t = |text: &str| serde_json::json!({ "text": text });
+        db.finish_done(&a.id, "ru", 3.0, &t("Где мой заказ? Жёлтая коробка."))
+            .unwrap();
+        db.finish_done(&b.id, "en", 2.0, &t("Ask not what your country"))
+            .unwrap();
+        // Case, ё/е and prefixes fold; every word must match; FTS syntax is neutralised.
+        assert_eq!(search(&db, "ЗАКАЗ"), ["заказ_2.oga", "a.oga"]);
+        assert_eq!(search(&db, "желтая кор"), ["a.oga"]);
+        assert_eq!(search(&db, "country ask"), ["b.oga"]);
+        assert_eq!(search(&db, "country заказ"), Vec::<String>::new());
+        assert_eq!(search(&db, "\"ask) (*country:"), ["b.oga"]);
+        // A transcript replaced (retry) or a job deleted leaves no stale match.
+        db.finish_done(&b.id, "en", 2.0, &t("something else"))
+            .unwrap();
+        assert!(search(&db, "country").is_empty());
+        db.delete(&a.id).unwrap();
+        assert_eq!(search(&db, "заказ"), ["заказ_2.oga"]);
     }
 }

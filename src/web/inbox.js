@@ -1,0 +1,419 @@
+// earshot inbox: lists voice notes from GET /v1/jobs, polls it for changes, uploads through
+// POST /v1/jobs. Everything from the server or the user is put in the page as text
+// (textContent / attributes), never as HTML.
+"use strict";
+
+const POLL_MS = 1500;
+const POLL_HIDDEN_MS = 10000;
+const PAGE = 50;
+
+const STRINGS = {
+  en: {
+    logout: "Forget key", login_title: "API key",
+    login_help: "This earshot requires an API key. It is kept only in this browser tab.",
+    key_label: "API key", key_submit: "Open inbox", key_wrong: "This key was not accepted.",
+    upload_title: "Upload", drop_hint: "Drop voice notes here, or", choose_files: "choose files",
+    search: "Search transcripts", status_filter: "Status", all: "All",
+    queued: "Queued", running: "Transcribing…", done: "Done", failed: "Failed",
+    more: "Show older", copy: "Copy text", copied: "Copied", download: "Download original",
+    retry: "Retry", retrying: "Queued again", play: "Voice note", no_speech: "(no speech)",
+    empty: "No voice notes yet. Drop one above.", empty_filtered: "Nothing matches.",
+    offline: "Connection lost; retrying…", live: "Live", uploading: "Uploading",
+    uploaded: "Uploaded, waiting for text", upload_failed: "Upload failed",
+    list_label: "Voice notes", attempts: "attempt",
+    err: {
+      empty: "The file is empty.",
+      not_audio: "This file is not audio.",
+      unsupported_codec: "The audio is in a format earshot cannot decode.",
+      no_audio_track: "The file has no sound track.",
+      corrupt: "The audio is damaged and could not be decoded.",
+      too_large: "The file is too large.",
+      too_long: "The recording is too long.",
+      invalid_language: "The requested language is not supported by this model.",
+      inference_failed: "Speech recognition failed; retrying may help.",
+    },
+  },
+  ru: {
+    logout: "Забыть ключ", login_title: "Ключ API",
+    login_help: "Этот earshot требует ключ API. Он хранится только в этой вкладке.",
+    key_label: "Ключ API", key_submit: "Открыть", key_wrong: "Ключ не подошёл.",
+    upload_title: "Загрузка", drop_hint: "Перетащите сюда голосовые сообщения или",
+    choose_files: "выберите файлы",
+    search: "Поиск по тексту", status_filter: "Статус", all: "Все",
+    queued: "В очереди", running: "Распознаётся…", done: "Готово", failed: "Ошибка",
+    more: "Показать старые", copy: "Копировать текст", copied: "Скопировано",
+    download: "Скачать оригинал", retry: "Повторить", retrying: "Снова в очереди",
+    play: "Голосовое сообщение", no_speech: "(речи нет)",
+    empty: "Голосовых сообщений пока нет. Перетащите файл выше.", empty_filtered: "Ничего не найдено.",
+    offline: "Нет связи с сервером; повторяю…", live: "Онлайн", uploading: "Загружается",
+    uploaded: "Загружено, ждёт распознавания", upload_failed: "Не загрузилось",
+    list_label: "Голосовые сообщения", attempts: "попытка",
+    err: {
+      empty: "Файл пустой.",
+      not_audio: "Это не аудиофайл.",
+      unsupported_codec: "Аудио в формате, который earshot не умеет декодировать.",
+      no_audio_track: "В файле нет звуковой дорожки.",
+      corrupt: "Аудио повреждено, декодировать не удалось.",
+      too_large: "Файл слишком большой.",
+      too_long: "Запись слишком длинная.",
+      invalid_language: "Этот язык не поддерживается моделью.",
+      inference_failed: "Распознавание не удалось; можно повторить.",
+    },
+  },
+};
+
+const lang = (navigator.languages && navigator.languages[0] || navigator.language || "en")
+  .toLowerCase().startsWith("ru") ? "ru" : "en";
+const T = STRINGS[lang];
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  key: sessionStorage.getItem("earshot.key") || "",
+  limit: PAGE,
+  rows: new Map(), // job id -> { li, sig, parts }
+  timer: null,
+  busy: false,
+};
+
+/** An element with attributes and children; strings become text nodes, never HTML. */
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    e.append(typeof c === "string" ? document.createTextNode(c) : c);
+  }
+  return e;
+}
+
+function headers() {
+  return state.key ? { Authorization: "Bearer " + state.key } : {};
+}
+
+class Unauthorized extends Error {}
+
+async function api(path, opts) {
+  const r = await fetch(path, Object.assign({}, opts, {
+    headers: Object.assign(headers(), (opts && opts.headers) || {}),
+  }));
+  if (r.status === 401) throw new Unauthorized();
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    const e = new Error((body.error && body.error.message) || r.statusText);
+    e.code = body.error && body.error.code;
+    throw e;
+  }
+  return body;
+}
+
+// ---- formatting ------------------------------------------------------------------------------
+
+const timeFmt = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" });
+const dateFmt = new Intl.DateTimeFormat(lang, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+let langNames = null;
+try { langNames = new Intl.DisplayNames([lang], { type: "language" }); } catch (_) { /* old browser */ }
+
+function when(unix) {
+  const d = new Date(unix * 1000);
+  const today = new Date();
+  return d.toDateString() === today.toDateString() ? timeFmt.format(d) : dateFmt.format(d);
+}
+
+function duration(s) {
+  if (typeof s !== "number") return "";
+  const t = Math.round(s);
+  return Math.floor(t / 60) + ":" + String(t % 60).padStart(2, "0");
+}
+
+function languageName(code) {
+  if (!code || code === "unknown") return "";
+  try { return (langNames && langNames.of(code)) || code; } catch (_) { return code; }
+}
+
+function reason(job) {
+  const e = job.error || {};
+  return T.err[e.code] || e.message || e.code || "";
+}
+
+// ---- the list --------------------------------------------------------------------------------
+
+function signature(j) {
+  return [j.status, j.text, j.error && j.error.code, j.error && j.error.message, j.attempts,
+    j.language, j.duration, j.audio_url, j.filename, j.external_id].join("\u0001");
+}
+
+async function copyText(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (_) {
+    // Not a secure context (plain http on a LAN address): the old way.
+    const ta = el("textarea", { class: "visually-hidden", readonly: true });
+    ta.value = text;
+    document.body.append(ta);
+    ta.select();
+    document.execCommand("copy");
+    ta.remove();
+  }
+  button.textContent = T.copied;
+  setTimeout(() => { button.textContent = T.copy; }, 1500);
+}
+
+function buildRow(j) {
+  const li = el("li", { class: "job", "data-id": j.id });
+  const name = el("span", { class: "name", dir: "auto" });
+  const time = el("time", { class: "when" });
+  const meta = el("span", { class: "meta" });
+  const status = el("span", { class: "status" });
+  const text = el("p", { class: "text", dir: "auto" });
+  const whyText = el("span", { class: "reason" });
+  const detail = el("span", { class: "detail" });
+  const why = el("p", { class: "why" }, whyText, " ", detail);
+  const copy = el("button", { type: "button", class: "copy", text: T.copy });
+  copy.addEventListener("click", () => copyText(li.dataset.text || "", copy));
+  const retry = el("button", { type: "button", class: "retry", text: T.retry });
+  retry.addEventListener("click", async () => {
+    retry.disabled = true;
+    try {
+      await api("/v1/jobs/" + encodeURIComponent(j.id) + "/retry", { method: "POST" });
+      retry.textContent = T.retrying;
+      poll();
+    } catch (e) {
+      if (e instanceof Unauthorized) return showLogin(T.key_wrong);
+      retry.disabled = false;
+      why.textContent = e.message;
+    }
+  });
+  const audio = el("audio", { controls: true, preload: "none" });
+  const download = el("a", { class: "download", text: T.download });
+  li.append(
+    el("div", { class: "head" }, time, name, meta, status),
+    why,
+    el("div", { class: "body" }, text, copy, retry),
+    el("div", { class: "media" }, audio, download),
+  );
+  return { li, sig: "", parts: { name, time, meta, status, text, why, whyText, detail, copy, retry, audio, download } };
+}
+
+function fillRow(row, j) {
+  const p = row.parts;
+  const label = j.external_id || j.filename || j.id;
+  p.name.textContent = label;
+  p.time.textContent = when(j.created_at);
+  p.time.setAttribute("datetime", new Date(j.created_at * 1000).toISOString());
+  p.meta.textContent = [duration(j.duration), languageName(j.language)].filter(Boolean).join(" · ");
+  p.status.textContent = T[j.status] || j.status;
+  p.status.className = "status " + j.status;
+  row.li.className = "job " + j.status;
+  const done = j.status === "done";
+  row.li.dataset.text = done ? (j.text || "") : "";
+  p.text.textContent = done ? (j.text || T.no_speech) : "";
+  p.text.hidden = !done;
+  p.copy.hidden = !done || !j.text;
+  const failed = j.status === "failed";
+  p.why.hidden = !failed;
+  p.retry.hidden = !failed;
+  if (failed) {
+    p.whyText.textContent = reason(j);
+    p.detail.textContent = j.error && j.error.message && T.err[j.error.code]
+      ? "(" + j.error.message + ")" : "";
+    p.retry.disabled = false;
+    p.retry.textContent = T.retry;
+  }
+  p.audio.setAttribute("aria-label", T.play + ": " + label);
+  // Swap a signed URL only while not playing, so an hourly refresh never cuts playback.
+  if (p.audio.getAttribute("src") !== j.audio_url && p.audio.paused) p.audio.src = j.audio_url;
+  p.download.href = j.audio_url;
+  p.download.setAttribute("download", j.filename || j.id);
+}
+
+function render(jobs, filtered) {
+  const list = $("list");
+  const seen = new Set();
+  let prev = null;
+  for (const j of jobs) {
+    seen.add(j.id);
+    let row = state.rows.get(j.id);
+    if (!row) {
+      row = buildRow(j);
+      state.rows.set(j.id, row);
+    }
+    const sig = signature(j);
+    if (row.sig !== sig) {
+      fillRow(row, j);
+      row.sig = sig;
+    }
+    // Move a row only when it is out of place: moving a node pauses its player.
+    const want = prev ? prev.nextSibling : list.firstChild;
+    if (want !== row.li) list.insertBefore(row.li, want);
+    prev = row.li;
+  }
+  for (const [id, row] of state.rows) {
+    if (!seen.has(id)) {
+      row.li.remove();
+      state.rows.delete(id);
+    }
+  }
+  $("empty").hidden = jobs.length > 0;
+  $("empty").textContent = filtered ? T.empty_filtered : T.empty;
+}
+
+function query() {
+  const p = new URLSearchParams({ limit: String(state.limit) });
+  const q = $("q").value.trim();
+  const status = $("status").value;
+  if (q) p.set("q", q);
+  if (status) p.set("status", status);
+  return { url: "/v1/jobs?" + p.toString(), filtered: Boolean(q || status) };
+}
+
+async function poll() {
+  clearTimeout(state.timer);
+  if (state.busy) return schedule();
+  state.busy = true;
+  const { url, filtered } = query();
+  try {
+    const body = await api(url);
+    // The filters may have changed while this request was out: only the latest counts.
+    if (query().url === url) {
+      render(body.data, filtered);
+      $("more").hidden = !body.has_more;
+    }
+    $("conn").textContent = T.live;
+    $("conn").className = "conn live";
+  } catch (e) {
+    if (e instanceof Unauthorized) {
+      state.busy = false;
+      return showLogin(state.key ? T.key_wrong : "");
+    }
+    $("conn").textContent = T.offline;
+    $("conn").className = "conn offline";
+  }
+  state.busy = false;
+  schedule();
+}
+
+function schedule() {
+  clearTimeout(state.timer);
+  state.timer = setTimeout(poll, document.hidden ? POLL_HIDDEN_MS : POLL_MS);
+}
+
+// ---- uploads ---------------------------------------------------------------------------------
+
+function upload(file) {
+  const bar = el("progress", { max: 100, value: 0 });
+  const msg = el("span", { class: "msg", text: T.uploading });
+  const item = el("li", {}, el("span", { class: "name", dir: "auto", text: file.name }), bar, msg);
+  bar.setAttribute("aria-label", T.uploading + ": " + file.name);
+  $("uploads").append(item);
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", "/v1/jobs");
+  if (state.key) xhr.setRequestHeader("Authorization", "Bearer " + state.key);
+  xhr.upload.addEventListener("progress", (e) => {
+    if (e.lengthComputable) bar.value = Math.round((e.loaded / e.total) * 100);
+  });
+  xhr.addEventListener("load", () => {
+    let body = {};
+    try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
+    if (xhr.status === 401) return showLogin(T.key_wrong);
+    if (xhr.status >= 200 && xhr.status < 300) {
+      bar.value = 100;
+      msg.textContent = T.uploaded;
+      item.className = "ok";
+      setTimeout(() => item.remove(), 4000);
+    } else {
+      item.className = "failed";
+      msg.textContent = T.upload_failed + ": " +
+        ((body.error && (T.err[body.error.code] || body.error.message)) || xhr.statusText);
+    }
+    poll();
+  });
+  xhr.addEventListener("error", () => {
+    item.className = "failed";
+    msg.textContent = T.upload_failed + ": " + T.offline;
+  });
+  xhr.send(form);
+}
+
+function uploadAll(files) {
+  for (const f of files) upload(f);
+}
+
+// ---- start -----------------------------------------------------------------------------------
+
+function showLogin(message) {
+  clearTimeout(state.timer);
+  $("app").hidden = true;
+  $("logout").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message || "";
+  $("key").focus();
+}
+
+function showApp() {
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("logout").hidden = !state.key;
+  poll();
+}
+
+function translate() {
+  document.documentElement.lang = lang;
+  for (const e of document.querySelectorAll("[data-t]")) {
+    const s = T[e.dataset.t];
+    if (typeof s === "string") e.textContent = s;
+  }
+  $("list").setAttribute("aria-label", T.list_label);
+}
+
+function init() {
+  translate();
+  $("login").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.key = $("key").value.trim();
+    sessionStorage.setItem("earshot.key", state.key);
+    $("key").value = "";
+    showApp();
+  });
+  $("logout").addEventListener("click", () => {
+    sessionStorage.removeItem("earshot.key");
+    state.key = "";
+    for (const row of state.rows.values()) row.li.remove();
+    state.rows.clear();
+    showLogin("");
+  });
+  $("files").addEventListener("change", (e) => {
+    uploadAll(e.target.files);
+    e.target.value = "";
+  });
+  const drop = $("drop");
+  for (const ev of ["dragenter", "dragover"]) {
+    drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
+  }
+  for (const ev of ["dragleave", "drop"]) {
+    drop.addEventListener(ev, () => drop.classList.remove("over"));
+  }
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    if (e.dataTransfer && e.dataTransfer.files.length) uploadAll(e.dataTransfer.files);
+  });
+  // A file dropped anywhere else must not navigate away from the inbox.
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => e.preventDefault());
+  let typing = null;
+  $("q").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(poll, 250); });
+  $("status").addEventListener("change", poll);
+  $("filters").addEventListener("submit", (e) => { e.preventDefault(); poll(); });
+  $("more").addEventListener("click", () => { state.limit = Math.min(state.limit + PAGE, 1000); poll(); });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
+  showApp();
+}
+
+document.addEventListener("DOMContentLoaded", init);

@@ -1,0 +1,358 @@
+//! The operator inbox page in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, which `scripts/setup-debian.sh` installs), driven over WebDriver against
+//! the real `earshot serve` on a random port, with an API key set.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::server::Server;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+const KEY: &str = "inbox-test-key-7f3a";
+const XSS_NAME: &str = "<img src=x onerror=alert(1)>.ogg";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn chromedriver() -> (Driver, String) {
+    let bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("chromedriver is missing: install Debian's chromium and chromium-driver (scripts/setup-debian.sh does)");
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (Driver(child), format!("http://127.0.0.1:{port}"))
+}
+
+async fn browser(driver: &str, profile: &Path, lang: &str, width: u32) -> Client {
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", format!("--lang={lang}"),
+                format!("--window-size={width},900"),
+                format!("--user-data-dir={}", profile.display()),
+            ],
+            "prefs": {"intl.accept_languages": lang},
+        }
+    });
+    let caps = caps.as_object().unwrap().clone();
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(driver)
+        .await
+        .expect("a Chromium session starts")
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.expect(script)
+}
+
+/// Poll `script` (which returns a value, null/false meaning not yet) until it is truthy.
+async fn wait_js(c: &Client, script: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = js(c, script).await;
+        if !(v.is_null() || v == Value::Bool(false)) {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let body = js(c, "return document.body.innerText").await;
+            panic!("timed out waiting for {script}\npage text:\n{body}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn screenshot_path(name: &str) -> PathBuf {
+    let dir = common::root().join("target");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_uploads_a_note_and_reads_its_text() {
+    let server = Server::start("tiny.en", &["--api-key", KEY]);
+    let base = format!("http://{}", server.addr);
+    let (_driver, driver_url) = chromedriver();
+    let tmp = tempfile::tempdir().unwrap();
+    // The fixture under a hostile name: it must show up as text, never as markup.
+    let upload = tmp.path().join(XSS_NAME);
+    std::fs::copy(common::fixture("telegram_jfk.oga"), &upload).unwrap();
+
+    let c = browser(&driver_url, &tmp.path().join("profile"), "en-US", 1100).await;
+    c.goto(&base).await.unwrap();
+    // An alert from injected markup would be recorded here.
+    js(
+        &c,
+        "window.alert = () => { window.__xss = true; }; return 1",
+    )
+    .await;
+
+    // With keys configured the page asks for one, and shows nothing before it.
+    let key = c.wait().for_element(Locator::Css("#key")).await.unwrap();
+    assert_eq!(
+        js(&c, "return document.getElementById('app').hidden").await,
+        true
+    );
+    key.send_keys("wrong-key").await.unwrap();
+    c.find(Locator::Css("#login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "const e = document.getElementById('login-error'); return !document.getElementById('login').hidden && e.textContent.includes('not accepted')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let key = c.find(Locator::Css("#key")).await.unwrap();
+    key.send_keys(KEY).await.unwrap();
+    c.find(Locator::Css("#login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "return !document.getElementById('app').hidden && document.getElementById('conn').textContent === 'Live'",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        js(&c, "return sessionStorage.getItem('earshot.key')").await,
+        KEY
+    );
+
+    // Upload through the page's file picker.
+    c.find(Locator::Css("#files"))
+        .await
+        .unwrap()
+        .send_keys(upload.to_str().unwrap())
+        .await
+        .unwrap();
+    let text = wait_js(
+        &c,
+        "const r = document.querySelector('li.job.done'); return r && r.querySelector('.text').textContent",
+        Duration::from_secs(120),
+    )
+    .await;
+    let text = text.as_str().unwrap().to_lowercase();
+    assert!(
+        text.contains("ask not what your country can do for you"),
+        "{text}"
+    );
+
+    // The hostile file name is shown as text, and no markup came from it.
+    let name = js(
+        &c,
+        "return document.querySelector('li.job .name').textContent",
+    )
+    .await;
+    assert_eq!(name, XSS_NAME);
+    assert_eq!(
+        js(&c, "return document.querySelectorAll('#list img').length").await,
+        0
+    );
+    assert_eq!(js(&c, "return window.__xss === undefined").await, true);
+    let meta = js(
+        &c,
+        "return document.querySelector('li.job .meta').textContent",
+    )
+    .await;
+    assert_eq!(meta, "0:11 · English");
+
+    // The player streams the original from the API, with seeking (Range), without a
+    // Bearer header: the URL carries its own signature.
+    let src = js(
+        &c,
+        "return document.querySelector('li.job audio').getAttribute('src')",
+    )
+    .await;
+    let src = src.as_str().unwrap().to_string();
+    assert!(src.contains("/audio?expires="), "{src}");
+    let full = server.req("GET", &src, &[], b"");
+    assert_eq!(full.status, 200);
+    assert_eq!(
+        full.body,
+        std::fs::read(common::fixture("telegram_jfk.oga")).unwrap()
+    );
+    let part = server.req("GET", &src, &[("Range", "bytes=100-199")], b"");
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body.len(), 100);
+    let unsigned = src.split('?').next().unwrap();
+    assert_eq!(server.req("GET", unsigned, &[], b"").status, 401);
+    let tampered = src
+        .replace("/audio?", "/audio?x=1&")
+        .replace("sig=", "sig=00");
+    assert_eq!(server.req("GET", &tampered, &[], b"").status, 401);
+    // The browser itself plays it: metadata loads and the duration is the note's.
+    js(
+        &c,
+        "const a = document.querySelector('li.job audio'); a.preload = 'metadata'; a.load(); return 1",
+    )
+    .await;
+    let dur = wait_js(
+        &c,
+        "const a = document.querySelector('li.job audio'); return a.readyState >= 1 && a.duration",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!((dur.as_f64().unwrap() - 11.0).abs() < 0.5, "{dur}");
+
+    // Search (full text) and the status filter.
+    let q = c.find(Locator::Css("#q")).await.unwrap();
+    q.send_keys("COUNTRY fell").await.unwrap();
+    wait_js(
+        &c,
+        "return document.querySelectorAll('li.job').length === 1",
+        Duration::from_secs(10),
+    )
+    .await;
+    q.send_keys(" zebra").await.unwrap();
+    wait_js(
+        &c,
+        "return document.querySelectorAll('li.job').length === 0 && !document.getElementById('empty').hidden",
+        Duration::from_secs(10),
+    )
+    .await;
+    q.clear().await.unwrap();
+    js(&c, "const s = document.getElementById('status'); s.value = 'failed'; s.dispatchEvent(new Event('change')); return 1").await;
+    wait_js(
+        &c,
+        "return document.querySelectorAll('li.job').length === 0",
+        Duration::from_secs(10),
+    )
+    .await;
+    js(&c, "const s = document.getElementById('status'); s.value = ''; s.dispatchEvent(new Event('change')); return 1").await;
+
+    // A job created elsewhere (the API) appears without a reload; a failed one says why and
+    // offers a retry.
+    let (ct, body) = common::server::multipart_body(&[], Some(("notes.txt", b"hello, not audio")));
+    let created = server.req(
+        "POST",
+        "/v1/jobs",
+        &[
+            ("Content-Type", &ct),
+            ("Authorization", &format!("Bearer {KEY}")),
+        ],
+        &body,
+    );
+    assert_eq!(created.status, 202);
+    let why = wait_js(
+        &c,
+        "const r = document.querySelector('li.job.failed'); return r && r.querySelector('.why').textContent",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(why.as_str().unwrap().contains("not audio"), "{why}");
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelector('li.job.failed .retry').hidden"
+        )
+        .await,
+        false
+    );
+    // Newest first.
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelector('li.job .name').textContent"
+        )
+        .await,
+        "notes.txt"
+    );
+
+    // Every control has an accessible name.
+    let unlabeled = js(
+        &c,
+        "return [...document.querySelectorAll('input, select, button, audio')].filter(e => {
+            if (e.closest('[hidden]')) return false;
+            const byFor = e.id && document.querySelector(`label[for='${e.id}']`);
+            return !(byFor || e.getAttribute('aria-label') || (e.textContent || '').trim());
+        }).map(e => e.outerHTML)",
+    )
+    .await;
+    assert_eq!(unlabeled, json!([]));
+
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshot_path("inbox.png"), png).unwrap();
+
+    // Phone width: nothing sticks out sideways.
+    c.set_window_size(360, 800).await.unwrap();
+    let overflow = wait_js(
+        &c,
+        "return window.innerWidth <= 400 && [document.documentElement.scrollWidth, window.innerWidth]",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        overflow[0].as_u64() <= overflow[1].as_u64(),
+        "horizontal overflow at phone width: {overflow}"
+    );
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshot_path("inbox-phone.png"), png).unwrap();
+    c.close().await.unwrap();
+
+    // A Russian browser gets the Russian interface; the key is per tab (a new session asks again).
+    let ru = browser(&driver_url, &tmp.path().join("profile-ru"), "ru", 1100).await;
+    ru.goto(&base).await.unwrap();
+    ru.wait().for_element(Locator::Css("#key")).await.unwrap();
+    let label = js(&ru, "return [document.documentElement.lang, document.querySelector('label[for=key]').textContent]").await;
+    assert_eq!(label, json!(["ru", "Ключ API"]));
+    ru.find(Locator::Css("#key"))
+        .await
+        .unwrap()
+        .send_keys(KEY)
+        .await
+        .unwrap();
+    ru.find(Locator::Css("#login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = wait_js(
+        &ru,
+        "const r = document.querySelector('li.job.done'); return r && r.querySelector('.status').textContent",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(status, "Готово");
+    ru.close().await.unwrap();
+}
