@@ -516,7 +516,7 @@ impl Engine {
         };
         let (mut state, last_ctx) = self.take_state(detect_ctx)?;
         let mut result = Self::set_ctx_if(&mut state, last_ctx, detect_ctx, threads)
-            .and_then(|()| self.run(&mut state, samples, opts, requested, threads, duration, ctx));
+            .and_then(|()| self.run(&mut state, samples, opts, requested, duration, ctx));
         let mut used = ctx;
         if opts.audio_ctx == AudioCtx::Auto && ctx != 0 {
             if let Some(why) = result.as_ref().ok().and_then(|t| suspicious(t, opts)) {
@@ -528,9 +528,7 @@ impl Engine {
                 let language = result.as_ref().ok().map(|t| t.language.clone());
                 let probability = result.as_ref().ok().and_then(|t| t.language_probability);
                 result = Self::set_ctx_if(&mut state, ctx, 0, threads)
-                    .and_then(|()| {
-                        self.run(&mut state, samples, opts, language, threads, duration, 0)
-                    })
+                    .and_then(|()| self.run(&mut state, samples, opts, language, duration, 0))
                     .map(|mut t| {
                         t.language_probability = t.language_probability.or(probability);
                         t
@@ -562,10 +560,10 @@ impl Engine {
         samples: &[f32],
         opts: &Options,
         requested: Option<String>,
-        threads: usize,
         duration: f64,
         audio_ctx: usize,
     ) -> Result<Transcript, EngineError> {
+        let threads = opts.threads.max(1);
         let inf = |e: whisper_rs::WhisperError| EngineError::Inference(e.to_string());
         let (language, language_probability) = match requested {
             Some(l) => (l, None),
