@@ -59,8 +59,10 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// CPU threads per transcription: 2 (1 on a single core), as `scripts/bench.sh` measured
-    /// that two 2-thread jobs beat one 4-thread job for short notes.
+    /// CPU threads per transcription: 2 (1 on a single core). On 2 cores, two 1-thread
+    /// workers give about 15% more short-note throughput than one 2-thread worker
+    /// (`scripts/bench.sh --levers`) but each note takes longer; `--threads-per-job 1` picks
+    /// throughput.
     pub fn threads_per_job(&self) -> usize {
         let cores = crate::engine::default_threads();
         self.threads_per_job
