@@ -507,7 +507,10 @@ impl Engine {
         let ctx = match opts.audio_ctx {
             AudioCtx::Full => 0,
             AudioCtx::Fixed(n) => (n as usize).min(CTX_FULL),
-            AudioCtx::Auto => fitted_ctx(samples.len()).unwrap_or(0),
+            // English-only models crawled with a fitted context (tiny.en: a minute for three
+            // short clips, not understood yet), so they keep the full window.
+            AudioCtx::Auto if multilingual => fitted_ctx(samples.len()).unwrap_or(0),
+            AudioCtx::Auto => 0,
         };
         let (mut state, mut state_ctx) = self.take_state(ctx)?;
         let result = self.transcribe_on(
