@@ -95,6 +95,18 @@ async fn wait_js(c: &Client, script: &str, timeout: Duration) -> Value {
     }
 }
 
+/// Type `key` into the page's key form and submit it.
+async fn log_in(c: &Client, key: &str) {
+    let field = c.find(Locator::Css("#key")).await.unwrap();
+    field.send_keys(key).await.unwrap();
+    c.find(Locator::Css("#login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 fn screenshot_path(name: &str) -> PathBuf {
     let dir = common::root().join("target");
     std::fs::create_dir_all(&dir).unwrap();
@@ -121,32 +133,19 @@ async fn operator_uploads_a_note_and_reads_its_text() {
     .await;
 
     // With keys configured the page asks for one, and shows nothing before it.
-    let key = c.wait().for_element(Locator::Css("#key")).await.unwrap();
+    c.wait().for_element(Locator::Css("#key")).await.unwrap();
     assert_eq!(
         js(&c, "return document.getElementById('app').hidden").await,
         true
     );
-    key.send_keys("wrong-key").await.unwrap();
-    c.find(Locator::Css("#login button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    log_in(&c, "wrong-key").await;
     wait_js(
         &c,
         "const e = document.getElementById('login-error'); return !document.getElementById('login').hidden && e.textContent.includes('not accepted')",
         Duration::from_secs(10),
     )
     .await;
-    let key = c.find(Locator::Css("#key")).await.unwrap();
-    key.send_keys(KEY).await.unwrap();
-    c.find(Locator::Css("#login button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    log_in(&c, KEY).await;
     wait_js(
         &c,
         "return !document.getElementById('app').hidden && document.getElementById('conn').textContent === 'Live'",
@@ -335,18 +334,7 @@ async fn operator_uploads_a_note_and_reads_its_text() {
     ru.wait().for_element(Locator::Css("#key")).await.unwrap();
     let label = js(&ru, "return [document.documentElement.lang, document.querySelector('label[for=key]').textContent]").await;
     assert_eq!(label, json!(["ru", "Ключ API"]));
-    ru.find(Locator::Css("#key"))
-        .await
-        .unwrap()
-        .send_keys(KEY)
-        .await
-        .unwrap();
-    ru.find(Locator::Css("#login button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    log_in(&ru, KEY).await;
     let status = wait_js(
         &ru,
         "const r = document.querySelector('li.job.done'); return r && r.querySelector('.status').textContent",
