@@ -138,23 +138,9 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
         }
         edit = mp4::audio_edit(&data);
     }
-    let mut out = demux_and_decode(data, container, limits, &mut warnings)?;
-    // MP4 edit list: trim priming/pre-skip and padding exactly as the file says.
-    if let Some(e) = edit.filter(|e| e.media_timescale > 0) {
-        let scale = out.rate as f64 / e.media_timescale as f64;
-        let skip = ((e.skip as f64 * scale).round() as usize).min(out.samples.len());
-        out.samples.drain(..skip);
-        if let Some(d) = e.duration {
-            out.samples.truncate((d as f64 * scale).round() as usize);
-        }
-    }
-    let samples =
-        resample::to_16k(out.samples, out.rate).map_err(|detail| DecodeError::Corrupt {
-            detail,
-            offset: None,
-        })?;
+    let out = demux_and_decode(data, container, edit, limits, &mut warnings)?;
     Ok(Audio {
-        samples,
+        samples: out.samples,
         container: container.to_string(),
         codec: out.codec,
         source_rate: out.rate,
@@ -170,11 +156,61 @@ fn truncated_warning(why: &str) -> Warning {
     }
 }
 
+/// Decoded audio: `samples` at 16 kHz, `rate` and `channels` of the source.
 struct Raw {
     samples: Vec<f32>,
     rate: u32,
     channels: usize,
     codec: String,
+}
+
+/// Where decoded mono samples go, packet by packet: drops what the container says to drop
+/// at the start (Opus pre-skip, MP4 edit-list priming) and keeps only what it says to keep
+/// at the end (MP4 edit duration), then resamples to 16 kHz on the fly.
+struct Sink {
+    /// Source samples still to drop from the start.
+    skip: usize,
+    /// Source samples still to keep after the skip (`None`: all).
+    keep: Option<usize>,
+    /// MP4 edit list, applied once the rate is known.
+    edit: Option<mp4::Edit>,
+    /// Source samples accepted after trimming.
+    accepted: usize,
+    stream: Option<resample::Stream>,
+}
+
+impl Sink {
+    fn push(&mut self, mut samples: &[f32], rate: u32) -> Result<(), String> {
+        if self.stream.is_none() {
+            let stream = resample::Stream::new(rate)?;
+            if let Some(e) = self.edit.take().filter(|e| e.media_timescale > 0) {
+                let scale = rate as f64 / e.media_timescale as f64;
+                self.skip += (e.skip as f64 * scale).round() as usize;
+                self.keep = e.duration.map(|d| (d as f64 * scale).round() as usize);
+            }
+            self.stream = Some(stream);
+        }
+        let skip = self.skip.min(samples.len());
+        self.skip -= skip;
+        samples = &samples[skip..];
+        if let Some(keep) = self.keep.as_mut() {
+            let n = (*keep).min(samples.len());
+            *keep -= n;
+            samples = &samples[..n];
+        }
+        self.accepted += samples.len();
+        match self.stream.as_mut() {
+            Some(s) => s.push(samples),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(self) -> Result<Vec<f32>, String> {
+        match self.stream {
+            Some(s) => s.finish(),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 enum Dec {
@@ -223,6 +259,7 @@ fn sym_err(e: SymError, container: &str) -> DecodeError {
 fn demux_and_decode(
     data: Vec<u8>,
     container: &str,
+    edit: Option<mp4::Edit>,
     limits: &Limits,
     warnings: &mut Vec<Warning>,
 ) -> Result<Raw, DecodeError> {
@@ -288,6 +325,21 @@ fn demux_and_decode(
         Dec::Sym(d)
     };
 
+    let mut sink = Sink {
+        // Ogg and Matroska carry the Opus pre-skip in the header; MP4 in its edit list.
+        skip: match &dec {
+            Dec::Opus(o) if container != "mp4" => o.pre_skip,
+            _ => 0,
+        },
+        keep: None,
+        edit,
+        accepted: 0,
+        stream: None,
+    };
+    let resample_err = |detail: String| DecodeError::Corrupt {
+        detail,
+        offset: None,
+    };
     let mut mono: Vec<f32> = Vec::new();
     let mut interleaved: Vec<f32> = Vec::new();
     let mut bad_in_a_row = 0usize;
@@ -313,7 +365,7 @@ fn demux_and_decode(
         if packet.track_id != track_id {
             continue;
         }
-        let before = mono.len();
+        mono.clear();
         let res = match &mut dec {
             Dec::Opus(o) => o.decode(&packet.data, &mut mono),
             Dec::Sym(d) => match d.decode(&packet) {
@@ -337,8 +389,11 @@ fn demux_and_decode(
                 good += 1;
                 // Ogg end trimming: the last page's granule position says how much is real.
                 if is_opus && container == "ogg" {
-                    let trim = (packet.trim_end.get() as usize).min(mono.len() - before);
+                    let trim = (packet.trim_end.get() as usize).min(mono.len());
                     mono.truncate(mono.len() - trim);
+                }
+                if rate > 0 && !mono.is_empty() {
+                    sink.push(&mono, rate).map_err(resample_err)?;
                 }
             }
             Err(e) => {
@@ -351,37 +406,28 @@ fn demux_and_decode(
                 }
             }
         }
-        if rate > 0 && mono.len() as f64 > limits.max_duration_s * rate as f64 {
+        if rate > 0 && sink.accepted as f64 > limits.max_duration_s * rate as f64 {
             return Err(DecodeError::TooLong {
                 max_s: limits.max_duration_s,
             });
         }
     }
-    if let Dec::Opus(o) = &dec {
-        if container != "mp4" {
-            // Ogg and Matroska: drop the pre-skip (MP4 expresses it in its edit list).
-            let n = o.pre_skip.min(mono.len());
-            mono.drain(..n);
-        }
-    }
-    if mono.is_empty() || skipped > good {
+    if sink.accepted == 0 || skipped > good {
         // Nothing decoded, or most packets were garbage (what decoded is noise, not speech).
         return Err(DecodeError::Corrupt {
             detail: format!(
                 "{container}/{codec}: {}{}",
                 if good == 0 {
                     "no audio could be decoded".to_string()
-                } else {
+                } else if rate == 0 {
+                    "unknown sample rate".to_string()
+                } else if skipped > good {
                     format!("{skipped} of {} packets are undecodable", skipped + good)
+                } else {
+                    "no audio left after the container's trims".to_string()
                 },
                 last_error.map(|e| format!(" ({e})")).unwrap_or_default()
             ),
-            offset: None,
-        });
-    }
-    if rate == 0 {
-        return Err(DecodeError::Corrupt {
-            detail: format!("{container}/{codec}: unknown sample rate"),
             offset: None,
         });
     }
@@ -396,7 +442,7 @@ fn demux_and_decode(
         });
     }
     Ok(Raw {
-        samples: mono,
+        samples: sink.finish().map_err(resample_err)?,
         rate,
         channels,
         codec,
