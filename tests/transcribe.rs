@@ -215,3 +215,57 @@ fn quantized_models_transcribe_jfk() {
         assert_eq!(normalize(&t.text), normalize(JFK), "{name}");
     }
 }
+
+/// A note with 4 s of room noise before the speech and 3 s of silence after it: the silence
+/// is not encoded, and the timestamps are those of the whole note (more exact than without
+/// trimming, where Whisper starts its first segment at 0).
+#[test]
+fn silence_around_speech_is_skipped_and_times_stay_true() {
+    let speech = earshot::audio::decode(&read_fixture("telegram_jfk.oga"), &Limits::default())
+        .expect("fixture decodes")
+        .samples;
+    let mut x = 0x2545_f491_u32;
+    let mut noise = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x as f32 / u32::MAX as f32 * 2.0 - 1.0) * 0.0005
+            })
+            .collect()
+    };
+    let lead = 4 * 16_000;
+    let samples = [noise(lead), speech.clone(), noise(3 * 16_000)].concat();
+    let total = samples.len() as f64 / 16_000.0;
+    let engine = engine("tiny.en");
+    for trim in [true, false] {
+        let opts = Options {
+            trim_silence: trim,
+            ..Options::default()
+        };
+        let t = engine.transcribe(&samples, &opts).expect("transcribes");
+        assert_eq!(normalize(&t.text), normalize(JFK), "trim {trim}");
+        assert!(
+            (t.duration - total).abs() < 0.01,
+            "trim {trim}: {}",
+            t.duration
+        );
+        if !trim {
+            // Whisper itself folds the leading noise into its first segment (start 0 here).
+            continue;
+        }
+        let (first, last) = (&t.segments[0], t.segments.last().unwrap());
+        assert!(
+            first.start >= 3.0 && first.start <= 4.5,
+            "speech starts at 4 s, first segment at {}",
+            first.start
+        );
+        let speech_end = 4.0 + speech.len() as f64 / 16_000.0;
+        assert!(
+            last.end >= speech_end - 1.5 && last.end <= speech_end + 1.0,
+            "speech ends at {speech_end:.1} s, last segment at {}",
+            last.end
+        );
+    }
+}
