@@ -39,24 +39,17 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
     );
     let backend = engine.backend().clone();
+    let par = cfg.parallelism(&backend);
     eprintln!(
         "earshot serve: backend={backend} workers={} threads_per_job={}",
-        cfg.workers(&backend),
-        cfg.threads_per_job()
+        par.jobs, par.threads
     );
     tracing::info!(model = %engine.model_path().display(), took_ms = started.elapsed().as_millis() as u64, backend = %backend, "model loaded");
     let limits = Limits {
         max_bytes: cfg.max_upload_bytes,
         max_duration_s: cfg.max_duration,
     };
-    let queue = Queue::new(
-        db,
-        blobs,
-        engine,
-        limits,
-        cfg.workers(&backend),
-        cfg.threads_per_job(),
-    );
+    let queue = Queue::new(db, blobs, engine, limits, par.jobs, par.threads);
     let workers = queue.start();
     {
         let (db, secret, allow) = (
