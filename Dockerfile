@@ -2,7 +2,7 @@
 #   docker build -t earshot .
 #   docker run -d -p 8000:8000 -v "$PWD/models:/models" -v "$PWD/data:/data" earshot
 # The model is fetched into /models at the first start when missing (EARSHOT_MODEL, default
-# base). For a box without internet, copy ggml-*.bin into ./models first.
+# base-q8_0). For a box without internet, copy ggml-*.bin into ./models first.
 
 # ---- build --------------------------------------------------------------------------------
 FROM rust:1-bookworm AS build
@@ -31,7 +31,7 @@ COPY --from=build /out/earshot /usr/local/bin/earshot
 COPY scripts/fetch-model.sh scripts/ct2_to_ggml.py scripts/docker-entrypoint.sh /opt/earshot/scripts/
 COPY models/SHA256SUMS models/README.md /opt/earshot/models/
 USER earshot
-ENV EARSHOT_LISTEN=0.0.0.0:8000 EARSHOT_DATA_DIR=/data EARSHOT_MODELS_DIR=/models EARSHOT_MODEL=base
+ENV EARSHOT_LISTEN=0.0.0.0:8000 EARSHOT_DATA_DIR=/data EARSHOT_MODELS_DIR=/models EARSHOT_MODEL=base-q8_0
 VOLUME ["/models", "/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \

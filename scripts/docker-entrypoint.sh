@@ -4,7 +4,7 @@
 # earshot. Any other command (a shell, `earshot transcribe ...`) runs as given.
 set -euo pipefail
 if [ "${1:-}" = "serve" ] || [ "${1:-}" = "transcribe" ]; then
-  model="${EARSHOT_MODEL:-base}"
+  model="${EARSHOT_MODEL:-base-q8_0}"
   dir="${EARSHOT_MODELS_DIR:-/models}"
   case "$model" in
     */*|*.bin) ;;

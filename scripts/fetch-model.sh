@@ -5,7 +5,7 @@
 #   scripts/fetch-model.sh NAME --ct2-dir DIR   # base, tiny.en: the CTranslate2 (faster-whisper)
 #                                               # model the GGML file is converted from
 #
-# NAME: base (default model, multilingual), tiny.en, base-q8_0, base-q5_0, tiny.en-q8_0,
+# NAME: base-q8_0 (default model: multilingual, 8-bit), base, tiny.en, base-q5_0, tiny.en-q8_0,
 #       tiny.en-q5_0, and, from the official source only: small, medium, large-v3-turbo, ...
 #
 # Sources, in order:
@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     *) [ -z "$name" ] || { echo "fetch-model: one model name at a time" >&2; exit 2; }; name="$1"; shift ;;
   esac
 done
-name="${name:-base}"
+name="${name:-base-q8_0}"
 base_url="${EARSHOT_MODEL_BASE_URL:-https://huggingface.co/ggerganov/whisper.cpp/resolve/main}"
 connect_timeout="${EARSHOT_CONNECT_TIMEOUT:-5}"
 sums="$root/models/SHA256SUMS"

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup-debian.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-model="${EARSHOT_MODEL:-base}"
+model="${EARSHOT_MODEL:-base-q8_0}"
 case "$model" in */*|*.bin) ;; *) scripts/fetch-model.sh "$model" --models-dir "${EARSHOT_MODELS_DIR:-models}" ;; esac
 cargo build --release --quiet
 [ $# -gt 0 ] || set -- serve

@@ -127,8 +127,9 @@ pub struct DecodeArgs {
     /// Initial prompt: names and shop vocabulary that help recognition.
     #[arg(long, env = "EARSHOT_PROMPT")]
     pub prompt: Option<String>,
-    /// Beam width (1 = greedy).
-    #[arg(long, env = "EARSHOT_BEAM_SIZE", default_value_t = 5)]
+    /// Beam width. 1 = greedy with temperature fallback, and with --audio-ctx auto a second
+    /// pass at beam 5 when a note's result looks cut short or wrong.
+    #[arg(long, env = "EARSHOT_BEAM_SIZE", default_value_t = 1)]
     pub beam_size: u32,
     /// Candidates sampled at temperature > 0 in greedy mode.
     #[arg(long, default_value_t = 5)]
@@ -153,13 +154,17 @@ pub struct DecodeArgs {
     /// positions up to 1500.
     #[arg(long, env = "EARSHOT_AUDIO_CTX", default_value = "auto", value_parser = parse_audio_ctx)]
     pub audio_ctx: AudioCtx,
-    /// The careful settings, whatever the defaults: full audio context and beam 5.
+    /// Encode the silence before and after the speech too (by default it is skipped;
+    /// timestamps are those of the whole file either way).
+    #[arg(long, env = "EARSHOT_KEEP_SILENCE")]
+    pub keep_silence: bool,
+    /// The careful settings, whatever the defaults: full audio context, beam 5, silence kept.
     #[arg(long, env = "EARSHOT_ACCURATE")]
     pub accurate: bool,
     /// Add per-word timestamps (verbose_json).
     #[arg(long)]
     pub word_timestamps: bool,
-    /// CPU threads per file (default: cores divided among --jobs).
+    /// CPU threads per file (default: 1 up to 4 cores, else 2; or cores / --jobs).
     #[arg(long, env = "EARSHOT_THREADS")]
     pub threads: Option<usize>,
     /// Largest accepted file in bytes.
@@ -183,7 +188,7 @@ fn parse_audio_ctx(s: &str) -> Result<AudioCtx, String> {
 
 impl DecodeArgs {
     pub fn options(&self, threads: usize) -> Options {
-        Options {
+        let o = Options {
             language: Some(self.language.clone()).filter(|l| l != "auto"),
             translate: self.translate,
             prompt: self.prompt.clone(),
@@ -196,17 +201,15 @@ impl DecodeArgs {
             no_speech_threshold: self.no_speech_threshold,
             logprob_threshold: self.logprob_threshold,
             compression_ratio_threshold: self.compression_ratio_threshold,
-            audio_ctx: if self.accurate {
-                AudioCtx::Full
-            } else {
-                self.audio_ctx
-            },
+            audio_ctx: self.audio_ctx,
+            trim_silence: !self.keep_silence,
         }
-        .with_beam(if self.accurate {
-            5.max(self.beam_size)
+        .with_beam(self.beam_size);
+        if self.accurate {
+            o.accurate()
         } else {
-            self.beam_size
-        })
+            o
+        }
     }
 
     pub fn limits(&self) -> Limits {
@@ -228,9 +231,10 @@ pub struct TranscribeArgs {
     /// Write DIR/<relative path>/<stem>.<ext> per format instead of printing.
     #[arg(long, short = 'o')]
     pub output_dir: Option<PathBuf>,
-    /// Files transcribed in parallel (sharing one loaded model).
-    #[arg(long, short = 'j', env = "EARSHOT_JOBS", default_value_t = 1)]
-    pub jobs: usize,
+    /// Files transcribed in parallel, sharing one loaded model (default: CPU cores /
+    /// threads per file, i.e. one per core on up to 4 cores; 4-16 on a GPU).
+    #[arg(long, short = 'j', env = "EARSHOT_JOBS")]
+    pub jobs: Option<usize>,
     /// Skip files whose outputs already exist in --output-dir (resume a batch).
     #[arg(long, requires = "output_dir")]
     pub skip_existing: bool,
@@ -378,9 +382,21 @@ fn transcribe(mut args: TranscribeArgs) -> i32 {
             return 2;
         }
     };
-    let jobs = args.jobs.clamp(1, inputs.len());
-    let threads = (crate::engine::default_threads() / jobs).max(1);
-    let opts = Arc::new(args.decode.options(threads));
+    let plan = |jobs| {
+        crate::config::parallelism(
+            engine.backend(),
+            crate::config::cores(),
+            jobs,
+            args.decode.threads,
+        )
+    };
+    let mut par = plan(args.jobs);
+    if par.jobs > inputs.len() {
+        // Fewer files than jobs: the cores go to the files there are.
+        par = plan(Some(inputs.len()));
+    }
+    let jobs = par.jobs;
+    let opts = Arc::new(args.decode.options(par.threads));
     let limits = args.decode.limits();
     let task = if args.decode.translate {
         "translate"

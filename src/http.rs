@@ -413,6 +413,18 @@ fn parse_options(
             })?;
         opts["temperature"] = json!(t);
     }
+    match f.get("accurate").map(|a| a.trim()) {
+        None | Some("" | "false" | "0") => {}
+        Some("true" | "1") => opts["accurate"] = json!(true),
+        Some(x) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_value",
+                format!("accurate must be true or false, not '{x}'"),
+            )
+            .param("accurate"))
+        }
+    }
     if let Some(g) = f.get("timestamp_granularities") {
         for part in g.split(',') {
             match part.trim() {

@@ -229,6 +229,9 @@ pub fn options_from_json(v: &serde_json::Value) -> Options {
         o.temperature = t as f32;
     }
     o.word_timestamps = v["word_timestamps"].as_bool().unwrap_or(false);
+    if v["accurate"].as_bool() == Some(true) {
+        o = o.accurate();
+    }
     o
 }
 

@@ -155,6 +155,24 @@ fn openai_endpoint_answers_every_format_and_keeps_a_job() {
     bad(&[("response_format", "docx")], "response_format", 400);
     bad(&[("language", "klingon")], "language", 400);
     bad(&[("temperature", "7")], "temperature", 400);
+    bad(&[("accurate", "very")], "accurate", 400);
+    // The careful settings on request: the same text, and the job remembers them.
+    let r = s.multipart(
+        "/v1/audio/transcriptions",
+        &[("model", "whisper-1"), ("accurate", "true")],
+        Some(("a.flac", &file)),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        normalize(r.json()["text"].as_str().unwrap()),
+        "go forward 10 meters"
+    );
+    let job = r.header("x-earshot-job-id").unwrap().to_string();
+    assert_eq!(
+        s.get(&format!("/v1/jobs/{job}")).json()["options"]["accurate"],
+        true
+    );
     let nofile = s.multipart(
         "/v1/audio/transcriptions",
         &[("model", "whisper-1")],
