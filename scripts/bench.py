@@ -140,12 +140,19 @@ def run_timed(cmd, cwd=None):
 
 
 class Earshot:
-    def __init__(self, a, label, extra):
-        self.a, self.label, self.extra = a, label, extra
+    """earshot transcribe with the run's model, threads and beam, unless `defaults`: then its
+    own defaults (the 8-bit model of the same size, greedy with the guard, its own jobs ×
+    threads rule for the cores it has), which is what a user gets."""
+
+    def __init__(self, a, label, extra, defaults=False):
+        self.a, self.label, self.extra, self.defaults = a, label, extra, defaults
 
     def run(self, clips, beam):
         a = self.a
-        opts = {"--model": a.model_path, "--threads": str(a.threads), "--beam-size": str(beam)}
+        if self.defaults:
+            opts = {"--model": os.path.join(a.models_dir, f"ggml-{a.model}-q8_0.bin")}
+        else:
+            opts = {"--model": a.model_path, "--threads": str(a.threads), "--beam-size": str(beam)}
         extra = list(self.extra)
         for flag in list(opts):
             if flag in extra:  # a variant's own value wins
@@ -175,7 +182,7 @@ class WhisperCli:
     def run(self, clips, beam):
         a = self.a
         cmd = [a.whisper_cli, "-m", a.model_path, "-t", str(a.threads), "-bs", str(beam), "-bo", "5",
-               "-l", "auto", "-nt", "-np", "-otxt"]
+               "-l", "auto", "-nt", "-np", "-otxt", "-sns"]
         if not a.flash_attn:
             cmd.append("-nfa")
         for c in clips:
@@ -273,6 +280,8 @@ def table(rows, a):
                "cold": f"one note per process ×{a.n_cold}",
                "long": "one ~10 min file"}[r["what"]]
         settings = ("greedy" if r["beam"] == 1 else f"beam {r['beam']}") + f", {a.threads} threads"
+        if r["system"] == "earshot defaults":
+            settings = f"its defaults ({a.model}-q8_0, greedy + guard, {os.cpu_count()} cores)"
         wall = f"{r['wall']:.1f}"
         if r["per_note"] is not None:
             wall += f" ({r['per_note']:.2f}/note)"
@@ -322,8 +331,9 @@ def main():
     rows = []
     if a.levers:
         variants = [
-            ("earshot, full context", ["--audio-ctx", "full"]),
-            ("earshot, auto context", []),
+            ("earshot, full context", ["--audio-ctx", "full", "--keep-silence"]),
+            ("earshot, auto context", ["--keep-silence"]),
+            ("earshot, auto context, silence trimmed", []),
             ("earshot, auto, flash attention", ["--flash-attn", "on"]),
             ("earshot, auto, q8_0", ["--model", os.path.join(a.models_dir, f"ggml-{a.model}-q8_0.bin")]),
             ("earshot, auto, q5_0", ["--model", os.path.join(a.models_dir, f"ggml-{a.model}-q5_0.bin")]),
@@ -334,15 +344,16 @@ def main():
         for beam in beams:
             rows += bench(systems, short, beam, a.rounds, "short")
     else:
-        systems = [Earshot(a, "earshot", []),
-                   Earshot(a, "earshot --audio-ctx full", ["--audio-ctx", "full"]),
+        systems = [Earshot(a, "earshot defaults", [], defaults=True),
+                   Earshot(a, "earshot f16", []),
+                   Earshot(a, "earshot f16, full context", ["--audio-ctx", "full", "--keep-silence"]),
                    WhisperCli(a), FasterWhisper(a)]
         for beam in beams:
             rows += bench(systems, short, beam, a.rounds, "short")
             if not a.no_cold:
                 rows += bench(systems, short[:a.n_cold], beam, a.rounds, "cold")
             if corpus["long"] and beam == 1:  # the long file greedy only: it takes a while
-                long_systems = [s for s in systems if s.label != "earshot --audio-ctx full"]
+                long_systems = [s for s in systems if "full context" not in s.label]
                 rows += bench(long_systems, corpus["long"], beam, a.long_rounds or a.rounds, "long")
     cpu = "unknown CPU"
     try:
