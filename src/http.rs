@@ -656,6 +656,7 @@ struct CreateQuery {
     language: Option<String>,
     prompt: Option<String>,
     translate: Option<bool>,
+    accurate: Option<String>,
 }
 
 async fn create_job(
@@ -736,6 +737,7 @@ async fn create_job(
         ("source", q.source),
         ("language", q.language),
         ("prompt", q.prompt),
+        ("accurate", q.accurate),
     ] {
         if let Some(v) = v {
             up.fields.entry(k.to_string()).or_insert(v);
