@@ -340,7 +340,10 @@ def main():
             ("earshot, auto, no fallback", ["--no-fallback"]),
             ("earshot, auto, 2 jobs × 1 thread", ["--jobs", "2", "--threads", "1"]),
         ]
-        systems = [Earshot(a, label, extra) for label, extra in variants]
+        systems = [Earshot(a, label, extra) for label, extra in variants] + [
+            Earshot(a, "earshot defaults", [], defaults=True),
+            Earshot(a, "earshot defaults, --jobs 1", ["--jobs", "1"], defaults=True),
+        ]
         for beam in beams:
             rows += bench(systems, short, beam, a.rounds, "short")
     else:

@@ -758,7 +758,7 @@ impl Engine {
                     }
                 }
             }
-            let text = String::from_utf8_lossy(&text_bytes).trim().to_string();
+            let text = strip_credits(String::from_utf8_lossy(&text_bytes).trim()).to_string();
             let avg_logprob = if tokens.is_empty() {
                 0.0
             } else {
@@ -842,6 +842,38 @@ fn suspicious(t: &Transcript, opts: &Options) -> Option<&'static str> {
     None
 }
 
+/// Subtitle credits Whisper learned from subtitled videos and appends to speech that ends in
+/// silence ("… прыгнул ему на спину. Редактор субтитров А.Семкин Корректор А.Егорова" on an
+/// eval clip). Only phrases that nobody says in a voice note.
+const CREDITS: &[&str] = &[
+    "редактор субтитров",
+    "корректор субтитров",
+    "субтитры сделал",
+    "субтитры делал",
+    "субтитры создавал",
+    "субтитры подготовил",
+    "субтитры и редактор",
+    "subtitles by the amara.org",
+];
+
+/// `text` up to the first subtitle credit in it (case-insensitive), trailing space removed.
+fn strip_credits(text: &str) -> &str {
+    // Lowercase, remembering where each lowercase byte came from in `text`.
+    let mut lower = String::with_capacity(text.len());
+    let mut origin = Vec::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        for l in c.to_lowercase() {
+            let before = lower.len();
+            lower.push(l);
+            origin.resize(origin.len() + lower.len() - before, i);
+        }
+    }
+    match CREDITS.iter().filter_map(|p| lower.find(p)).min() {
+        Some(at) => text[..origin[at]].trim_end(),
+        None => text,
+    }
+}
+
 /// OpenAI's compression ratio: text bytes over zlib-compressed bytes.
 fn compression_ratio(text: &str) -> f32 {
     use std::io::Write;
@@ -852,4 +884,25 @@ fn compression_ratio(text: &str) -> f32 {
     let _ = enc.write_all(text.as_bytes());
     let compressed = enc.finish().map(|v| v.len()).unwrap_or(text.len());
     text.len() as f32 / compressed.max(1) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtitle_credits_are_cut_off() {
+        assert_eq!(
+            strip_credits("прыгнул ему на спину. Редактор субтитров А.Семкин Корректор А.Егорова"),
+            "прыгнул ему на спину."
+        );
+        assert_eq!(
+            strip_credits("посредине крепости. Субтитры и Редактор субтитров А.Семкин"),
+            "посредине крепости."
+        );
+        assert_eq!(strip_credits("СУБТИТРЫ СДЕЛАЛ DimaTorzok"), "");
+        // Speech about subtitles stays.
+        let said = "Добавьте, пожалуйста, субтитры к видео, İstanbul.";
+        assert_eq!(strip_credits(said), said);
+    }
 }
