@@ -280,7 +280,7 @@ def table(rows, a):
                "cold": f"one note per process ×{a.n_cold}",
                "long": "one ~10 min file"}[r["what"]]
         settings = ("greedy" if r["beam"] == 1 else f"beam {r['beam']}") + f", {a.threads} threads"
-        if r["system"] == "earshot defaults":
+        if r["system"].startswith("earshot defaults"):
             settings = f"its defaults ({a.model}-q8_0, greedy + guard, {os.cpu_count()} cores)"
         wall = f"{r['wall']:.1f}"
         if r["per_note"] is not None:
