@@ -46,10 +46,11 @@ work="$root/target/bench"
 mkdir -p "$work"
 
 # Models: the GGML file for earshot and whisper-cli, its CTranslate2 source for faster-whisper.
+# "earshot defaults" runs the 8-bit file of the same size (the default quantization).
 scripts/fetch-model.sh "$model"
 case "$model" in base|tiny.en) ;; *) echo "bench: the CTranslate2 weights exist for base and tiny.en only" >&2; exit 2 ;; esac
+scripts/fetch-model.sh "$model-q8_0"
 if [ "$smoke" = 0 ] && [[ " ${args[*]} " == *" --levers "* ]]; then
-  scripts/fetch-model.sh "$model-q8_0"
   scripts/fetch-model.sh "$model-q5_0"
 fi
 scripts/fetch-model.sh "$model" --ct2-dir "$work/ct2-$model"
