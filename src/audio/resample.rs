@@ -75,17 +75,6 @@ impl Stream {
         })
     }
 
-    /// The source rate.
-    pub fn rate(&self) -> u32 {
-        self.rate
-    }
-
-    /// Hint the expected total input length, so the output is allocated once.
-    pub fn reserve_input(&mut self, frames: usize) {
-        let out = (frames as u64 * WHISPER_RATE as u64 / self.rate as u64) as usize;
-        self.out.reserve(out.saturating_sub(self.out.len()) + CHUNK);
-    }
-
     /// Add samples; resamples every complete chunk.
     pub fn push(&mut self, samples: &[f32]) -> Result<(), String> {
         self.fed += samples.len();
