@@ -2,6 +2,9 @@
 # Fetch a Whisper GGML model into models/ggml-NAME.bin.
 #
 #   scripts/fetch-model.sh NAME [--models-dir DIR]
+#   scripts/fetch-model.sh NAME --user          # into $XDG_DATA_HOME/earshot/models
+#                                               # (~/.local/share/earshot/models), where
+#                                               # earshot looks from any folder
 #   scripts/fetch-model.sh NAME --ct2-dir DIR   # base, tiny.en: the CTranslate2 (faster-whisper)
 #                                               # model the GGML file is converted from
 #
@@ -30,7 +33,8 @@ while [ $# -gt 0 ]; do
     --ct2-dir) ct2_dir="${2:?--ct2-dir needs a folder}"; shift 2 ;;
     --models-dir) models_dir="${2:?--models-dir needs a folder}"; shift 2 ;;
     --models-dir=*) models_dir="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --user) models_dir="${XDG_DATA_HOME:-$HOME/.local/share}/earshot/models"; shift ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fetch-model: unknown option $1" >&2; exit 2 ;;
     *) [ -z "$name" ] || { echo "fetch-model: one model name at a time" >&2; exit 2; }; name="$1"; shift ;;
   esac

@@ -52,9 +52,10 @@ pub struct ModelArgs {
     /// Model name (resolved as <models-dir>/ggml-NAME.bin) or path to a GGML file.
     #[arg(long, env = "EARSHOT_MODEL", default_value = crate::models::DEFAULT_MODEL)]
     pub model: String,
-    /// Folder holding ggml-*.bin models.
-    #[arg(long, env = "EARSHOT_MODELS_DIR", default_value = "models")]
-    pub models_dir: PathBuf,
+    /// Folder holding ggml-*.bin models; looked in first, then ./models, then
+    /// $XDG_DATA_HOME/earshot/models (~/.local/share/earshot/models).
+    #[arg(long, env = "EARSHOT_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
     /// Run on the GPU (default: the GPU when this build has GPU support and one is present).
     /// Without a usable GPU, warns loudly and runs on the CPU.
     #[arg(long, env = "EARSHOT_GPU", conflicts_with = "no_gpu")]
@@ -76,12 +77,9 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The model file, or a message naming the command that fetches it.
     pub fn locate(&self) -> Result<PathBuf, String> {
-        let path = crate::models::resolve(&self.model, &self.models_dir);
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(crate::models::missing_hint(&self.model, &path))
-        }
+        let dirs = crate::models::search_dirs(self.models_dir.as_deref());
+        crate::models::find(&self.model, &dirs)
+            .map_err(|tried| crate::models::missing_hint(&self.model, &tried))
     }
 
     /// The hardware these flags ask for.
@@ -287,6 +285,41 @@ pub fn main() -> i32 {
 struct Input {
     path: PathBuf,
     relative: PathBuf,
+    /// The output file's path under `--output-dir`, less the format's extension:
+    /// `relative` without its extension, or with it when two inputs would otherwise
+    /// write the same file (`note.oga` and `note.m4a` give `note.oga.txt`, `note.m4a.txt`).
+    out_base: PathBuf,
+}
+
+/// Give every input its own output base (see [`Input::out_base`]); two inputs whose names
+/// are identical (the same file name from two folders) are refused, never overwritten.
+fn assign_outputs(inputs: &mut [Input]) -> Result<(), String> {
+    use std::collections::HashMap;
+    let stem_of = |r: &Path| r.with_extension("");
+    let mut by_stem: HashMap<PathBuf, usize> = HashMap::new();
+    for i in inputs.iter() {
+        *by_stem.entry(stem_of(&i.relative)).or_default() += 1;
+    }
+    let mut taken: HashMap<PathBuf, &Path> = HashMap::new();
+    for i in inputs.iter_mut() {
+        let stem = stem_of(&i.relative);
+        i.out_base = if by_stem[&stem] > 1 {
+            i.relative.clone()
+        } else {
+            stem
+        };
+    }
+    for i in inputs.iter() {
+        if let Some(other) = taken.insert(i.out_base.clone(), &i.path) {
+            return Err(format!(
+                "{} and {} would write the same output ({}.*); transcribe them in separate runs or into separate --output-dir folders",
+                other.display(),
+                i.path.display(),
+                i.out_base.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, String> {
@@ -310,6 +343,7 @@ fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, String> {
                         .to_path_buf();
                     out.push(Input {
                         path: entry.path().to_path_buf(),
+                        out_base: relative.clone(),
                         relative,
                     });
                 }
@@ -321,22 +355,25 @@ fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, String> {
                 .unwrap_or_else(|| p.clone());
             out.push(Input {
                 path: p.clone(),
+                out_base: name.clone(),
                 relative: name,
             });
         }
     }
+    assign_outputs(&mut out)?;
     Ok(out)
 }
 
 fn output_path(dir: &Path, input: &Input, format: Format) -> PathBuf {
-    let stem = input
-        .relative
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
+    let mut name = input
+        .out_base
+        .file_name()
+        .map(|s| s.to_os_string())
         .unwrap_or_else(|| "audio".into());
-    let parent = input.relative.parent().unwrap_or(Path::new(""));
-    dir.join(parent)
-        .join(format!("{stem}.{}", format.extension()))
+    name.push(".");
+    name.push(format.extension());
+    let parent = input.out_base.parent().unwrap_or(Path::new(""));
+    dir.join(parent).join(name)
 }
 
 /// Write a file atomically (temp file + rename) so an interrupted batch leaves no half file.
@@ -593,5 +630,47 @@ pub fn human_duration(s: f64) -> String {
         format!("{secs}s")
     } else {
         format!("{s:.1}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(path: &str) -> Input {
+        let p = PathBuf::from(path);
+        let name = PathBuf::from(p.file_name().unwrap());
+        Input {
+            path: p,
+            out_base: name.clone(),
+            relative: name,
+        }
+    }
+
+    /// Issue #13: `-o out a/note.oga a/note.m4a` wrote both to out/note.txt.
+    #[test]
+    fn outputs_never_collide() {
+        let mut v = vec![
+            input("a/note.oga"),
+            input("a/note.m4a"),
+            input("a/other.oga"),
+        ];
+        assign_outputs(&mut v).unwrap();
+        let dir = Path::new("out");
+        let paths: Vec<_> = v.iter().map(|i| output_path(dir, i, Format::Txt)).collect();
+        assert_eq!(
+            paths,
+            [
+                PathBuf::from("out/note.oga.txt"),
+                PathBuf::from("out/note.m4a.txt"),
+                PathBuf::from("out/other.txt")
+            ]
+        );
+        let mut same = vec![input("a/note.oga"), input("b/note.oga")];
+        let e = assign_outputs(&mut same).unwrap_err();
+        assert!(
+            e.contains("a/note.oga and b/note.oga would write the same output"),
+            "{e}"
+        );
     }
 }

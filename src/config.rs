@@ -107,9 +107,23 @@ pub struct ServeConfig {
     /// Seconds running jobs get to finish on SIGTERM/SIGINT before they are requeued.
     #[arg(long, env = "EARSHOT_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace: u64,
-    /// Free disk (MiB) below which /readyz reports not ready.
+    /// Free disk (MiB) below which uploads are refused (507) and /readyz reports not ready.
     #[arg(long, env = "EARSHOT_MIN_FREE_DISK_MB", default_value_t = 512)]
     pub min_free_disk_mb: u64,
+    /// Seconds a client has to send a request's headers (from its first byte; a new
+    /// connection must start one within this time too).
+    #[arg(long, env = "EARSHOT_HEADER_TIMEOUT", default_value_t = 30)]
+    pub header_timeout: u64,
+    /// Seconds a request body may pause before the request fails with 408.
+    #[arg(long, env = "EARSHOT_BODY_IDLE_TIMEOUT", default_value_t = 60)]
+    pub body_idle_timeout: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, env = "EARSHOT_KEEP_ALIVE_TIMEOUT", default_value_t = 75)]
+    pub keep_alive_timeout: u64,
+    /// Open connections at most; more are answered 503. Lowered at start-up to fit the
+    /// process's file-descriptor limit.
+    #[arg(long, env = "EARSHOT_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
 }
 
 impl ServeConfig {
@@ -135,7 +149,12 @@ impl ServeConfig {
             format!(
                 "model={} (models_dir={})",
                 self.model.model,
-                self.model.models_dir.display()
+                self.model
+                    .models_dir
+                    .as_ref()
+                    .map_or("./models, then ~/.local/share/earshot/models".into(), |d| d
+                        .display()
+                        .to_string())
             ),
             format!(
                 "workers={} threads_per_job={}",
@@ -179,6 +198,13 @@ impl ServeConfig {
             format!(
                 "shutdown_grace={}s min_free_disk_mb={}",
                 self.shutdown_grace, self.min_free_disk_mb
+            ),
+            format!(
+                "header_timeout={}s body_idle_timeout={}s keep_alive_timeout={}s max_connections={}",
+                self.header_timeout,
+                self.body_idle_timeout,
+                self.keep_alive_timeout,
+                self.max_connections
             ),
         ]
         .join("\n")

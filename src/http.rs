@@ -6,7 +6,7 @@
 //! Uploads are streamed to disk with a hard size limit; audio is fsynced before any 2xx.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +35,32 @@ pub struct AppState {
     requests: Mutex<HashMap<(String, u16), u64>>,
     /// Key for signed audio URLs (see [`AppState::audio_url`]).
     url_key: [u8; 32],
+    /// Synchronous requests admitted and not yet answered (see [`SyncSlot`]).
+    sync_slots: AtomicUsize,
+}
+
+/// One admitted synchronous request. Taken atomically *before* the body is read, so slow
+/// uploaders cannot all slip past the limit; given back when the request is answered.
+struct SyncSlot(Shared);
+
+impl SyncSlot {
+    /// One worker's job running and one waiting per worker: more would only wait longer
+    /// than a client should hold a connection open.
+    fn reserve(s: &Shared) -> Option<SyncSlot> {
+        let cap = 2 * s.queue.workers.max(1);
+        s.sync_slots
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SyncSlot(s.clone()))
+    }
+}
+
+impl Drop for SyncSlot {
+    fn drop(&mut self) {
+        self.0.sync_slots.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub type Shared = Arc<AppState>;
@@ -54,7 +80,7 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         let kind = match status.as_u16() {
             401 => "authentication_error",
-            404 | 400 | 413 | 415 | 422 => "invalid_request_error",
+            400 | 404 | 405 | 408 | 409 | 413 | 415 | 416 | 422 => "invalid_request_error",
             429 => "rate_limit_error",
             503 => "service_unavailable",
             _ => "server_error",
@@ -84,6 +110,32 @@ impl ApiError {
             format!("internal error: {e}"),
         )
     }
+}
+
+/// Storage failures: a full disk (or quota) is 507 `insufficient_storage`, anything else 500.
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        if e.is_full() {
+            disk_full()
+        } else {
+            ApiError::internal(e)
+        }
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> Self {
+        ApiError::from(crate::storage::StorageError::Io(e))
+    }
+}
+
+fn disk_full() -> ApiError {
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+        "the server's disk is full, so nothing was stored; retry later",
+    )
+    .retry_after(60)
 }
 
 impl IntoResponse for ApiError {
@@ -119,12 +171,70 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; the API is under /v1 (see docs/api.md)",
+            )
+        })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(json_errors))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("a request handler panicked").into_response()
+            },
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .with_state(state)
+}
+
+/// Every 4xx/5xx leaves in the `{"error":{…}}` shape, including what axum answers by itself
+/// (a query string that does not parse, a bad multipart boundary, a wrong method): its
+/// plain-text reason becomes the message, and the status gives the code.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let r = next.run(req).await;
+    let status = r.status();
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return r;
+    }
+    let (parts, body) = r.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let code = match status.as_u16() {
+        400 => "invalid_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "body_timeout",
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        416 => "range_not_satisfiable",
+        422 => "invalid_request",
+        _ if status.is_server_error() => "internal_error",
+        _ => "http_error",
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        clip(&text, 300)
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 impl AppState {
@@ -135,6 +245,7 @@ impl AppState {
             queue,
             model_name,
             requests: Mutex::new(HashMap::new()),
+            sync_slots: AtomicUsize::new(0),
         })
     }
 
@@ -259,6 +370,62 @@ fn check_length(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
+/// Refuse an upload while free disk is below `--min-free-disk-mb` (counting the announced
+/// body), before anything is read: 507, so a client retries later rather than gives up.
+fn check_disk(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let incoming_mb = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        .div_ceil(1024 * 1024);
+    match free_disk_mb(&s.cfg.data_dir) {
+        Some(free) if free < s.cfg.min_free_disk_mb + incoming_mb => Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            format!(
+                "the server's disk is nearly full ({free} MiB free, {} MiB kept free); nothing was stored, retry later",
+                s.cfg.min_free_disk_mb
+            ),
+        )
+        .retry_after(60)),
+        _ => Ok(()),
+    }
+}
+
+/// Longest file name kept (bytes); a longer one is cut at a character boundary.
+const MAX_FILENAME_BYTES: usize = 255;
+/// Longest `external_id`, `source` and `Idempotency-Key` accepted (bytes).
+const MAX_ID_BYTES: usize = 256;
+
+/// A client's file name as stored: at most [`MAX_FILENAME_BYTES`], cut at a character.
+fn cap_filename(name: String) -> String {
+    if name.len() <= MAX_FILENAME_BYTES {
+        return name;
+    }
+    let mut end = MAX_FILENAME_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
+/// Refuse an identifier longer than [`MAX_ID_BYTES`].
+fn check_id_len(what: &'static str, v: Option<&String>) -> ApiResult<()> {
+    match v {
+        Some(v) if v.len() > MAX_ID_BYTES => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            format!(
+                "{what} is {} bytes long; at most {MAX_ID_BYTES} are accepted",
+                v.len()
+            ),
+        )
+        .param(what)),
+        _ => Ok(()),
+    }
+}
+
 fn too_large(s: &AppState) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -283,7 +450,7 @@ fn spool(s: &AppState, blob: &mut PendingBlob, chunk: &[u8]) -> ApiResult<()> {
         return Err(too_large(s));
     }
     // Small synchronous writes to a local temp file; the fsync happens once, in commit.
-    blob.write(chunk).map_err(ApiError::internal)
+    blob.write(chunk).map_err(ApiError::from)
 }
 
 async fn read_multipart(s: &AppState, mut mp: Multipart) -> ApiResult<Upload> {
@@ -303,8 +470,8 @@ async fn read_multipart(s: &AppState, mut mp: Multipart) -> ApiResult<Upload> {
     while let Some(mut field) = mp.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
-            let mut blob = s.queue.blobs.begin().map_err(ApiError::internal)?;
-            let filename = field.file_name().map(str::to_string);
+            let mut blob = s.queue.blobs.begin().map_err(ApiError::from)?;
+            let filename = field.file_name().map(|f| cap_filename(f.to_string()));
             let ct = field.content_type().map(str::to_string);
             while let Some(chunk) = field.chunk().await.map_err(bad)? {
                 spool(s, &mut blob, &chunk)?;
@@ -385,17 +552,28 @@ fn parse_options(
     };
     let mut opts = json!({ "translate": translate });
     if let Some(l) = f.get("language").filter(|l| !l.is_empty() && *l != "auto") {
-        if whisper_rs::get_lang_id(&l.to_ascii_lowercase()).is_none() {
+        let Some(code) = crate::engine::language::code(l) else {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_language",
-                format!("unknown language '{l}'; use an ISO 639-1 code"),
+                format!(
+                    "unknown language '{}'; use an ISO 639-1 code such as ru or en",
+                    clip(l, 40)
+                ),
             )
             .param("language"));
-        }
-        opts["language"] = json!(l.to_ascii_lowercase());
+        };
+        opts["language"] = json!(code);
     }
     if let Some(p) = f.get("prompt") {
+        if p.contains('\0') {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_value",
+                "prompt must not contain NUL bytes",
+            )
+            .param("prompt"));
+        }
         opts["prompt"] = json!(p);
     }
     if let Some(t) = f.get("temperature").filter(|t| !t.is_empty()) {
@@ -444,6 +622,14 @@ fn parse_options(
     Ok((opts, format))
 }
 
+/// At most `max` characters of `s`, with "…" when cut: user input quoted in a message.
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 /// What a record says beside its audio and options.
 #[derive(Default)]
 struct Meta {
@@ -477,16 +663,12 @@ async fn store(
             idempotency_key: meta.idempotency_key,
             callback_url: meta.callback_url,
         };
-        let (job, created) = s2
-            .queue
-            .db
-            .insert(job)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok::<_, std::io::Error>((job, created, sha))
+        let (job, created) = s2.queue.db.insert(job)?;
+        Ok::<_, crate::storage::StorageError>((job, created, sha))
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)
+    .map_err(ApiError::from)
 }
 
 async fn transcriptions(State(s): State<Shared>, headers: HeaderMap, mp: Multipart) -> Response {
@@ -508,22 +690,17 @@ async fn sync_request(
     translate: bool,
 ) -> ApiResult<Response> {
     check_length(&s, &headers)?;
-    // Back-pressure: when every worker is taken and others already wait, say so now,
-    // before storing anything.
-    let busy = s.queue.stats.busy.load(Ordering::SeqCst);
-    let waiting_sync = s
-        .queue
-        .db
-        .queued_count(Some(0))
-        .map_err(ApiError::internal)? as usize;
-    if busy >= s.queue.workers && waiting_sync >= s.queue.workers {
-        return Err(ApiError::new(
+    check_disk(&s, &headers)?;
+    // Back-pressure: a slot is reserved before the body is read; with every slot taken,
+    // say so now, before storing anything.
+    let _slot = SyncSlot::reserve(&s).ok_or_else(|| {
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
             "all workers are busy; retry shortly or use POST /v1/jobs",
         )
-        .retry_after(5));
-    }
+        .retry_after(5)
+    })?;
     let up = read_multipart(&s, mp).await?;
     let (opts, format) = parse_options(&s, &up.fields, translate)?;
     let mut finished = s.queue.finished.subscribe();
@@ -542,7 +719,7 @@ async fn sync_request(
     tracing::info!(id = %job.id, size = job.size, "synchronous transcription accepted");
     // The job runs to the end even if this client goes away; it stays retrievable by id.
     loop {
-        let job_now = s.queue.db.get(&job.id).map_err(ApiError::internal)?;
+        let job_now = s.queue.db.get(&job.id).map_err(ApiError::from)?;
         if let Some(j) = job_now.filter(|j| matches!(j.status, Status::Done | Status::Failed)) {
             let mut r = match j.status {
                 Status::Done => render_transcript(&j, format)?,
@@ -551,6 +728,25 @@ async fn sync_request(
             r.headers_mut().insert(
                 "x-earshot-job-id",
                 HeaderValue::from_str(&j.id).map_err(ApiError::internal)?,
+            );
+            return Ok(r);
+        }
+        if s.queue.is_stopping()
+            && s.queue
+                .db
+                .get(&job.id)?
+                .is_some_and(|j| j.status == Status::Queued)
+        {
+            let mut r = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                format!("the service is restarting; job {} is stored and will run after it, see GET /v1/jobs/{}", job.id, job.id),
+            )
+            .retry_after(10)
+            .into_response();
+            r.headers_mut().insert(
+                "x-earshot-job-id",
+                HeaderValue::from_str(&job.id).map_err(ApiError::internal)?,
             );
             return Ok(r);
         }
@@ -666,7 +862,8 @@ async fn create_job(
 ) -> ApiResult<Response> {
     let headers = req.headers().clone();
     check_length(&s, &headers)?;
-    let queued = s.queue.db.queued_count(None).map_err(ApiError::internal)?;
+    check_disk(&s, &headers)?;
+    let queued = s.queue.db.queued_count(None).map_err(ApiError::from)?;
     if queued as usize >= s.cfg.queue_limit {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -693,7 +890,7 @@ async fn create_job(
         || ct == "application/ogg"
         || ct == "application/octet-stream"
     {
-        let mut blob = s.queue.blobs.begin().map_err(ApiError::internal)?;
+        let mut blob = s.queue.blobs.begin().map_err(ApiError::from)?;
         let mut stream = req.into_body().into_data_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
@@ -720,7 +917,7 @@ async fn create_job(
             .get(header::CONTENT_DISPOSITION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split("filename=").nth(1))
-            .map(|f| f.trim_matches('"').to_string());
+            .map(|f| cap_filename(f.trim_matches('"').to_string()));
         Upload {
             blob,
             filename,
@@ -754,6 +951,21 @@ async fn create_job(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    check_id_len("idempotency-key", idem.as_ref())?;
+    check_id_len("external_id", up.fields.get("external_id"))?;
+    check_id_len("source", up.fields.get("source"))?;
+    if up
+        .fields
+        .get("callback_url")
+        .is_some_and(|u| u.len() > 2048)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_callback_url",
+            "callback_url is longer than 2048 bytes",
+        )
+        .param("callback_url"));
+    }
     let callback_url = up
         .fields
         .get("callback_url")
@@ -787,8 +999,8 @@ async fn create_job(
     } else {
         // Same key, other bytes: refuse, and drop the bytes just stored unless another
         // record uses the same audio.
-        if !s.queue.db.sha_in_use(&sha).map_err(ApiError::internal)? {
-            s.queue.blobs.remove(&sha).map_err(ApiError::internal)?;
+        if !s.queue.db.sha_in_use(&sha).map_err(ApiError::from)? {
+            s.queue.blobs.remove(&sha).map_err(ApiError::from)?;
         }
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -828,7 +1040,30 @@ async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiRe
             .param("status")
         })?),
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            format!("limit must be from 1 to 1000, not {limit}"),
+        )
+        .param("limit"));
+    }
+    if let Some(b) = q
+        .before
+        .as_deref()
+        .filter(|b| uuid::Uuid::parse_str(b).is_err())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            format!(
+                "before must be a job id (from a previous page), not '{}'",
+                clip(b, 40)
+            ),
+        )
+        .param("before"));
+    }
     let jobs = s
         .queue
         .db
@@ -839,7 +1074,7 @@ async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiRe
             search: q.q,
             limit,
         })
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     let has_more = jobs.len() == limit;
     Ok(Json(
         json!({"object": "list", "data": jobs.iter().map(|j| job_view(&s, j)).collect::<Vec<_>>(), "has_more": has_more}),
@@ -847,17 +1082,13 @@ async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiRe
 }
 
 fn find(s: &AppState, id: &str) -> ApiResult<Job> {
-    s.queue
-        .db
-        .get(id)
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "job_not_found",
-                format!("no job with id '{id}'"),
-            )
-        })
+    s.queue.db.get(id).map_err(ApiError::from)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "job_not_found",
+            format!("no job with id '{id}'"),
+        )
+    })
 }
 
 async fn get_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -901,7 +1132,7 @@ async fn get_audio(
 ) -> ApiResult<Response> {
     let j = find(&s, &id)?;
     let path = s.queue.blobs.path(&j.sha256);
-    let data = tokio::fs::read(&path).await.map_err(ApiError::internal)?;
+    let data = tokio::fs::read(&path).await.map_err(ApiError::from)?;
     let total = data.len() as u64;
     let ct = j
         .content_type
@@ -995,7 +1226,7 @@ async fn retry_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult
             format!("job {id} is {}", j.status.as_str()),
         ));
     }
-    s.queue.db.requeue(&id, true).map_err(ApiError::internal)?;
+    s.queue.db.requeue(&id, true).map_err(ApiError::from)?;
     s.queue.notify();
     Ok((StatusCode::ACCEPTED, Json(job_view(&s, &find(&s, &id)?))).into_response())
 }
@@ -1009,8 +1240,8 @@ async fn delete_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResul
             format!("job {id} is running; delete it when it is done"),
         ));
     }
-    if let Some(Some(sha)) = s.queue.db.delete(&id).map_err(ApiError::internal)? {
-        s.queue.blobs.remove(&sha).map_err(ApiError::internal)?;
+    if let Some(Some(sha)) = s.queue.db.delete(&id).map_err(ApiError::from)? {
+        s.queue.blobs.remove(&sha).map_err(ApiError::from)?;
     }
     Ok(Json(
         json!({"id": id, "object": "transcription.job", "deleted": true}),

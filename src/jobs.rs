@@ -113,15 +113,22 @@ impl Queue {
             .collect()
     }
 
-    /// Stop claiming new jobs; running ones finish.
+    /// Stop claiming new jobs; running ones finish (or are cancelled through the engine).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.notify();
+        // Wake synchronous requests, which answer 503 for a job that will not run now.
+        let _ = self.finished.send(String::new());
+    }
+
+    /// Whether the service is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     fn work(self: Arc<Self>) {
         while !self.stopping.load(Ordering::SeqCst) {
-            match self.db.claim(LEASE_MS, MAX_WAIT_MS) {
+            match self.db.claim(LEASE_MS, MAX_WAIT_MS, MAX_ATTEMPTS) {
                 Ok(Some(job)) => self.process(job),
                 Ok(None) => {
                     let (m, c) = &self.wake;
@@ -194,6 +201,10 @@ impl Queue {
                 if let Err(e) = self.db.finish_done(&job.id, &t.language, t.duration, &v) {
                     tracing::error!(error = %e, "could not record the transcript");
                 }
+            }
+            Err(crate::Error::Engine(crate::engine::EngineError::Cancelled)) => {
+                tracing::warn!("interrupted by the shutdown; queued again");
+                let _ = self.db.requeue_interrupted(&job.id);
             }
             Err(crate::Error::Decode(e)) => {
                 tracing::warn!(code = e.code(), error = %e, "audio could not be decoded");

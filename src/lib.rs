@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod jobs;
+pub mod listener;
 pub mod models;
 pub mod output;
 pub mod server;

@@ -155,10 +155,7 @@ pub fn timestamp(seconds: f64, sep: char) -> String {
 
 /// OpenAI reports the language as a lowercase English name ("russian").
 pub fn language_name(code: &str) -> String {
-    whisper_rs::get_lang_id(code)
-        .and_then(whisper_rs::get_lang_str_full)
-        .map(str::to_string)
-        .unwrap_or_else(|| code.to_string())
+    crate::engine::language::name(code)
 }
 
 #[cfg(test)]

@@ -24,11 +24,17 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         Arc::new(Db::open(&cfg.data_dir.join("earshot.sqlite")).context("opening the database")?);
     let blobs =
         Arc::new(BlobStore::open(&cfg.data_dir.join("audio")).context("opening the audio store")?);
-    let requeued = db.requeue_all_running()?;
+    let (requeued, crashed) = db.recover_running(crate::jobs::MAX_ATTEMPTS)?;
     if requeued > 0 {
         tracing::info!(
             requeued,
             "jobs left running by the previous process are queued again"
+        );
+    }
+    if crashed > 0 {
+        tracing::error!(
+            crashed,
+            "jobs that were running each time the process died are failed as crashed_worker"
         );
     }
     let started = Instant::now();
@@ -87,6 +93,14 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     let model_name = cfg.model.model.clone();
     let grace = Duration::from_secs(cfg.shutdown_grace);
+    let limits = crate::listener::Limits {
+        timeouts: crate::listener::Timeouts {
+            header: Duration::from_secs(cfg.header_timeout.max(1)),
+            body_idle: Duration::from_secs(cfg.body_idle_timeout.max(1)),
+            keep_alive: Duration::from_secs(cfg.keep_alive_timeout.max(1)),
+        },
+        max_connections: fit_connections(cfg.max_connections),
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -94,18 +108,82 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let app = http::router(AppState::new(cfg, queue.clone(), model_name));
     // One plain line that scripts and tests can wait for.
     eprintln!("earshot: listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::shutdown::signal())
-        .await?;
-    queue.stop();
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && workers.iter().any(|w| !w.is_finished()) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if workers.iter().any(|w| !w.is_finished()) {
-        tracing::warn!(
-            "grace period over with jobs still running; they are queued again at the next start"
-        );
-    }
+
+    // SIGTERM/SIGINT: claim nothing more and stop accepting at once; running jobs get the
+    // grace period, then whisper is interrupted and their jobs go back to the queue.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let signal = {
+        let queue = queue.clone();
+        async move {
+            crate::shutdown::signal().await;
+            queue.stop();
+            let _ = stop_tx.send(true);
+        }
+    };
+    let wind_down = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            if stop_rx.wait_for(|s| *s).await.is_err() {
+                return; // the server ended without a signal
+            }
+            let running = || workers.iter().any(|w| !w.is_finished());
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline && running() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if running() {
+                tracing::warn!(
+                    grace_s = grace.as_secs(),
+                    "grace period over: interrupting running jobs; they are queued again"
+                );
+                queue.engine.cancel();
+                let hard = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < hard && running() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        })
+    };
+    // Connections get a little longer than the jobs, so a synchronous client whose job was
+    // interrupted still gets its 503 answer.
+    crate::listener::serve(listener, app, limits, signal, move || {
+        grace + Duration::from_secs(2)
+    })
+    .await;
+    let _ = wind_down.await;
     Ok(())
+}
+
+/// The connection cap, lowered to what the file-descriptor limit allows (raised to its hard
+/// maximum first), with room for the database, audio files and the webhook sender.
+fn fit_connections(wanted: usize) -> usize {
+    const RESERVED: u64 = 64;
+    // SAFETY: getrlimit/setrlimit fill or read a plain struct.
+    let soft = unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return wanted;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                r.rlim_cur = r.rlim_max;
+            }
+        }
+        r.rlim_cur as u64
+    };
+    let fits = soft.saturating_sub(RESERVED).max(8) as usize;
+    if fits < wanted {
+        tracing::warn!(
+            wanted,
+            max_connections = fits,
+            open_files_limit = soft,
+            "the open-files limit is low: fewer connections are accepted"
+        );
+        eprintln!("earshot serve: max_connections lowered to {fits} (open-files limit {soft})");
+    }
+    wanted.min(fits)
 }

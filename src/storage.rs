@@ -25,6 +25,25 @@ pub enum StorageError {
     Db(#[from] rusqlite::Error),
 }
 
+impl StorageError {
+    /// Whether the disk (or the quota) is full: the caller answers 507, not 500.
+    pub fn is_full(&self) -> bool {
+        match self {
+            StorageError::Io(e) => io_is_full(e),
+            StorageError::Db(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            StorageError::Db(_) => false,
+        }
+    }
+}
+
+/// Whether an I/O error means "no space left" (ENOSPC) or "quota exceeded" (EDQUOT).
+pub fn io_is_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
 /// Where the audio lives.
 pub struct BlobStore {
     root: PathBuf,
@@ -293,6 +312,24 @@ fn enqueue_delivery(
     Ok(())
 }
 
+/// Fail jobs whose worker died on each of their attempts, and queue their webhooks.
+fn fail_crashed(tx: &rusqlite::Transaction<'_>, ids: &[String]) -> rusqlite::Result<()> {
+    for id in ids {
+        tracing::error!(id = %id, "job failed: the process died while running it on every attempt");
+        tx.execute(
+            "UPDATE jobs SET status = 'failed', error_code = 'crashed_worker',
+             error_message = ?2, lease_until = NULL, updated_at = ?3 WHERE id = ?1",
+            params![
+                id,
+                format!("the service stopped while transcribing this note on each of its attempts; its audio is kept, and POST /v1/jobs/{id}/retry runs it again"),
+                now_ms()
+            ],
+        )?;
+        enqueue_delivery(tx, id, "job.failed")?;
+    }
+    Ok(())
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -455,10 +492,26 @@ impl Db {
     /// Claim the next job for a worker: synchronous requests first, then jobs that waited
     /// longer than `max_wait_ms` (oldest first), then the smallest file (a short voice note
     /// is not stuck behind a long one). Also reclaims `running` jobs whose lease expired.
-    pub fn claim(&self, lease_ms: i64, max_wait_ms: i64) -> Result<Option<Job>, StorageError> {
+    /// A job whose lease expired after `max_attempts` claims fails as `crashed_worker`
+    /// instead (see [`Db::recover_running`]).
+    pub fn claim(
+        &self,
+        lease_ms: i64,
+        max_wait_ms: i64,
+        max_attempts: u32,
+    ) -> Result<Option<Job>, StorageError> {
         let c = self.conn();
         let now = now_ms();
         let tx = c.unchecked_transaction()?;
+        // A job whose lease ran out after its last allowed attempt: its worker died each time.
+        let crashed: Vec<String> = {
+            let mut stmt = tx.prepare(
+                "SELECT id FROM jobs WHERE status = 'running' AND lease_until < ?1 AND attempts >= ?2",
+            )?;
+            let rows = stmt.query_map(params![now, max_attempts], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        fail_crashed(&tx, &crashed)?;
         let job = tx
             .query_row(
                 "SELECT * FROM jobs WHERE status = 'queued' OR (status = 'running' AND lease_until < ?1)
@@ -566,11 +619,37 @@ impl Db {
         Ok(n > 0)
     }
 
-    /// At start-up: every job left `running` by a previous process goes back to the queue.
-    pub fn requeue_all_running(&self) -> Result<usize, StorageError> {
-        Ok(self
-            .conn()
-            .execute("UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?1 WHERE status = 'running'", [now_ms()])?)
+    /// At start-up: jobs left `running` by a previous process. Each claim counted an attempt,
+    /// so a job found here after `max_attempts` claims has been running every time its
+    /// process died: it fails as `crashed_worker` (its audio kept, retryable by hand) instead
+    /// of killing every restart. The others go back to the queue. Returns (requeued, failed).
+    pub fn recover_running(&self, max_attempts: u32) -> Result<(usize, usize), StorageError> {
+        let c = self.conn();
+        let tx = c.unchecked_transaction()?;
+        let crashed: Vec<String> = {
+            let mut stmt =
+                tx.prepare("SELECT id FROM jobs WHERE status = 'running' AND attempts >= ?1")?;
+            let rows = stmt.query_map([max_attempts], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        fail_crashed(&tx, &crashed)?;
+        let requeued = tx.execute(
+            "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?1 WHERE status = 'running'",
+            [now_ms()],
+        )?;
+        tx.commit()?;
+        Ok((requeued, crashed.len()))
+    }
+
+    /// Put a job that this process interrupted (shutdown) back in the queue, without
+    /// counting the attempt: it did not crash anything.
+    pub fn requeue_interrupted(&self, id: &str) -> Result<bool, StorageError> {
+        let n = self.conn().execute(
+            "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?2,
+             attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'running'",
+            params![id, now_ms()],
+        )?;
+        Ok(n > 0)
     }
 
     /// Delete a record; returns its blob hash when no other record uses that blob any more.
@@ -676,5 +755,49 @@ mod tests {
         assert!(search(&db, "country").is_empty());
         db.delete(&a.id).unwrap();
         assert_eq!(search(&db, "заказ"), ["заказ_2.oga"]);
+    }
+
+    /// Issue #13, item 1: a job that was running each time the process died three times is
+    /// failed as `crashed_worker`, not requeued into a fourth crash; a shutdown does not count.
+    #[test]
+    fn crash_loop_protection() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.sqlite")).unwrap();
+        let a = job(&db, "bomb.wav");
+        for round in 1..=3u32 {
+            let claimed = db.claim(60_000, 30_000, 3).unwrap().expect("claimable");
+            assert_eq!(
+                (claimed.id.as_str(), claimed.attempts),
+                (a.id.as_str(), round)
+            );
+            // kill -9 here; the next process starts:
+            let (requeued, failed) = db.recover_running(3).unwrap();
+            if round < 3 {
+                assert_eq!((requeued, failed), (1, 0), "round {round}");
+            } else {
+                assert_eq!((requeued, failed), (0, 1));
+            }
+        }
+        let j = db.get(&a.id).unwrap().unwrap();
+        assert_eq!(j.status, Status::Failed);
+        assert_eq!(j.error_code.as_deref(), Some("crashed_worker"));
+        assert!(db.claim(60_000, 30_000, 3).unwrap().is_none());
+        // Retried by hand, it runs again from a clean count.
+        db.requeue(&a.id, true).unwrap();
+        let again = db.claim(60_000, 30_000, 3).unwrap().unwrap();
+        assert_eq!(again.attempts, 1);
+        // An interrupted (shut down) attempt is not counted.
+        db.requeue_interrupted(&a.id).unwrap();
+        assert_eq!(db.get(&a.id).unwrap().unwrap().attempts, 0);
+        // A lease that ran out after the last attempt fails the job at the next claim.
+        for _ in 0..3 {
+            db.claim(-1, 30_000, 3).unwrap().unwrap();
+            db.conn()
+                .execute("UPDATE jobs SET lease_until = 0", [])
+                .unwrap();
+        }
+        assert!(db.claim(60_000, 30_000, 3).unwrap().is_none());
+        let j = db.get(&a.id).unwrap().unwrap();
+        assert_eq!(j.error_code.as_deref(), Some("crashed_worker"));
     }
 }

@@ -7,7 +7,7 @@
 //! link-local targets are refused unless the operator allows them: the check runs when the
 //! job is created and again before each delivery, and redirects are not followed.
 
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,34 +19,110 @@ use crate::storage::{now_ms, Db};
 /// Attempts before a delivery is given up (about 68 minutes of backoff in all).
 pub const MAX_ATTEMPTS: u32 = 12;
 
-/// Whether an address is one a webhook must not reach by default.
+/// Whether an IPv4 address is globally reachable unicast: not in any special-purpose block
+/// of the IANA registry (RFC 6890 and successors).
+fn is_global_v4(v4: Ipv4Addr) -> bool {
+    let o = v4.octets();
+    let in_block = |net: [u8; 4], bits: u32| {
+        let mask = if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - bits)
+        };
+        (u32::from(v4) & mask) == (u32::from_be_bytes(net) & mask)
+    };
+    !(o[0] == 0 // "this network"
+        || in_block([10, 0, 0, 0], 8)
+        || in_block([100, 64, 0, 0], 10) // carrier-grade NAT
+        || in_block([127, 0, 0, 0], 8)
+        || in_block([169, 254, 0, 0], 16)
+        || in_block([172, 16, 0, 0], 12)
+        || in_block([192, 0, 0, 0], 24) // IETF protocol assignments
+        || in_block([192, 0, 2, 0], 24) // documentation
+        || in_block([192, 31, 196, 0], 24) // AS112
+        || in_block([192, 52, 193, 0], 24) // AMT
+        || in_block([192, 88, 99, 0], 24) // 6to4 relay anycast (deprecated)
+        || in_block([192, 168, 0, 0], 16)
+        || in_block([192, 175, 48, 0], 24) // AS112 direct delegation
+        || in_block([198, 18, 0, 0], 15) // benchmarking
+        || in_block([198, 51, 100, 0], 24) // documentation
+        || in_block([203, 0, 113, 0], 24) // documentation
+        || o[0] >= 224) // multicast, reserved, broadcast
+}
+
+/// Whether an IPv6 address is global unicast (2000::/3 less its special-purpose blocks).
+/// Addresses that carry an IPv4 address (mapped, compatible, NAT64, 6to4) are judged by
+/// the IPv4 address they lead to.
+fn is_global_v6(v6: Ipv6Addr) -> bool {
+    let s = v6.segments();
+    let embedded = |hi: u16, lo: u16| Ipv4Addr::from(((hi as u32) << 16) | lo as u32);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return is_global_v4(v4);
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return is_global_v4(embedded(s[6], s[7])); // NAT64 well-known prefix
+    }
+    if s[0] == 0x2002 {
+        return is_global_v4(embedded(s[1], s[2])); // 6to4
+    }
+    (s[0] & 0xE000) == 0x2000 // global unicast
+        && !(s[0] == 0x2001 && s[1] < 0x0200) // 2001::/23 IETF (Teredo, ORCHID, ...)
+        && !(s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        && (s[0] & 0xFFF0) != 0x3FF0 // 3fff::/20 documentation
+}
+
+/// Whether an address is one a webhook must not reach by default: anything but global
+/// unicast.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || (o[0] == 100 && (o[1] & 0xC0) == 64) // 100.64.0.0/10 (carrier-grade NAT)
-                || o[0] == 0
-        }
-        IpAddr::V6(v6) => {
-            let seg = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xFE00) == 0xFC00 // unique local
-                || (seg[0] & 0xFFC0) == 0xFE80 // link-local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
+        IpAddr::V4(v4) => !is_global_v4(v4),
+        IpAddr::V6(v6) => !is_global_v6(v6),
     }
 }
 
-/// Check a callback URL: scheme, host, and (unless allowed) that it resolves only to public
-/// addresses. Returns a message a client can act on.
+/// Split a URL's authority into host and port: `host`, `host:port`, `[v6]`, `[v6]:port`.
+fn host_and_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+    let (host, port) =
+        if let Some(rest) = authority.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or("callback_url has an IPv6 address without its closing ']'")?;
+            host.parse::<Ipv6Addr>()
+                .map_err(|_| format!("callback_url host '[{host}]' is not an IPv6 address"))?;
+            match after {
+                "" => (host, None),
+                p => (
+                    host,
+                    Some(p.strip_prefix(':').ok_or(
+                        "callback_url: only ':port' may follow an IPv6 address in brackets",
+                    )?),
+                ),
+            }
+        } else {
+            match authority.rsplit_once(':') {
+            Some((h, _)) if h.contains(':') => return Err(
+                "callback_url: put an IPv6 address in brackets, like http://[2001:db8::1]:8080/"
+                    .into(),
+            ),
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+        };
+    if host.is_empty() {
+        return Err("callback_url has no host".into());
+    }
+    let port =
+        match port {
+            None | Some("") => default_port,
+            Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
+                format!("callback_url port '{p}' is not a number from 1 to 65535")
+            })?,
+        };
+    Ok((host.to_string(), port))
+}
+
+/// Check a callback URL: scheme, host, and (unless allowed) that it resolves only to global
+/// unicast addresses. Returns a message a client can act on.
 pub fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
     let (scheme, rest) = url
         .split_once("://")
@@ -67,29 +143,24 @@ pub fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
     if authority.is_empty() {
         return Err("callback_url has no host".into());
     }
+    let (host, port) = host_and_port(authority, default_port)?;
     if allow_private {
         return Ok(());
     }
-    let host_port = if authority.starts_with('[')
-        || authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:{default_port}")
+    let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| format!("callback_url host does not resolve: {e}"))?
+            .map(|a| a.ip())
+            .collect(),
     };
-    let addrs: Vec<_> = host_port
-        .to_socket_addrs()
-        .map_err(|e| format!("callback_url host does not resolve: {e}"))?
-        .collect();
     if addrs.is_empty() {
         return Err("callback_url host does not resolve".into());
     }
-    if let Some(a) = addrs.iter().find(|a| is_private(a.ip())) {
+    if let Some(a) = addrs.iter().find(|a| is_private(**a)) {
         return Err(format!(
-            "callback_url resolves to {} (loopback, private or link-local); the operator must start earshot with --webhook-allow-private to allow that",
-            a.ip()
+            "callback_url resolves to {a}, which is not a global unicast address (loopback, private, link-local, reserved or documentation); the operator must start earshot with --webhook-allow-private to allow that"
         ));
     }
     Ok(())
@@ -199,6 +270,73 @@ mod tests {
         assert!(check_url("http://127.0.0.1:9/x", true).is_ok());
         assert!(is_private("::ffff:192.168.1.1".parse().unwrap()));
         assert!(!is_private("93.184.216.34".parse().unwrap()));
+    }
+
+    /// The addresses the adversarial pass got through (issue #13, item 8), and their
+    /// neighbours; literal IPs, so no resolver is involved.
+    #[test]
+    fn only_global_unicast_passes() {
+        for url in [
+            "http://192.0.0.8/x",
+            "http://198.18.0.1/x",
+            "http://198.19.255.255/x",
+            "http://192.0.2.1/x",
+            "http://240.0.0.1/x",
+            "http://100.64.0.1/x",
+            "http://[::127.0.0.1]:8080/x",
+            "http://[64:ff9b::a9fe:a9fe]:80/x",
+            "http://[2002:7f00:1::]:80/x",
+            "http://[::ffff:0:7f00:1]:80/x",
+            "http://[2001:db8::1]:80/x",
+            "http://[100::1]:80/x",
+            "http://[2001::1]/x",
+            "http://[fe80::1]/x",
+            "http://[fd00::1]/x",
+            "http://[::]/x",
+            "http://[3fff::1]/x",
+        ] {
+            let e = check_url(url, false).unwrap_err();
+            assert!(e.contains("not a global unicast"), "{url}: {e}");
+        }
+        for url in [
+            "http://93.184.216.34/x",
+            "http://[2606:2800:220:1:248:1893:25c8:1946]/x",
+            "https://[2606:4700::1111]:8443/hook",
+            "http://[64:ff9b::5db8:d822]/x", // NAT64 of 93.184.216.34
+            "http://[2002:5db8:d822::1]/x",  // 6to4 of 93.184.216.34
+        ] {
+            assert_eq!(check_url(url, false), Ok(()), "{url}");
+        }
+    }
+
+    #[test]
+    fn ipv6_authorities_parse() {
+        assert_eq!(
+            host_and_port("[2606:4700::1111]", 443).unwrap(),
+            ("2606:4700::1111".into(), 443)
+        );
+        assert_eq!(
+            host_and_port("[2606:4700::1111]:81", 80).unwrap(),
+            ("2606:4700::1111".into(), 81)
+        );
+        assert_eq!(
+            host_and_port("example.com", 80).unwrap(),
+            ("example.com".into(), 80)
+        );
+        assert_eq!(
+            host_and_port("example.com:8080", 80).unwrap(),
+            ("example.com".into(), 8080)
+        );
+        assert!(host_and_port("2606:4700::1111", 80)
+            .unwrap_err()
+            .contains("brackets"));
+        assert!(host_and_port("[2606:4700::1111", 80).is_err());
+        assert!(host_and_port("[not-v6]:80", 80).is_err());
+        assert!(host_and_port("[::1]x", 80).is_err());
+        assert!(host_and_port("example.com:99999", 80)
+            .unwrap_err()
+            .contains("1 to 65535"));
+        assert!(host_and_port("example.com:0", 80).is_err());
     }
 
     #[test]

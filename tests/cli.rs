@@ -178,9 +178,83 @@ fn missing_model_says_how_to_fetch_it() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
+    assert!(err.contains("/nonexistent/ggml-medium.bin"), "{err}");
+    assert!(err.contains("scripts/fetch-model.sh medium"), "{err}");
+}
+
+/// Issue #13: run from any folder, a model fetched into the user's data folder is found.
+#[test]
+fn model_in_the_user_data_folder_is_found_from_any_folder() {
+    let m = model("tiny.en");
+    let xdg = tempfile::tempdir().unwrap();
+    let dir = xdg.path().join("earshot/models");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(&m, dir.join("ggml-tiny.en.bin")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        .current_dir(elsewhere.path())
+        .env_remove("EARSHOT_MODEL")
+        .env_remove("EARSHOT_MODELS_DIR")
+        .env("XDG_DATA_HOME", xdg.path())
+        .args(["transcribe", "--model", "tiny.en"])
+        .arg(root().join("tests/fixtures/goforward.mp3"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).to_lowercase().contains("forward"));
+}
+
+/// Issue #13: `-o out a/note.oga a/note.m4a` wrote both transcripts to out/note.txt.
+#[test]
+fn same_stem_inputs_keep_their_extension_in_the_output() {
+    model("tiny.en");
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("in");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::copy(
+        root().join("tests/fixtures/telegram_jfk.oga"),
+        a.join("note.oga"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("tests/fixtures/goforward.mp3"),
+        a.join("note.mp3"),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        .current_dir(root())
+        .env_remove("EARSHOT_MODEL")
+        .args(["transcribe", "--model", "tiny.en", "-o"])
+        .arg(&out_dir)
+        .arg(a.join("note.oga"))
+        .arg(a.join("note.mp3"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let jfk = std::fs::read_to_string(out_dir.join("note.oga.txt")).unwrap();
+    let fwd = std::fs::read_to_string(out_dir.join("note.mp3.txt")).unwrap();
+    assert!(jfk.to_lowercase().contains("americans"), "{jfk}");
+    assert!(fwd.to_lowercase().contains("forward"), "{fwd}");
+    assert!(!out_dir.join("note.txt").exists());
+    // The same name from two folders cannot be told apart: refused before any work.
+    let b = dir.path().join("other");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::copy(a.join("note.oga"), b.join("note.oga")).unwrap();
+    let out = earshot(&[
+        "transcribe",
+        "--model",
+        "tiny.en",
+        "-o",
+        out_dir.to_str().unwrap(),
+        a.join("note.oga").to_str().unwrap(),
+        b.join("note.oga").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        err.contains("scripts/fetch-model.sh medium --models-dir /nonexistent"),
-        "{err}"
+        text(&out.stderr).contains("would write the same output"),
+        "{}",
+        text(&out.stderr)
     );
 }
 

@@ -108,6 +108,32 @@ impl Audio {
     }
 }
 
+/// More channels than any real recording has (7.1.4 is 12; WAVE_FORMAT_EXTENSIBLE names 18):
+/// a header claiming more is damaged, and decoders size their buffers by it.
+pub const MAX_CHANNELS: usize = 32;
+
+/// Refuse a header's sample rate or channel count before a decoder or resampler allocates
+/// anything for it.
+fn check_format(container: &str, rate: u32, channels: usize) -> Result<(), DecodeError> {
+    let bad = |detail: String| DecodeError::Corrupt {
+        detail: format!("{container}: {detail}"),
+        offset: None,
+    };
+    if rate != 0 && !(resample::MIN_RATE..=resample::MAX_RATE).contains(&rate) {
+        return Err(bad(format!(
+            "the header's sample rate of {rate} Hz is outside {}..{} Hz",
+            resample::MIN_RATE,
+            resample::MAX_RATE
+        )));
+    }
+    if channels > MAX_CHANNELS {
+        return Err(bad(format!(
+            "the header claims {channels} channels (at most {MAX_CHANNELS})"
+        )));
+    }
+    Ok(())
+}
+
 /// After this many undecodable packets in a row, stop and keep what decoded.
 const MAX_BAD_PACKETS_IN_A_ROW: usize = 16;
 
@@ -307,6 +333,7 @@ fn demux_and_decode(
     let is_opus = params.codec == CODEC_ID_OPUS;
     let mut channels = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
     let mut rate = params.sample_rate.unwrap_or(0);
+    check_format(container, rate, channels)?;
     let mut dec = if is_opus {
         let extra = params.extra_data.as_deref().unwrap_or(&[]);
         let o = opus::OpusMono::new(extra, container).map_err(|detail| DecodeError::Corrupt {
@@ -374,6 +401,7 @@ fn demux_and_decode(
                     if rate == 0 {
                         rate = buf.spec().rate();
                     }
+                    check_format(container, rate, spec_ch)?;
                     channels = spec_ch;
                     interleaved.clear();
                     buf.copy_to_vec_interleaved(&mut interleaved);
@@ -478,6 +506,39 @@ mod tests {
         assert_eq!(e.to_string(), "unsupported codec: AMR-NB");
         let e = decode(&[0u8; 100], &Limits { max_bytes: 10, ..l }).unwrap_err();
         assert_eq!(e.code(), "too_large");
+    }
+
+    /// A 16-bit PCM WAV whose header claims `rate` and `channels`, with `data_len` bytes.
+    fn wav_claiming(rate: u32, channels: u16, data_len: usize) -> Vec<u8> {
+        let block = 2 * channels as u32;
+        let mut w = Vec::new();
+        w.extend_from_slice(b"RIFF");
+        w.extend_from_slice(&(36 + data_len as u32).to_le_bytes());
+        w.extend_from_slice(b"WAVEfmt ");
+        w.extend_from_slice(&16u32.to_le_bytes());
+        w.extend_from_slice(&1u16.to_le_bytes());
+        w.extend_from_slice(&channels.to_le_bytes());
+        w.extend_from_slice(&rate.to_le_bytes());
+        w.extend_from_slice(&rate.wrapping_mul(block).to_le_bytes());
+        w.extend_from_slice(&(block as u16).to_le_bytes());
+        w.extend_from_slice(&16u16.to_le_bytes());
+        w.extend_from_slice(b"data");
+        w.extend_from_slice(&(data_len as u32).to_le_bytes());
+        w.extend((0..data_len).map(|i| (i * 37 % 251) as u8));
+        w
+    }
+
+    /// Issue #13, item 1: a 40 KB WAV claiming 4294967295 Hz made the resampler ask for
+    /// gigabytes and killed the server. Extreme rates and channel counts are now `corrupt`.
+    #[test]
+    fn extreme_header_fields_are_refused_as_corrupt() {
+        let l = Limits::default();
+        for (rate, ch) in [(u32::MAX, 1), (10_000_000, 1), (999, 1), (48_000, 1000)] {
+            let e = decode(&wav_claiming(rate, ch, 40_000), &l).unwrap_err();
+            assert_eq!(e.code(), "corrupt", "{rate} Hz × {ch}: {e}");
+        }
+        let ok = decode(&wav_claiming(384_000, 2, 40_000), &l).unwrap();
+        assert_eq!(ok.source_rate, 384_000);
     }
 
     #[test]

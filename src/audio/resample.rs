@@ -12,6 +12,13 @@ use rubato::{Fft, FixedSync, Indexing, Resampler};
 /// The rate Whisper models are trained on.
 pub const WHISPER_RATE: u32 = 16_000;
 
+/// The lowest and highest source rates accepted. A header can claim any rate up to
+/// 4294967295 Hz, and the resampler's tables grow with it (10 MHz: over 1 GB), so the rate is
+/// checked before anything is allocated for it. 384 kHz is the highest rate audio hardware
+/// records at; below 1 kHz nothing intelligible is left.
+pub const MIN_RATE: u32 = 1_000;
+pub const MAX_RATE: u32 = 384_000;
+
 /// Input frames per resampler call.
 const CHUNK: usize = 1024;
 
@@ -43,8 +50,10 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(rate: u32) -> Result<Self, String> {
-        if rate == 0 {
-            return Err("sample rate 0".into());
+        if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+            return Err(format!(
+                "the header's sample rate of {rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz"
+            ));
         }
         let rs = if rate == WHISPER_RATE {
             None
@@ -185,5 +194,21 @@ mod tests {
         assert!(to_16k(vec![], 48_000).unwrap().is_empty());
         assert_eq!(to_16k(vec![0.5; 30], 48_000).unwrap().len(), 10);
         assert!(Stream::new(0).is_err());
+    }
+
+    /// The 40 KB WAV that killed the server claimed 4294967295 Hz (issue #13, item 1): such a
+    /// rate is refused before anything is allocated for it, and the extremes that are
+    /// accepted build their tables quickly.
+    #[test]
+    fn absurd_rates_are_refused_before_allocating() {
+        for rate in [u32::MAX, 10_000_000, MAX_RATE + 1, MIN_RATE - 1, 1] {
+            let e = Stream::new(rate).err().expect("refused");
+            assert!(e.contains("outside"), "{rate}: {e}");
+        }
+        // The worst accepted rates: the highest, and one sharing no factor with 16 kHz.
+        for rate in [MAX_RATE, 383_999, MIN_RATE, 44_101] {
+            let out = to_16k(tone(rate, rate as usize / 10), rate).unwrap();
+            assert_eq!(out.len(), 1600, "{rate}");
+        }
     }
 }

@@ -6,9 +6,11 @@
 //! blocking pool. This module also owns the decoding options, the silence gate that keeps
 //! Whisper from hallucinating on empty audio, and the result's shape.
 
+pub mod language;
 mod vad;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -35,6 +37,8 @@ pub enum EngineError {
     Inference(String),
     #[error("{0}")]
     GpuUnavailable(String),
+    #[error("stopped: the service is shutting down")]
+    Cancelled,
 }
 
 impl EngineError {
@@ -47,6 +51,7 @@ impl EngineError {
             EngineError::EnglishOnly(_) => "invalid_language",
             EngineError::Inference(_) => "inference_failed",
             EngineError::GpuUnavailable(_) => "gpu_unavailable",
+            EngineError::Cancelled => "cancelled",
         }
     }
 }
@@ -386,6 +391,16 @@ pub struct Engine {
     backend: Backend,
     /// Idle states, each with the audio context its last run left set in it.
     states: Mutex<Vec<(WhisperState, usize)>>,
+    /// Set by [`Engine::cancel`]: whisper.cpp's abort callback reads it between encoder and
+    /// decoder steps, so running transcriptions stop within a fraction of a second.
+    cancel: AtomicBool,
+}
+
+/// whisper.cpp's abort callback: `data` points at the engine's `cancel` flag.
+unsafe extern "C" fn abort_requested(data: *mut std::ffi::c_void) -> bool {
+    // SAFETY: `run` passes a pointer to `Engine::cancel`, which outlives the call it is
+    // used in (the engine is borrowed for the whole `whisper_full`).
+    unsafe { (*(data as *const AtomicBool)).load(Ordering::Relaxed) }
 }
 
 /// Shortest input whisper.cpp accepts is 100 ms; shorter clips are padded with silence.
@@ -402,6 +417,15 @@ impl Engine {
         if !path.is_file() {
             return Err(EngineError::ModelMissing {
                 path: path.to_path_buf(),
+            });
+        }
+        // whisper.cpp logs the path, and a log line over 1023 bytes crashes it (see
+        // `language`).
+        if path.as_os_str().len() > 900 {
+            return Err(EngineError::ModelLoad {
+                path: path.to_path_buf(),
+                reason: "the path is longer than 900 bytes; move the model to a shorter path"
+                    .into(),
             });
         }
         whisper_rs::install_logging_hooks();
@@ -425,7 +449,14 @@ impl Engine {
             path: path.to_path_buf(),
             backend: backend.clone(),
             states: Mutex::new(Vec::new()),
+            cancel: AtomicBool::new(false),
         })
+    }
+
+    /// Stop every running and future transcription with [`EngineError::Cancelled`]
+    /// (shutdown after the grace period). There is no way back: the process is ending.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
     }
 
     /// The model file this engine runs.
@@ -496,8 +527,8 @@ impl Engine {
             .map(str::to_ascii_lowercase)
             .filter(|l| l != "auto");
         if let Some(l) = &requested {
-            if whisper_rs::get_lang_id(l).is_none() {
-                return Err(EngineError::UnknownLanguage(l.clone()));
+            if language::id(l).is_none() {
+                return Err(EngineError::UnknownLanguage(l.chars().take(40).collect()));
             }
             if !multilingual && l != "en" {
                 return Err(EngineError::EnglishOnly(
@@ -637,7 +668,7 @@ impl Engine {
                         (id, probs.get(id as usize).copied().unwrap_or(0.0))
                     }
                 };
-                let lang = whisper_rs::get_lang_str(id).unwrap_or("en").to_string();
+                let lang = language::code_of(id).unwrap_or("en").to_string();
                 (lang, Some(p))
             }
         };
@@ -700,7 +731,8 @@ impl Engine {
         p.set_language(Some(language));
         p.set_translate(opts.translate);
         if let Some(prompt) = opts.prompt.as_deref().filter(|s| !s.trim().is_empty()) {
-            p.set_initial_prompt(prompt);
+            // whisper-rs panics on a NUL byte; the API refuses one, this keeps the CLI safe.
+            p.set_initial_prompt(&prompt.replace('\0', " "));
         }
         p.set_temperature(opts.temperature);
         p.set_temperature_inc(opts.temperature_increment);
@@ -718,7 +750,22 @@ impl Engine {
         // faster-whisper's defaults do: a voice note's transcript is what was said.
         p.set_suppress_nst(true);
         p.set_audio_ctx(audio_ctx as i32);
-        state.full(p, samples).map_err(inf)?;
+        // SAFETY: the callback only reads the AtomicBool the pointer names, and `self` (so
+        // `self.cancel`) is borrowed for the whole call.
+        unsafe {
+            p.set_abort_callback(Some(abort_requested));
+            p.set_abort_callback_user_data(
+                &self.cancel as *const AtomicBool as *mut std::ffi::c_void,
+            );
+        }
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(EngineError::Cancelled);
+        }
+        let ran = state.full(p, samples);
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(EngineError::Cancelled);
+        }
+        ran.map_err(inf)?;
 
         let eot = self.ctx.token_eot();
         let mut segments = Vec::new();
