@@ -693,14 +693,22 @@ async fn sync_request(
     check_disk(&s, &headers)?;
     // Back-pressure: a slot is reserved before the body is read; with every slot taken,
     // say so now, before storing anything.
-    let _slot = SyncSlot::reserve(&s).ok_or_else(|| {
+    let overloaded = || {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
             "all workers are busy; retry shortly or use POST /v1/jobs",
         )
         .retry_after(5)
-    })?;
+    };
+    let _slot = SyncSlot::reserve(&s).ok_or_else(overloaded)?;
+    // Also when every worker is taken and stored synchronous jobs (their clients may have
+    // gone) already wait for each of them.
+    let busy = s.queue.stats.busy.load(Ordering::SeqCst);
+    let waiting_sync = s.queue.db.queued_count(Some(0))? as usize;
+    if busy >= s.queue.workers && waiting_sync >= s.queue.workers {
+        return Err(overloaded());
+    }
     let up = read_multipart(&s, mp).await?;
     let (opts, format) = parse_options(&s, &up.fields, translate)?;
     let mut finished = s.queue.finished.subscribe();

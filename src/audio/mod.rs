@@ -7,6 +7,7 @@
 //! [`DecodeError`] every caller reports. It never panics on input and never reads past the
 //! configured limits: decoding stops the moment one is crossed.
 
+pub mod mkv;
 pub mod mp4;
 mod opus;
 pub mod resample;
@@ -163,6 +164,9 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
             warnings.push(truncated_warning("the file ends inside its audio data"));
         }
         edit = mp4::audio_edit(&data);
+    }
+    if container == "matroska" && mkv::patch_truncated(&mut data) {
+        warnings.push(truncated_warning("the file ends before its declared end"));
     }
     let out = demux_and_decode(data, container, edit, limits, &mut warnings)?;
     Ok(Audio {
@@ -539,6 +543,24 @@ mod tests {
         }
         let ok = decode(&wav_claiming(384_000, 2, 40_000), &l).unwrap();
         assert_eq!(ok.source_rate, 384_000);
+    }
+
+    /// Issue #13, item 5: WebM cut at 50/90/99% was refused whole ("missing segment
+    /// element"); the audio that arrived is now transcribed, with a `truncated` warning.
+    #[test]
+    fn truncated_webm_keeps_what_arrived() {
+        let whole = include_bytes!("../../tests/fixtures/chrome_jfk.webm");
+        let full = decode(whole, &Limits::default()).unwrap().duration_s();
+        for pct in [50usize, 90, 99] {
+            let cut = &whole[..whole.len() * pct / 100];
+            let a = decode(cut, &Limits::default()).unwrap_or_else(|e| panic!("{pct}%: {e}"));
+            assert!(a.warnings.iter().any(|w| w.code == "truncated"), "{pct}%");
+            let d = a.duration_s();
+            assert!(
+                d > full * (pct as f64 / 100.0) * 0.6 && d <= full,
+                "{pct}%: {d} of {full} s"
+            );
+        }
     }
 
     #[test]
