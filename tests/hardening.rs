@@ -35,6 +35,16 @@ fn post_job(s: &Server, body: &[u8], query: &str) -> serde_json::Value {
     r.json()
 }
 
+/// `POST /v1/jobs{query}` with the audio itself as an Ogg body.
+fn post_ogg(s: &Server, query: &str, body: &[u8]) -> common::server::Resp {
+    s.req(
+        "POST",
+        &format!("/v1/jobs{query}"),
+        &[("Content-Type", "audio/ogg")],
+        body,
+    )
+}
+
 fn wait_status(s: &Server, id: &str, status: &str) {
     let start = Instant::now();
     while s.get(&format!("/v1/jobs/{id}")).json()["status"] != status {
@@ -133,19 +143,9 @@ fn hostile_language_and_prompt_are_refused() {
         assert_error(&r, 400, "invalid_language");
         assert!(r.text().len() < 1000, "the message quotes it clipped");
     }
-    let r = s.req(
-        "POST",
-        &format!("/v1/jobs?language={}", "y".repeat(3000)),
-        &[("Content-Type", "audio/ogg")],
-        &jfk,
-    );
+    let r = post_ogg(&s, &format!("?language={}", "y".repeat(3000)), &jfk);
     assert_error(&r, 400, "invalid_language");
-    let r = s.req(
-        "POST",
-        "/v1/jobs?language=ru%00",
-        &[("Content-Type", "audio/ogg")],
-        &jfk,
-    );
+    let r = post_ogg(&s, "?language=ru%00", &jfk);
     assert_error(&r, 400, "invalid_language");
     let r = s.multipart(
         "/v1/audio/transcriptions",
@@ -293,7 +293,7 @@ fn sync_slots_are_reserved_before_the_body() {
 fn uploads_below_the_free_disk_minimum_get_507() {
     let s = Server::start("tiny.en", &["--min-free-disk-mb", "1000000000"]);
     let jfk = read_fixture("telegram_jfk.oga");
-    let r = s.req("POST", "/v1/jobs", &[("Content-Type", "audio/ogg")], &jfk);
+    let r = post_ogg(&s, "", &jfk);
     assert_error(&r, 507, "insufficient_storage");
     let r = s.multipart("/v1/audio/transcriptions", &[], Some(("a.oga", &jfk)), &[]);
     assert_error(&r, 507, "insufficient_storage");
@@ -318,12 +318,7 @@ fn caps_and_the_error_shape_everywhere() {
     let id = r.json()["id"].as_str().unwrap().to_string();
     let a = s.get(&format!("/v1/jobs/{id}/audio"));
     assert!(a.header("content-disposition").unwrap().len() < 3000);
-    let r = s.req(
-        "POST",
-        &format!("/v1/jobs?external_id={}", "e".repeat(10_000)),
-        &[("Content-Type", "audio/ogg")],
-        &jfk,
-    );
+    let r = post_ogg(&s, &format!("?external_id={}", "e".repeat(10_000)), &jfk);
     assert_error(&r, 400, "invalid_value");
     for q in ["limit=-1", "limit=abc"] {
         assert_error(&s.get(&format!("/v1/jobs?{q}")), 400, "invalid_request");
