@@ -44,6 +44,11 @@ debootstrap --variant=minbase bookworm "$root" "$mirror" >"$root.debootstrap.log
 rm -f "$root.debootstrap.log"
 t1=$(date +%s)
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# A network that inspects TLS (a company proxy, this project's sandbox) signs with its own
+# CA: that CA belongs to the network, not to the box, so it is handed on. ca-certificates,
+# once the README's command installs it, takes it in.
+mkdir -p "$root/usr/local/share/ca-certificates"
+cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
 bind /proc /proc; bind /sys /sys; bind /dev /dev; bind /dev/pts /dev/pts
 bind "$rustup_home" /opt/rustup ro
 bind "$cargo_bin" /opt/cargo-bin ro

@@ -124,6 +124,75 @@ fn truncated_files_keep_what_arrived() {
     }
 }
 
+/// An m4a whose trailing metadata box (`udta`, after the index) was cut off, and Ogg Opus
+/// files whose tags page is damaged or missing: every audio sample is still there, and all
+/// of it comes back, with a warning.
+#[test]
+fn damaged_metadata_keeps_the_whole_recording() {
+    let m4a = read_fixture("android_ru_opus.m4a");
+    let udta = m4a.windows(4).rposition(|w| w == b"udta").unwrap() - 4;
+    let ogg = read_fixture("telegram_ru.oga");
+    let page = |from: usize| {
+        from + ogg[from + 4..]
+            .windows(4)
+            .position(|w| w == b"OggS")
+            .unwrap()
+            + 4
+    };
+    let (tags, audio) = (page(0), page(page(0)));
+    let flipped = |at: usize| {
+        let mut d = ogg.clone();
+        d[at] ^= 0xff;
+        d
+    };
+    let cases = [
+        (
+            "m4a without udta",
+            m4a[..udta].to_vec(),
+            "android_ru_opus.m4a",
+            "truncated",
+        ),
+        (
+            "m4a cut inside udta",
+            m4a[..udta + 20].to_vec(),
+            "android_ru_opus.m4a",
+            "truncated",
+        ),
+        (
+            "ogg tags body",
+            flipped(tags + 40),
+            "telegram_ru.oga",
+            "damaged_header",
+        ),
+        (
+            "ogg tags page header",
+            flipped(tags + 5),
+            "telegram_ru.oga",
+            "damaged_header",
+        ),
+        (
+            "ogg without tags",
+            [&ogg[..tags], &ogg[audio..]].concat(),
+            "telegram_ru.oga",
+            "damaged_header",
+        ),
+    ];
+    for (what, bytes, whole, warning) in cases {
+        let a = decode(&bytes, &Limits::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let full = decode_fixture(whole).unwrap().samples;
+        assert_eq!(a.samples.len(), full.len(), "{what}: every sample");
+        assert!(
+            correlation(&a.samples, &full, 0) > 0.999,
+            "{what}: the same audio"
+        );
+        assert_eq!(
+            a.warnings.iter().map(|w| w.code).collect::<Vec<_>>(),
+            [warning],
+            "{what}"
+        );
+    }
+}
+
 #[test]
 fn edge_cases_decode() {
     let short = decode_fixture("short_0.2s.oga").unwrap();

@@ -9,6 +9,7 @@
 
 pub mod mkv;
 pub mod mp4;
+pub mod ogg;
 mod opus;
 pub mod resample;
 pub mod sniff;
@@ -163,7 +164,20 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
         if mp4::patch_truncated_mdat(&mut data) {
             warnings.push(truncated_warning("the file ends inside its audio data"));
         }
+        if mp4::patch_truncated_moov(&mut data) {
+            warnings.push(truncated_warning(
+                "the file ends inside the metadata after its index",
+            ));
+        }
         edit = mp4::audio_edit(&data);
+    }
+    if container == "ogg" && ogg::repair_opus_headers(&mut data) {
+        warnings.push(Warning {
+            code: "damaged_header",
+            message: "the file's header pages were damaged or missing; repaired them and \
+                      transcribed the audio"
+                .into(),
+        });
     }
     if container == "matroska" && mkv::patch_truncated(&mut data) {
         warnings.push(truncated_warning("the file ends before its declared end"));

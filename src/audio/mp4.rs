@@ -6,6 +6,10 @@
 //! * **Cut-short downloads**: a faststart file (`moov` before `mdat`) that lost its tail has
 //!   an `mdat` box claiming more bytes than exist, and symphonia then yields nothing. Shrinking
 //!   the box to the bytes present lets the packets that did arrive decode.
+//! * **A lost tail after the index**: a file with `moov` last whose trailing metadata
+//!   (`udta`, `meta`) was cut off has a `moov` claiming more bytes than exist, and symphonia
+//!   then finds no `moov` at all. Dropping the partial child and shrinking `moov` to its
+//!   complete children keeps the whole recording.
 
 /// Where presentation of the (first) audio track starts and how long it lasts, in that
 /// track's media timescale.
@@ -159,14 +163,60 @@ pub fn patch_truncated_mdat(data: &mut [u8]) -> bool {
         }
     }
     let Some(b) = patch else { return false };
-    let size = (b.end - b.header_at) as u64;
-    if b.large {
-        data[b.header_at + 8..b.header_at + 16].copy_from_slice(&size.to_be_bytes());
+    set_size(data, b.header_at, b.large, (b.end - b.header_at) as u64)
+}
+
+/// Write `size` into the size field of the box whose header starts at `header_at`.
+fn set_size(data: &mut [u8], header_at: usize, large: bool, size: u64) -> bool {
+    if large {
+        data[header_at + 8..header_at + 16].copy_from_slice(&size.to_be_bytes());
     } else if let Ok(s) = u32::try_from(size) {
-        data[b.header_at..b.header_at + 4].copy_from_slice(&s.to_be_bytes());
+        data[header_at..header_at + 4].copy_from_slice(&s.to_be_bytes());
     } else {
         return false;
     }
+    true
+}
+
+/// If the file ends inside a `moov` that follows its `mdat` (the index written last) and
+/// the part of `moov` that arrived still holds a complete `trak`, drop the partial trailing
+/// child and shrink `moov` to the children that are whole. Returns `true` when it patched.
+pub fn patch_truncated_moov(data: &mut Vec<u8>) -> bool {
+    let mut seen_mdat = false;
+    let mut patch = None;
+    for b in boxes(data) {
+        if &b.kind == b"mdat" {
+            seen_mdat = !b.overruns;
+        }
+        if &b.kind == b"moov" && b.overruns && seen_mdat {
+            patch = Some(b);
+            break;
+        }
+    }
+    let Some(moov) = patch else { return false };
+    let body = &data[moov.body..moov.end];
+    let mut whole = 0;
+    let mut has_trak = false;
+    for c in boxes(body) {
+        if c.overruns {
+            break;
+        }
+        has_trak |= &c.kind == b"trak";
+        whole = c.end;
+    }
+    if !has_trak {
+        return false;
+    }
+    let end = moov.body + whole;
+    if !set_size(
+        data,
+        moov.header_at,
+        moov.large,
+        (end - moov.header_at) as u64,
+    ) {
+        return false;
+    }
+    data.truncate(end);
     true
 }
 
@@ -226,6 +276,34 @@ mod tests {
         assert!(
             !patch_truncated_mdat(&mut file),
             "a second pass finds nothing to patch"
+        );
+    }
+
+    #[test]
+    fn drops_a_cut_trailing_child_of_a_moov_written_last() {
+        let trak = bx(b"trak", &bx(b"mdia", b"yyyy"));
+        let moov = [bx(b"mvhd", b"xxxx"), trak.clone(), bx(b"udta", &[1u8; 40])].concat();
+        let whole = [
+            bx(b"ftyp", b"M4A \0\0\0\0"),
+            bx(b"mdat", &[7u8; 50]),
+            bx(b"moov", &moov),
+        ]
+        .concat();
+        let mut file = whole[..whole.len() - 20].to_vec();
+        assert!(patch_truncated_moov(&mut file));
+        let moov_at = 16 + 58;
+        let size = 8 + 12 + trak.len();
+        assert_eq!(file.len(), moov_at + size, "the partial udta is gone");
+        assert_eq!(
+            u32::from_be_bytes(file[moov_at..moov_at + 4].try_into().unwrap()) as usize,
+            size
+        );
+        assert!(!patch_truncated_moov(&mut file), "nothing left to patch");
+
+        let mut no_trak = whole[..16 + 58 + 8 + 12 + 10].to_vec();
+        assert!(
+            !patch_truncated_moov(&mut no_trak),
+            "a moov cut inside its trak has no index to keep"
         );
     }
 }
