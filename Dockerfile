@@ -28,7 +28,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin earshot \
  && mkdir -p /models /data && chown earshot:earshot /models /data
 COPY --from=build /out/earshot /usr/local/bin/earshot
-COPY scripts/fetch-model.sh scripts/ct2_to_ggml.py scripts/docker-entrypoint.sh /opt/earshot/scripts/
+COPY scripts/fetch-model.sh scripts/ct2_to_ggml.py scripts/silero_to_ggml.py scripts/docker-entrypoint.sh /opt/earshot/scripts/
 COPY models/SHA256SUMS models/README.md /opt/earshot/models/
 USER earshot
 ENV EARSHOT_LISTEN=0.0.0.0:8000 EARSHOT_DATA_DIR=/data EARSHOT_MODELS_DIR=/models EARSHOT_MODEL=base-q8_0

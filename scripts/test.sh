@@ -13,7 +13,7 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
-for m in tiny.en base tiny.en-q8_0 base-q8_0 base-q5_0; do scripts/fetch-model.sh "$m"; done
+for m in tiny.en base tiny.en-q8_0 base-q8_0 base-q5_0 silero-vad; do scripts/fetch-model.sh "$m"; done
 # Python packages the tests use: numpy (converter tests), the official OpenAI SDK (API test).
 pyneed=()
 python3 -c 'import numpy' 2>/dev/null || pyneed+=(numpy)

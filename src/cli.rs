@@ -72,6 +72,12 @@ pub struct ModelArgs {
     /// Flash attention: on, off, or auto (on for a GPU, off on the CPU).
     #[arg(long, env = "EARSHOT_FLASH_ATTN", default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub flash_attn: String,
+    /// Voice-activity model (name in the model folders, or a path), or `none`. Finds the
+    /// speech so that silence, noise and long pauses are never decoded. When the file is
+    /// missing, earshot warns once and falls back to an energy gate;
+    /// `scripts/fetch-model.sh silero-vad` fetches it.
+    #[arg(long, env = "EARSHOT_VAD_MODEL", default_value = crate::models::DEFAULT_VAD_MODEL)]
+    pub vad_model: String,
 }
 
 impl ModelArgs {
@@ -110,7 +116,43 @@ impl ModelArgs {
         if let Some(w) = warning {
             tracing::warn!("{w}");
         }
-        Engine::load_on(&path, &backend).map_err(|e| e.to_string())
+        let engine = Engine::load_on(&path, &backend).map_err(|e| e.to_string())?;
+        Ok(self.attach_vad(engine))
+    }
+
+    /// Give the engine its voice-activity model, or say once why it runs without one.
+    fn attach_vad(&self, mut engine: Engine) -> Engine {
+        if matches!(self.vad_model.as_str(), "none" | "off" | "") {
+            tracing::info!(
+                "voice-activity model off (--vad-model none): an energy gate finds the speech"
+            );
+            return engine;
+        }
+        let dirs = crate::models::search_dirs(self.models_dir.as_deref());
+        let path = match crate::models::find(&self.vad_model, &dirs) {
+            Ok(p) => p,
+            Err(tried) => {
+                tracing::warn!(
+                    "voice-activity model {:?} not found ({}); falling back to the energy gate, \
+                     which lets more noise through. Fetch it with: scripts/fetch-model.sh silero-vad",
+                    self.vad_model,
+                    tried
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                return engine;
+            }
+        };
+        match crate::engine::vad::Silero::load(&path) {
+            Ok(vad) => {
+                tracing::info!(vad = %path.display(), "voice-activity model loaded");
+                engine.set_vad(Some(vad));
+            }
+            Err(e) => tracing::warn!("{e}; falling back to the energy gate"),
+        }
+        engine
     }
 }
 

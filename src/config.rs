@@ -76,6 +76,18 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
+    /// The language of every note that does not name its own (ISO 639-1, e.g. ru), or auto.
+    /// Saves the detection pass and its wrong guesses on short notes.
+    #[arg(long, env = "EARSHOT_LANGUAGE", default_value = "auto")]
+    pub language: String,
+    /// Initial prompt for every note that does not bring its own: shop vocabulary.
+    #[arg(long, env = "EARSHOT_PROMPT")]
+    pub prompt: Option<String>,
+    /// A file of product, brand, people and street names (one per line, # comments), given
+    /// to Whisper ahead of --prompt. Refused at start-up when the two together are longer
+    /// than the model reads (224 tokens).
+    #[arg(long, env = "EARSHOT_GLOSSARY")]
+    pub glossary: Option<PathBuf>,
     /// Concurrent transcriptions (default: CPU cores / threads per job; 4-16 on a GPU,
     /// by its memory).
     #[arg(long, env = "EARSHOT_WORKERS")]
@@ -126,7 +138,71 @@ pub struct ServeConfig {
     pub max_connections: usize,
 }
 
+/// What a note gets when its request leaves it out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Defaults {
+    /// ISO 639-1 code; `None` detects.
+    pub language: Option<String>,
+    /// Glossary and prompt together.
+    pub prompt: Option<String>,
+}
+
 impl ServeConfig {
+    /// The service-wide language and prompt (glossary first), checked against the model:
+    /// the language must be one it knows, the prompt must fit. The error is a sentence for
+    /// the operator.
+    pub fn defaults(&self, engine: &crate::engine::Engine) -> Result<Defaults, String> {
+        let language = match self.language.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => None,
+            l => Some(
+                crate::engine::language::code(l)
+                    .ok_or_else(|| {
+                        format!("--language {:?}: not a language Whisper knows (use an ISO 639-1 code such as ru or en, or auto)", self.language.chars().take(40).collect::<String>())
+                    })?
+                    .to_string(),
+            ),
+        };
+        if language.as_deref().is_some_and(|l| l != "en") && !engine.is_multilingual() {
+            return Err("--language: this model is English-only".into());
+        }
+        let mut parts = Vec::new();
+        if let Some(path) = &self.glossary {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--glossary {}: {e}", path.display()))?;
+            let names: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect();
+            if names.is_empty() {
+                return Err(format!(
+                    "--glossary {}: the file lists no names",
+                    path.display()
+                ));
+            }
+            parts.push(format!("{}.", names.join(", ")));
+        }
+        if let Some(p) = self
+            .prompt
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            parts.push(p.to_string());
+        }
+        let prompt = (!parts.is_empty()).then(|| parts.join(" ").replace('\0', " "));
+        if let Some(p) = &prompt {
+            let n = engine.prompt_tokens(p).map_err(|e| e.to_string())?;
+            let max = engine.max_prompt_tokens();
+            if n > max {
+                return Err(format!(
+                    "--glossary and --prompt together are {n} tokens; the model reads at most {max}. Shorten them (keep the names that are misheard most)"
+                ));
+            }
+        }
+        Ok(Defaults { language, prompt })
+    }
+
     /// Workers and threads per worker on `backend` ([`parallelism`]).
     pub fn parallelism(&self, backend: &Backend) -> Parallelism {
         parallelism(backend, cores(), self.workers, self.threads_per_job)
@@ -155,6 +231,17 @@ impl ServeConfig {
                     .map_or("./models, then ~/.local/share/earshot/models".into(), |d| d
                         .display()
                         .to_string())
+            ),
+            format!(
+                "vad_model={} language={} prompt={} glossary={}",
+                self.model.vad_model,
+                self.language,
+                self.prompt
+                    .as_ref()
+                    .map_or("none".into(), |p| format!("{} chars", p.chars().count())),
+                self.glossary
+                    .as_ref()
+                    .map_or("none".into(), |g| g.display().to_string()),
             ),
             format!(
                 "workers={} threads_per_job={}",

@@ -551,7 +551,12 @@ fn parse_options(
             })?,
     };
     let mut opts = json!({ "translate": translate });
-    if let Some(l) = f.get("language").filter(|l| !l.is_empty() && *l != "auto") {
+    // An explicit "auto" is kept: it overrides the service's --language.
+    if f.get("language")
+        .is_some_and(|l| l.eq_ignore_ascii_case("auto"))
+    {
+        opts["language"] = json!("auto");
+    } else if let Some(l) = f.get("language").filter(|l| !l.is_empty()) {
         let Some(code) = crate::engine::language::code(l) else {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -842,6 +847,10 @@ fn transcript_of(j: &Job) -> Option<crate::engine::Transcript> {
         duration: v["duration"].as_f64().unwrap_or_default(),
         segments,
         words,
+        review: v
+            .get("review")
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -1034,6 +1043,8 @@ struct ListQuery {
     before: Option<String>,
     /// Full-text search: every word, as a prefix, in the transcript, file name or external id.
     q: Option<String>,
+    /// `needed`: finished jobs a person should listen to; `ok`: the others.
+    review: Option<String>,
 }
 
 async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
@@ -1072,6 +1083,19 @@ async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiRe
         )
         .param("before"));
     }
+    let review_needed = match q.review.as_deref() {
+        None | Some("") => None,
+        Some("needed") => Some(true),
+        Some("ok") => Some(false),
+        Some(x) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_value",
+                format!("review must be needed or ok, not '{}'", clip(x, 40)),
+            )
+            .param("review"))
+        }
+    };
     let jobs = s
         .queue
         .db
@@ -1080,6 +1104,7 @@ async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiRe
             external_id: q.external_id,
             before: q.before,
             search: q.q,
+            review_needed,
             limit,
         })
         .map_err(ApiError::from)?;
@@ -1311,6 +1336,21 @@ async fn metrics(State(s): State<Shared>) -> Response {
             out,
             "earshot_jobs{{status=\"{st}\"}} {}",
             counts.get(st).copied().unwrap_or(0)
+        );
+    }
+    out.push_str("# HELP earshot_review_needed_total Finished jobs a person should listen to, since start.\n# TYPE earshot_review_needed_total counter\n");
+    let _ = writeln!(
+        out,
+        "earshot_review_needed_total {}",
+        s.queue.stats.review_needed.load(Ordering::Relaxed)
+    );
+    out.push_str("# HELP earshot_review_reasons_total Finished jobs by review reason, since start.\n# TYPE earshot_review_reasons_total counter\n");
+    for (i, r) in crate::engine::review::Reason::ALL.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "earshot_review_reasons_total{{reason=\"{}\"}} {}",
+            r.code(),
+            s.queue.stats.review_reasons[i].load(Ordering::Relaxed)
         );
     }
     let _ = writeln!(out, "# HELP earshot_queue_depth Jobs waiting for a worker.\n# TYPE earshot_queue_depth gauge\nearshot_queue_depth {}", counts.get("queued").copied().unwrap_or(0));

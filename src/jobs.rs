@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 use crate::audio::Limits;
+use crate::config::Defaults;
+use crate::engine::review::{Reason, Review};
 use crate::engine::{Engine, Options};
 use crate::output::{self, Format};
 use crate::storage::{BlobStore, Db, Delivery, Job};
@@ -32,12 +34,26 @@ pub struct Stats {
     pub processing_ms: AtomicU64,
     /// Processing-time histogram: counts per bucket of [`BUCKETS_S`] (+Inf last).
     pub histogram: Mutex<Vec<u64>>,
+    /// Finished jobs that need review, in all and by reason ([`Reason::ALL`]'s order).
+    pub review_needed: AtomicU64,
+    pub review_reasons: [AtomicU64; Reason::ALL.len()],
 }
 
 /// Upper bounds (seconds) of the processing-time histogram's buckets.
 pub const BUCKETS_S: &[f64] = &[0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 impl Stats {
+    fn observe_review(&self, review: &Review) {
+        if review.needed {
+            self.review_needed.fetch_add(1, Ordering::Relaxed);
+        }
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            if review.reasons.contains(r) {
+                self.review_reasons[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn observe(&self, audio_s: f64, took_s: f64) {
         self.audio_ms
             .fetch_add((audio_s * 1000.0) as u64, Ordering::Relaxed);
@@ -63,6 +79,8 @@ pub struct Queue {
     pub limits: Limits,
     pub threads_per_job: usize,
     pub workers: usize,
+    /// The service-wide language and prompt, for jobs that do not bring their own.
+    pub defaults: Defaults,
     pub stats: Stats,
     pub finished: broadcast::Sender<String>,
     wake: (Mutex<u64>, Condvar),
@@ -77,6 +95,7 @@ impl Queue {
         limits: Limits,
         workers: usize,
         threads_per_job: usize,
+        defaults: Defaults,
     ) -> Arc<Queue> {
         let (finished, _) = broadcast::channel(1024);
         Arc::new(Queue {
@@ -86,6 +105,7 @@ impl Queue {
             limits,
             threads_per_job,
             workers,
+            defaults,
             stats: Stats::default(),
             finished,
             wake: (Mutex::new(0), Condvar::new()),
@@ -181,7 +201,7 @@ impl Queue {
                 return;
             }
         };
-        let mut opts: Options = options_from_json(&job.options);
+        let mut opts: Options = options_from_json(&job.options, &self.defaults);
         opts.threads = self.threads_per_job;
         let task = if opts.translate {
             "translate"
@@ -197,6 +217,7 @@ impl Queue {
                 }
                 let took = started.elapsed().as_secs_f64();
                 self.stats.observe(t.duration, took);
+                self.stats.observe_review(&t.review);
                 tracing::info!(duration = t.duration, took, language = %t.language, "transcribed");
                 if let Err(e) = self.db.finish_done(&job.id, &t.language, t.duration, &v) {
                     tracing::error!(error = %e, "could not record the transcript");
@@ -226,13 +247,18 @@ impl Queue {
     }
 }
 
-/// Decoding options stored with a job (JSON), over the defaults.
-pub fn options_from_json(v: &serde_json::Value) -> Options {
-    let mut o = Options::default();
-    if let Some(l) = v["language"].as_str() {
-        o.language = Some(l.to_string()).filter(|l| !l.is_empty() && l != "auto");
+/// Decoding options stored with a job (JSON), over the service's defaults (`language`
+/// and `prompt` when the job names none; a job's `"auto"` language still detects).
+pub fn options_from_json(v: &serde_json::Value, defaults: &Defaults) -> Options {
+    let mut o = Options {
+        language: defaults.language.clone(),
+        prompt: defaults.prompt.clone(),
+        ..Options::default()
+    };
+    if let Some(l) = v["language"].as_str().filter(|l| !l.is_empty()) {
+        o.language = Some(l.to_string()).filter(|l| l != "auto");
     }
-    if let Some(p) = v["prompt"].as_str() {
+    if let Some(p) = v["prompt"].as_str().filter(|p| !p.trim().is_empty()) {
         o.prompt = Some(p.to_string());
     }
     o.translate = v["translate"].as_bool().unwrap_or(false);
@@ -264,6 +290,7 @@ pub fn job_json(j: &Job, delivery: Option<&Delivery>) -> serde_json::Value {
         "language": j.language,
         "duration": j.duration,
         "text": j.transcript.as_ref().and_then(|t| t.get("text")).cloned(),
+        "review": j.transcript.as_ref().and_then(|t| t.get("review")).cloned(),
         "transcript": j.transcript,
         "options": j.options,
         "callback_url": j.callback_url,

@@ -60,7 +60,10 @@ pub fn transcribe_bytes(
     opts: &Options,
 ) -> Result<Outcome, Error> {
     let audio = audio::decode(bytes, limits)?;
-    let transcript = engine.transcribe(&audio.samples, opts)?;
+    let mut transcript = engine.transcribe(&audio.samples, opts)?;
+    if audio.warnings.iter().any(|w| w.code == "truncated") {
+        transcript.review.flag(engine::review::Reason::Truncated);
+    }
     Ok(Outcome {
         transcript,
         warnings: audio.warnings,

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 /// The default model: multilingual, because most voice notes we see are Russian, and
 /// 8-bit: 1.5× faster than f16 on the CPU for about the same accuracy (README "Performance").
 pub const DEFAULT_MODEL: &str = "base-q8_0";
+/// The voice-activity model looked up by default (`ggml-silero-vad.bin`).
+pub const DEFAULT_VAD_MODEL: &str = "silero-vad";
 
 /// The folders a model name is looked up in, in order: `--models-dir` when given, then
 /// `./models`, then `$XDG_DATA_HOME/earshot/models` (`~/.local/share/earshot/models`), so

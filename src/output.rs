@@ -61,18 +61,22 @@ impl Format {
 /// The JSON value for the `json` / `verbose_json` formats (`None` for text formats).
 pub fn to_json(t: &Transcript, format: Format, task: &str) -> Option<Value> {
     match format {
-        Format::Json => Some(json!({ "text": t.text })),
+        Format::Json => Some(json!({ "text": t.text, "review": t.review })),
         Format::VerboseJson => {
             let segments: Vec<Value> = t
                 .segments
                 .iter()
                 .map(|s| {
-                    json!({
+                    let mut v = json!({
                         "id": s.id, "seek": 0, "start": round3(s.start), "end": round3(s.end),
                         "text": s.text, "tokens": s.tokens, "temperature": s.temperature,
                         "avg_logprob": s.avg_logprob, "compression_ratio": s.compression_ratio,
                         "no_speech_prob": s.no_speech_prob,
-                    })
+                    });
+                    if s.suspect {
+                        v["suspect"] = json!(true);
+                    }
+                    v
                 })
                 .collect();
             let mut v = json!({
@@ -81,6 +85,7 @@ pub fn to_json(t: &Transcript, format: Format, task: &str) -> Option<Value> {
                 "duration": round3(t.duration),
                 "text": t.text,
                 "segments": segments,
+                "review": t.review,
             });
             if let Some(p) = t.language_probability {
                 v["language_probability"] = json!(p);
@@ -174,6 +179,7 @@ mod tests {
             avg_logprob: -0.2,
             compression_ratio: 1.1,
             no_speech_prob: 0.01,
+            suspect: false,
         };
         Transcript {
             text: "Привет. How are you?".into(),
@@ -185,6 +191,7 @@ mod tests {
                 seg(1, 3721.25, 3723.5, "How are you?"),
             ],
             words: None,
+            review: Default::default(),
         }
     }
 
@@ -206,6 +213,9 @@ mod tests {
         assert_eq!(v["segments"].as_array().unwrap().len(), 2);
         let j: Value =
             serde_json::from_str(&render(&sample(), Format::Json, "transcribe")).unwrap();
-        assert_eq!(j, json!({"text": "Привет. How are you?"}));
+        assert_eq!(
+            j,
+            json!({"text": "Привет. How are you?", "review": {"needed": false, "reasons": []}})
+        );
     }
 }

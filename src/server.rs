@@ -44,6 +44,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             .await?
             .map_err(anyhow::Error::msg)?,
     );
+    let defaults = cfg.defaults(&engine).map_err(anyhow::Error::msg)?;
     let backend = engine.backend().clone();
     let par = cfg.parallelism(&backend);
     eprintln!(
@@ -55,7 +56,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         max_bytes: cfg.max_upload_bytes,
         max_duration_s: cfg.max_duration,
     };
-    let queue = Queue::new(db, blobs, engine, limits, par.jobs, par.threads);
+    let queue = Queue::new(db, blobs, engine, limits, par.jobs, par.threads, defaults);
     let workers = queue.start();
     {
         let (db, secret, allow) = (

@@ -393,6 +393,8 @@ pub struct ListFilter {
     pub before: Option<String>,
     /// Words that must all occur (as prefixes) in the transcript, file name or external id.
     pub search: Option<String>,
+    /// Only finished jobs whose review verdict is this (`review.needed` in the transcript).
+    pub review_needed: Option<bool>,
     pub limit: usize,
 }
 
@@ -458,6 +460,8 @@ impl Db {
             "SELECT * FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR external_id = ?2)
              AND (?3 IS NULL OR id < ?3)
              AND (?5 IS NULL OR rowid IN (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ?5))
+             AND (?6 IS NULL OR (status = 'done'
+                  AND coalesce(json_extract(transcript, '$.review.needed'), 0) = ?6))
              ORDER BY id DESC LIMIT ?4",
         )?;
         let rows = stmt.query_map(
@@ -467,6 +471,7 @@ impl Db {
                 f.before,
                 f.limit.clamp(1, 1000) as i64,
                 f.search.as_deref().and_then(fts_query),
+                f.review_needed,
             ],
             job_from_row,
         )?;

@@ -6,18 +6,28 @@ use std::sync::{Arc, OnceLock};
 
 use common::*;
 use earshot::audio::Limits;
+use earshot::engine::review::Reason;
+use earshot::engine::vad::Silero;
 use earshot::engine::{Engine, Options};
 use earshot::transcribe_bytes;
 
 const JFK: &str = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country.";
 const RU: &str = "Что, у этой барышни, было в голове, - не пойму до сих пор.";
 
+/// A model with the Silero voice-activity model, as earshot runs by default.
 fn engine(name: &'static str) -> Arc<Engine> {
     static TINY: OnceLock<Arc<Engine>> = OnceLock::new();
     static BASE: OnceLock<Arc<Engine>> = OnceLock::new();
     let cell = if name == "tiny.en" { &TINY } else { &BASE };
-    cell.get_or_init(|| Arc::new(Engine::load(&model(name)).expect("model loads")))
+    cell.get_or_init(|| Arc::new(with_vad(Engine::load(&model(name)).expect("model loads"))))
         .clone()
+}
+
+fn with_vad(mut e: Engine) -> Engine {
+    e.set_vad(Some(
+        Silero::load(&model("silero-vad")).expect("the Silero model loads"),
+    ));
+    e
 }
 
 fn run(model: &'static str, fixture_name: &str, opts: &Options) -> earshot::Outcome {
@@ -80,14 +90,31 @@ fn russian_with_base() {
     }
 }
 
+/// Silence and room noise: no text, marked `no_speech` for a listen; with the Silero model
+/// and with the energy gate that stands in without it.
 #[test]
 fn silence_and_noise_give_empty_text() {
+    let gate_only = Arc::new(Engine::load(&model("base")).expect("model loads"));
+    assert!(gate_only.vad().is_none());
     for f in ["silence_10s.oga", "low_noise_10s.oga"] {
-        for model in ["tiny.en", "base"] {
-            let t = run(model, f, &Options::default()).transcript;
-            assert_eq!(t.text, "", "{model} on {f} hallucinated");
+        for (what, e) in [
+            ("tiny.en", engine("tiny.en")),
+            ("base", engine("base")),
+            ("base without Silero", gate_only.clone()),
+        ] {
+            let t = transcribe_bytes(
+                &e,
+                &read_fixture(f),
+                &Limits::default(),
+                &Options::default(),
+            )
+            .unwrap()
+            .transcript;
+            assert_eq!(t.text, "", "{what} on {f} hallucinated");
             assert!(t.segments.is_empty());
             assert!((t.duration - 10.0).abs() < 0.05);
+            assert!(t.review.needed, "{what} on {f}");
+            assert_eq!(t.review.reasons, [Reason::NoSpeech], "{what} on {f}");
         }
     }
 }
@@ -203,7 +230,7 @@ fn concurrent_transcriptions_share_one_model() {
 #[test]
 fn quantized_models_transcribe_jfk() {
     for name in ["tiny.en-q8_0", "base-q8_0", "base-q5_0"] {
-        let e = Engine::load(&model(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let e = with_vad(Engine::load(&model(name)).unwrap_or_else(|e| panic!("{name}: {e}")));
         let t = transcribe_bytes(
             &e,
             &read_fixture("telegram_jfk.oga"),
@@ -267,5 +294,115 @@ fn silence_around_speech_is_skipped_and_times_stay_true() {
             "speech ends at {speech_end:.1} s, last segment at {}",
             last.end
         );
+    }
+}
+
+/// Samples of a fixture, decoded.
+fn samples_of(name: &str) -> Vec<f32> {
+    earshot::audio::decode(&read_fixture(name), &Limits::default())
+        .expect("fixture decodes")
+        .samples
+}
+
+/// Real room noise (the fixture), looped to `n` samples and scaled to RMS `rms`.
+fn room_noise(n: usize, rms: f32) -> Vec<f32> {
+    let noise = samples_of("low_noise_10s.oga");
+    let own = (noise.iter().map(|x| x * x).sum::<f32>() / noise.len() as f32).sqrt();
+    noise
+        .iter()
+        .cycle()
+        .take(n)
+        .map(|x| x * rms / own)
+        .collect()
+}
+
+/// The same bytes and options give the same transcript, segment for segment and token for
+/// token, whatever ran before on the engine and however many ran at once. The set includes
+/// a note followed by 5 s of room noise raised to be heard (a thumb held on the button),
+/// which sends the decoder into temperature fallback: the case where a reused whisper.cpp
+/// state used to sample differently.
+#[test]
+fn same_audio_same_transcript_in_any_order_and_concurrency() {
+    let jfk = samples_of("telegram_jfk.oga");
+    let noisy_tail = [jfk[..4 * 16_000].to_vec(), room_noise(5 * 16_000, 0.013)].concat();
+    let set: Vec<(&str, Vec<f32>)> = vec![
+        ("telegram_ru", samples_of("telegram_ru.oga")),
+        ("noisy tail", noisy_tail),
+        ("whatsapp_ru", samples_of("whatsapp_ru.opus")),
+        ("telegram_jfk", jfk),
+        ("messenger_ru", samples_of("messenger_ru.mp4")),
+    ];
+    let e = engine("base");
+    let opts = |threads| Options {
+        threads,
+        ..Options::default()
+    };
+    let json = |t: &earshot::engine::Transcript| serde_json::to_string(t).unwrap();
+    let forwards: Vec<String> = set
+        .iter()
+        .map(|(_, s)| json(&e.transcribe(s, &opts(2)).unwrap()))
+        .collect();
+    let mut backwards: Vec<String> = set
+        .iter()
+        .rev()
+        .map(|(_, s)| json(&e.transcribe(s, &opts(2)).unwrap()))
+        .collect();
+    backwards.reverse();
+    let at_once: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = set
+            .iter()
+            .map(|(_, s)| {
+                let e = e.clone();
+                scope.spawn(move || json(&e.transcribe(s, &opts(1)).unwrap()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (name, _)) in set.iter().enumerate() {
+        assert!(!forwards[i].is_empty());
+        assert_eq!(forwards[i], backwards[i], "{name}: forwards vs backwards");
+        assert_eq!(
+            forwards[i], at_once[i],
+            "{name}: alone vs five at once, 1 thread each"
+        );
+    }
+}
+
+/// A note lowered to a peak of -35, -45 and -55 dBFS, over faint real room noise, reads
+/// like the original (within 2 points of CER) and the quiet ones are flagged for review.
+#[test]
+fn quiet_notes_read_like_loud_ones_and_are_flagged() {
+    let e = engine("base");
+    let original = samples_of("telegram_ru.oga");
+    let opts = Options {
+        language: Some("ru".into()),
+        ..Options::default()
+    };
+    let base = e.transcribe(&original, &opts).unwrap();
+    let base_cer = cer(&base.text, RU);
+    assert!(!base.review.reasons.contains(&Reason::QuietAudio));
+    let peak = original.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    for dbfs in [-35.0f32, -45.0, -55.0] {
+        let g = 10f32.powf(dbfs / 20.0) / peak;
+        // Room noise 40 dB under the lowered speech's peak.
+        let noise = room_noise(original.len(), 10f32.powf((dbfs - 40.0) / 20.0));
+        let quiet: Vec<f32> = original
+            .iter()
+            .zip(&noise)
+            .map(|(x, n)| x * g + n)
+            .collect();
+        let t = e.transcribe(&quiet, &opts).unwrap();
+        let c = cer(&t.text, RU);
+        assert!(
+            c <= base_cer + 0.02,
+            "{dbfs} dBFS: CER {c:.3} vs {base_cer:.3} for the original: {:?}",
+            t.text
+        );
+        assert!(
+            t.review.reasons.contains(&Reason::QuietAudio),
+            "{dbfs} dBFS: {:?}",
+            t.review
+        );
+        assert!(t.review.needed);
     }
 }

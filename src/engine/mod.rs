@@ -1,17 +1,25 @@
 //! The engine: 16 kHz mono samples in, a [`Transcript`] out, through whisper.cpp.
 //!
-//! One [`Engine`] loads a GGML model once per process. Every transcription borrows its own
-//! `WhisperState` from a small pool (states are reused, never shared), so any number of
-//! threads can call [`Engine::transcribe`] at once. Calls block: async callers run them on a
-//! blocking pool. This module also owns the decoding options, the silence gate that keeps
-//! Whisper from hallucinating on empty audio, and the result's shape.
+//! One [`Engine`] loads a GGML model once per process. Every transcription makes its own
+//! `WhisperState` (about 13 ms for base on a CPU), so any number of threads can call
+//! [`Engine::transcribe`] at once, and a result never depends on what ran before it:
+//! whisper.cpp seeds the sampler of a state's first decoder only when the state is made,
+//! so a reused state samples differently in temperature fallback. Calls block: async callers
+//! run them on a blocking pool.
+//!
+//! A transcription: measure the level and raise a quiet note ([`level`]); find the speech
+//! with Silero ([`vad`]), or the energy gate when there is no Silero model; decode only the
+//! speech, packed; map times back to the note; drop what nobody said ([`text`]); judge
+//! whether a person should listen ([`review`]).
 
 pub mod language;
-mod vad;
+pub mod level;
+pub mod review;
+pub mod text;
+pub mod vad;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use serde::Serialize;
 use whisper_rs::{
@@ -19,6 +27,9 @@ use whisper_rs::{
 };
 
 use crate::audio::WHISPER_RATE;
+use level::Level;
+use review::{Reason, Review};
+use vad::{Plan, Silero};
 
 /// Errors from loading a model or running it.
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +194,9 @@ pub struct Segment {
     pub avg_logprob: f32,
     pub compression_ratio: f32,
     pub no_speech_prob: f32,
+    /// The segment looped even after the careful retry; the repeats were cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspect: bool,
 }
 
 /// One word with its times (seconds), when word timestamps were asked for.
@@ -206,22 +220,114 @@ pub struct Transcript {
     pub segments: Vec<Segment>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub words: Option<Vec<Word>>,
+    /// Whether a person should listen to the note, and why.
+    #[serde(default)]
+    pub review: Review,
 }
 
 impl Transcript {
-    /// Move every timestamp `by` seconds later (the clip was cut at the start).
-    fn shift(&mut self, by: f64) {
-        if by <= 0.0 {
-            return;
-        }
+    /// Turn times in the decoded (packed) audio into times in the note, and drop segments
+    /// (and their words) that lie wholly outside the speech the plan found.
+    fn map_to_note(&mut self, plan: &Plan) {
         for s in &mut self.segments {
-            s.start += by;
-            s.end += by;
+            s.start = plan.to_note(s.start, false);
+            s.end = plan.to_note(s.end, true).max(s.start);
         }
         for w in self.words.iter_mut().flatten() {
-            w.start += by;
-            w.end += by;
+            w.start = plan.to_note(w.start, false);
+            w.end = plan.to_note(w.end, true).max(w.start);
         }
+        let before = self.segments.len();
+        self.segments
+            .retain(|s| plan.touches_speech(s.start, s.end));
+        if self.segments.len() != before {
+            tracing::debug!(
+                dropped = before - self.segments.len(),
+                "segments outside the speech dropped"
+            );
+            if let Some(words) = &mut self.words {
+                let segs = &self.segments;
+                words.retain(|w| {
+                    segs.iter()
+                        .any(|s| w.start < s.end + 0.5 && w.end > s.start - 0.5)
+                });
+            }
+        }
+        for (i, s) in self.segments.iter_mut().enumerate() {
+            s.id = i;
+        }
+        self.join_text();
+    }
+
+    fn join_text(&mut self) {
+        self.text = self
+            .segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+
+    /// Cut repetition loops: a segment whose text loops keeps one copy of the phrase, and a
+    /// run of three or more segments with the same text keeps the first. Returns whether
+    /// anything was cut; the segments cut into are marked `suspect`.
+    fn cut_loops(&mut self) -> bool {
+        let mut cut = false;
+        for s in &mut self.segments {
+            if let Some(once) = text::collapse_loops(&s.text) {
+                s.text = once;
+                s.suspect = true;
+                cut = true;
+            }
+        }
+        let key = |s: &Segment| {
+            s.text
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        };
+        let mut i = 0;
+        while i < self.segments.len() {
+            let k = key(&self.segments[i]);
+            let run = self.segments[i..]
+                .iter()
+                .take_while(|s| key(s) == k)
+                .count();
+            if run >= 3 && !k.is_empty() {
+                let end = self.segments[i + run - 1].end;
+                self.segments.drain(i + 1..i + run);
+                self.segments[i].end = end;
+                self.segments[i].suspect = true;
+                cut = true;
+            }
+            i += 1;
+        }
+        if cut {
+            for (i, s) in self.segments.iter_mut().enumerate() {
+                s.id = i;
+            }
+            self.join_text();
+        }
+        cut
+    }
+
+    /// Whether the text loops (before [`Transcript::cut_loops`]).
+    fn loops(&self) -> bool {
+        self.clone().cut_loops()
+    }
+
+    /// exp(mean token log-probability), weighted by tokens.
+    fn confidence(&self) -> Option<f32> {
+        let n: usize = self.segments.iter().map(|s| s.tokens.len()).sum();
+        (n > 0).then(|| {
+            let sum: f32 = self
+                .segments
+                .iter()
+                .map(|s| s.avg_logprob * s.tokens.len() as f32)
+                .sum();
+            (sum / n as f32).exp()
+        })
     }
 }
 
@@ -384,13 +490,12 @@ pub fn choose_backend(hw: &Hardware) -> Result<(Backend, Option<String>), Engine
     Ok((cpu(hw.flash_attn), warning))
 }
 
-/// A loaded model plus a pool of inference states.
+/// A loaded model, and the voice-activity model when there is one.
 pub struct Engine {
     ctx: WhisperContext,
     path: PathBuf,
     backend: Backend,
-    /// Idle states, each with the audio context its last run left set in it.
-    states: Mutex<Vec<(WhisperState, usize)>>,
+    vad: Option<Silero>,
     /// Set by [`Engine::cancel`]: whisper.cpp's abort callback reads it between encoder and
     /// decoder steps, so running transcriptions stop within a fraction of a second.
     cancel: AtomicBool,
@@ -448,9 +553,19 @@ impl Engine {
             ctx,
             path: path.to_path_buf(),
             backend: backend.clone(),
-            states: Mutex::new(Vec::new()),
+            vad: None,
             cancel: AtomicBool::new(false),
         })
+    }
+
+    /// Find speech with `vad` (see [`vad`]); with `None`, the energy gate stands in.
+    pub fn set_vad(&mut self, vad: Option<Silero>) {
+        self.vad = vad;
+    }
+
+    /// The voice-activity model in use, if any.
+    pub fn vad(&self) -> Option<&Silero> {
+        self.vad.as_ref()
     }
 
     /// Stop every running and future transcription with [`EngineError::Cancelled`]
@@ -469,34 +584,31 @@ impl Engine {
         &self.backend
     }
 
+    /// Most prompt tokens Whisper reads: half its text context (224); whisper.cpp silently
+    /// keeps only the last ones of a longer prompt.
+    pub fn max_prompt_tokens(&self) -> usize {
+        (self.ctx.n_text_ctx() / 2).max(1) as usize
+    }
+
+    /// How many tokens `text` is as a prompt.
+    pub fn prompt_tokens(&self, text: &str) -> Result<usize, EngineError> {
+        let text = text.replace('\0', " ");
+        self.ctx
+            .tokenize(&text, 4 * text.len() + 16)
+            .map(|t| t.len())
+            .map_err(|e| EngineError::Inference(format!("could not tokenize the prompt: {e}")))
+    }
+
     /// Whether the model knows languages other than English.
     pub fn is_multilingual(&self) -> bool {
         self.ctx.is_multilingual()
     }
 
-    /// An idle state, preferably one whose audio context is already `ctx`.
-    fn take_state(&self, ctx: usize) -> Result<(WhisperState, usize), EngineError> {
-        let mut pool = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let pick = pool
-            .iter()
-            .position(|(_, c)| *c == ctx)
-            .or(pool.len().checked_sub(1));
-        if let Some(i) = pick {
-            return Ok(pool.swap_remove(i));
-        }
-        drop(pool);
-        let s = self
-            .ctx
+    /// A fresh state: see the module documentation for why states are never reused.
+    fn new_state(&self) -> Result<WhisperState, EngineError> {
+        self.ctx
             .create_state()
-            .map_err(|e| EngineError::Inference(format!("could not create a state: {e}")))?;
-        Ok((s, 0))
-    }
-
-    fn give_state(&self, s: WhisperState, ctx: usize) {
-        self.states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((s, ctx));
+            .map_err(|e| EngineError::Inference(format!("could not create a state: {e}")))
     }
 
     /// Make `ctx` the state's audio context *before* language detection, which (in whisper.cpp)
@@ -539,38 +651,43 @@ impl Engine {
         if !multilingual && opts.translate {
             return Err(EngineError::EnglishOnly("translate"));
         }
-        let empty = |language: String| Transcript {
-            text: String::new(),
-            language,
-            language_probability: None,
-            duration,
-            segments: vec![],
-            words: opts.word_timestamps.then(Vec::new),
+        let level = Level::measure(samples);
+        let raised = level.apply(samples);
+        let samples = &raised[..];
+        let plan = match &self.vad {
+            Some(vad) => Plan::new(vad.speech(samples)?, samples.len(), opts.trim_silence),
+            None => Plan::from_gate(samples, opts.trim_silence),
         };
-        if !vad::has_speech(samples) {
-            let lang = requested.clone().unwrap_or_else(|| {
+        let mut review = Review::default();
+        if level.is_quiet() {
+            review.flag(Reason::QuietAudio);
+        }
+        if !plan.has_speech() {
+            review.flag(Reason::NoSpeech);
+            let language = requested.clone().unwrap_or_else(|| {
                 if multilingual {
                     "unknown".into()
                 } else {
                     "en".into()
                 }
             });
-            return Ok(empty(lang));
+            return Ok(Transcript {
+                text: String::new(),
+                language,
+                language_probability: None,
+                duration,
+                segments: vec![],
+                words: opts.word_timestamps.then(Vec::new),
+                review,
+            });
         }
-        let span = if opts.trim_silence {
-            vad::speech_span(samples)
-        } else {
-            0..samples.len()
-        };
-        let offset = span.start as f64 / WHISPER_RATE as f64;
-        let samples = &samples[span];
+        let packed = plan.audio(samples);
+        let mut samples = &packed[..];
         let padded;
-        let samples = if samples.len() < MIN_SAMPLES {
+        if samples.len() < MIN_SAMPLES {
             padded = [samples, &vec![0.0; MIN_SAMPLES - samples.len()]].concat();
-            &padded[..]
-        } else {
-            samples
-        };
+            samples = &padded[..];
+        }
 
         // 0 = the model's full context, as whisper.cpp reads it.
         let ctx = match opts.audio_ctx {
@@ -586,46 +703,62 @@ impl Engine {
             }
             AudioCtx::Auto => 0,
         };
-        let (mut state, mut state_ctx) = self.take_state(ctx)?;
-        let result = self.transcribe_on(
-            &mut state,
-            &mut state_ctx,
-            samples,
-            opts,
-            requested,
-            samples.len() as f64 / WHISPER_RATE as f64,
-            ctx,
+        let mut state = self.new_state()?;
+        let mut t = self.transcribe_on(&mut state, samples, opts, requested, ctx)?;
+        t.map_to_note(&plan);
+        t.duration = duration;
+        if t.cut_loops() {
+            review.flag(Reason::SuspectText);
+        }
+        if t.segments.iter().any(|s| s.suspect) {
+            review.flag(Reason::SuspectText);
+        }
+        review.confidence = t.confidence();
+        if t.text.trim().is_empty() && plan.speech_seconds() >= review::SPEECH_FOR_TEXT_S {
+            review.flag(Reason::SpeechButNoText);
+        }
+        if review
+            .confidence
+            .is_some_and(|c| c < review::LOW_CONFIDENCE_BELOW)
+        {
+            review.flag(Reason::LowConfidence);
+        }
+        if t.language_probability
+            .is_some_and(|p| p < review::LANGUAGE_UNSURE_BELOW)
+        {
+            review.flag(Reason::LanguageUncertain);
+        }
+        tracing::debug!(
+            gain_db = level.gain_db,
+            speech_dbfs = level.speech_dbfs,
+            speech_s = plan.speech_seconds(),
+            decoded_s = samples.len() as f64 / WHISPER_RATE as f64,
+            "level and speech"
         );
-        // A state is reusable after an error too (whisper_full resets it on the next call).
-        self.give_state(state, state_ctx);
-        result.map(|mut t| {
-            t.shift(offset);
-            t.duration = duration;
-            t
-        })
+        t.review = review;
+        Ok(t)
     }
 
     /// Detect the language (unless given), decode with context `ctx`, and in `Auto` mode
-    /// decode again with the full context when the result looks wrong. `state_ctx` tracks the
-    /// context left set in the state.
-    #[allow(clippy::too_many_arguments)]
+    /// decode again with the full context when the result looks wrong. `state` is fresh.
     fn transcribe_on(
         &self,
         state: &mut WhisperState,
-        state_ctx: &mut usize,
         samples: &[f32],
         opts: &Options,
         requested: Option<String>,
-        duration: f64,
         ctx: usize,
     ) -> Result<Transcript, EngineError> {
+        let duration = samples.len() as f64 / WHISPER_RATE as f64;
         let threads = opts.threads.max(1);
         let auto = opts.audio_ctx == AudioCtx::Auto;
         let inf = |e: whisper_rs::WhisperError| EngineError::Inference(e.to_string());
+        // The context left set in the state (a fresh state's is 0, the full window).
+        let mut state_ctx = 0;
         let mut set_ctx = |state: &mut WhisperState, wanted: usize| {
-            if *state_ctx != wanted {
+            if state_ctx != wanted {
                 Self::set_ctx(state, wanted, threads)?;
-                *state_ctx = wanted;
+                state_ctx = wanted;
             }
             Ok::<(), EngineError>(())
         };
@@ -676,18 +809,21 @@ impl Engine {
             t.language_probability = probability;
             t
         };
-        let first = self.run(state, samples, opts, &language, duration, ctx);
-        *state_ctx = ctx;
-        let first = first.map(with_probability)?;
+        let first = self
+            .run(state, samples, opts, &language, duration, ctx)
+            .map(with_probability)?;
         // The guard: a short context, or greedy decoding of a short note, gets a second,
         // careful pass (full context, beam 5) when the result looks wrong. Greedy decoding
-        // can drop most of a clip (issue #5 saw a phone-menu prompt cut to a few words).
+        // can drop most of a clip (issue #5 saw a phone-menu prompt cut to a few words). A
+        // loop gets the second pass whatever the settings.
         let greedy = opts.beam_size.unwrap_or(1) <= 1;
         let guarded = auto && (ctx != 0 || (greedy && duration <= 30.0));
-        if !guarded {
-            return Ok(first);
-        }
-        let Some(why) = suspicious(&first, opts) else {
+        let why = if guarded {
+            suspicious(&first, opts)
+        } else {
+            first.loops().then_some("repetition")
+        };
+        let Some(why) = why else {
             return Ok(first);
         };
         tracing::debug!(
@@ -695,14 +831,25 @@ impl Engine {
             why,
             "the fast result looks wrong; decoding again with the full context and beam 5"
         );
-        let careful = if greedy {
-            opts.clone().with_beam(5)
-        } else {
-            opts.clone()
-        };
-        let again = self.run(state, samples, &careful, &language, duration, 0);
-        *state_ctx = 0;
-        again.map(with_probability)
+        let careful = opts.clone().with_beam(opts.beam_size.unwrap_or(1).max(5));
+        let again = self
+            .run(state, samples, &careful, &language, duration, 0)
+            .map(with_probability)?;
+        // When the careful pass loops too, keep the saner of the two: the one that loses
+        // less text to the loop cut, then the surer one. (The caller cuts the loop and flags
+        // the note.)
+        if again.loops() && first.loops() {
+            let kept = |t: &Transcript| {
+                let mut c = t.clone();
+                c.cut_loops();
+                c.text.chars().count() as f64 / t.text.chars().count().max(1) as f64
+            };
+            let score = |t: &Transcript| (kept(t), t.confidence().unwrap_or(0.0) as f64);
+            if score(&first) > score(&again) {
+                return Ok(first);
+            }
+        }
+        Ok(again)
     }
 
     /// One `whisper_full` in `language` with audio context `audio_ctx`, and the result.
@@ -805,7 +952,10 @@ impl Engine {
                     }
                 }
             }
-            let text = strip_credits(String::from_utf8_lossy(&text_bytes).trim()).to_string();
+            let (text, cleaned) = text::clean(String::from_utf8_lossy(&text_bytes).trim());
+            if cleaned {
+                tracing::debug!("caption, credit or annotation text removed from a segment");
+            }
             let avg_logprob = if tokens.is_empty() {
                 0.0
             } else {
@@ -829,6 +979,7 @@ impl Engine {
                 temperature: opts.temperature,
                 avg_logprob,
                 no_speech_prob,
+                suspect: false,
             });
         }
         for w in &mut words {
@@ -847,6 +998,7 @@ impl Engine {
             duration,
             segments,
             words: opts.word_timestamps.then_some(words),
+            review: Review::default(),
         })
     }
 }
@@ -865,6 +1017,7 @@ fn suspicious(t: &Transcript, opts: &Options) -> Option<&'static str> {
     if t.segments
         .iter()
         .any(|s| s.compression_ratio > opts.compression_ratio_threshold)
+        || t.loops()
     {
         return Some("repetition");
     }
@@ -889,38 +1042,6 @@ fn suspicious(t: &Transcript, opts: &Options) -> Option<&'static str> {
     None
 }
 
-/// Subtitle credits Whisper learned from subtitled videos and appends to speech that ends in
-/// silence ("… прыгнул ему на спину. Редактор субтитров А.Семкин Корректор А.Егорова" on an
-/// eval clip). Only phrases that nobody says in a voice note.
-const CREDITS: &[&str] = &[
-    "редактор субтитров",
-    "корректор субтитров",
-    "субтитры сделал",
-    "субтитры делал",
-    "субтитры создавал",
-    "субтитры подготовил",
-    "субтитры и редактор",
-    "subtitles by the amara.org",
-];
-
-/// `text` up to the first subtitle credit in it (case-insensitive), trailing space removed.
-fn strip_credits(text: &str) -> &str {
-    // Lowercase, remembering where each lowercase byte came from in `text`.
-    let mut lower = String::with_capacity(text.len());
-    let mut origin = Vec::with_capacity(text.len());
-    for (i, c) in text.char_indices() {
-        for l in c.to_lowercase() {
-            let before = lower.len();
-            lower.push(l);
-            origin.resize(origin.len() + lower.len() - before, i);
-        }
-    }
-    match CREDITS.iter().filter_map(|p| lower.find(p)).min() {
-        Some(at) => text[..origin[at]].trim_end(),
-        None => text,
-    }
-}
-
 /// OpenAI's compression ratio: text bytes over zlib-compressed bytes.
 fn compression_ratio(text: &str) -> f32 {
     use std::io::Write;
@@ -931,25 +1052,4 @@ fn compression_ratio(text: &str) -> f32 {
     let _ = enc.write_all(text.as_bytes());
     let compressed = enc.finish().map(|v| v.len()).unwrap_or(text.len());
     text.len() as f32 / compressed.max(1) as f32
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subtitle_credits_are_cut_off() {
-        assert_eq!(
-            strip_credits("прыгнул ему на спину. Редактор субтитров А.Семкин Корректор А.Егорова"),
-            "прыгнул ему на спину."
-        );
-        assert_eq!(
-            strip_credits("посредине крепости. Субтитры и Редактор субтитров А.Семкин"),
-            "посредине крепости."
-        );
-        assert_eq!(strip_credits("СУБТИТРЫ СДЕЛАЛ DimaTorzok"), "");
-        // Speech about subtitles stays.
-        let said = "Добавьте, пожалуйста, субтитры к видео, İstanbul.";
-        assert_eq!(strip_credits(said), said);
-    }
 }

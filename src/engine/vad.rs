@@ -1,4 +1,14 @@
-//! A cheap energy gate: does a clip contain anything that could be speech, and where?
+//! Where the speech is: the Silero voice-activity model ([`Silero`]), and the plan that
+//! turns its answer into the audio Whisper decodes ([`Plan`]).
+//!
+//! Silero (run by whisper.cpp from `ggml-silero-vad.bin`) gives a speech probability for
+//! every 32 ms; [`speech_ranges`] turns those into speech ranges with hysteresis and a
+//! margin. A [`Plan`] keeps only those ranges (padded) and packs them together, so the
+//! silence at both ends and long pauses inside are never decoded, and maps every time in
+//! the packed audio back to the original file. A note with no speech range is not decoded
+//! at all; a segment that lies wholly outside speech is dropped.
+//!
+//! Without the model file, the energy gate below stands in, as it did before Silero:
 //!
 //! Whisper invents text ("Thank you.", subtitle credits) for silence and steady noise. Speech
 //! is loud in bursts and quiet between words; silence is quiet everywhere and steady noise is
@@ -10,8 +20,241 @@
 //! anything above the clip's own noise floor counts, and half a second is kept on each side,
 //! because cutting a quiet first syllable costs more than encoding a little silence.
 
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use whisper_rs::{WhisperVadContext, WhisperVadContextParams};
+
+use super::EngineError;
+
 /// 30 ms frames at 16 kHz.
 const FRAME: usize = 480;
+
+/// Samples per Silero probability (32 ms at 16 kHz).
+pub const WINDOW: usize = 512;
+/// A window is speech from this probability up...
+const SPEECH_ON: f32 = 0.5;
+/// ...and speech goes on until the probability falls under this (hysteresis, as Silero's
+/// own `get_speech_timestamps`).
+const SPEECH_OFF: f32 = 0.35;
+/// Shorter bursts are clicks and bumps, not words ("да" is about 200 ms).
+const MIN_SPEECH: usize = 5 * WINDOW;
+/// Audio kept around each speech range (0.4 s): quiet onsets and final consonants.
+const PAD: usize = 6_400;
+/// Pauses shorter than this (after padding) are kept whole; longer ones are cut out.
+const MIN_CUT: usize = 16_000;
+
+/// The Silero voice-activity model, with a pool of whisper.cpp VAD contexts (each holds
+/// its own LSTM state, reset at every call).
+pub struct Silero {
+    path: PathBuf,
+    pool: Mutex<Vec<WhisperVadContext>>,
+}
+
+impl Silero {
+    /// Load the GGML Silero model at `path` (made by `scripts/fetch-model.sh silero-vad`).
+    pub fn load(path: &Path) -> Result<Silero, EngineError> {
+        let s = Silero {
+            path: path.to_path_buf(),
+            pool: Mutex::new(Vec::new()),
+        };
+        let ctx = s.context()?;
+        s.pool.lock().unwrap_or_else(|p| p.into_inner()).push(ctx);
+        Ok(s)
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn context(&self) -> Result<WhisperVadContext, EngineError> {
+        let err = |reason: String| EngineError::ModelLoad {
+            path: self.path.clone(),
+            reason,
+        };
+        if !self.path.is_file() {
+            return Err(EngineError::ModelMissing {
+                path: self.path.clone(),
+            });
+        }
+        // whisper.cpp logs the path (see `language` for why a long one is refused).
+        let p = self
+            .path
+            .to_str()
+            .filter(|p| p.len() <= 900 && !p.contains('\0'))
+            .ok_or_else(|| err("the path is not UTF-8, or longer than 900 bytes".into()))?;
+        let mut params = WhisperVadContextParams::default();
+        params.set_n_threads(1);
+        params.set_use_gpu(false);
+        WhisperVadContext::new(p, params).map_err(|e| {
+            err(format!(
+                "{e} (is it a Silero GGML file? scripts/fetch-model.sh silero-vad makes one)"
+            ))
+        })
+    }
+
+    /// Speech probabilities, one per [`WINDOW`] samples.
+    pub fn probabilities(&self, samples: &[f32]) -> Result<Vec<f32>, EngineError> {
+        let popped = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut ctx = match popped {
+            Some(c) => c,
+            None => self.context()?,
+        };
+        let out = ctx
+            .detect_speech(samples)
+            .map(|()| ctx.probabilities().to_vec())
+            .map_err(|e| EngineError::Inference(format!("voice-activity detection: {e}")));
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ctx);
+        out
+    }
+
+    /// The speech in 16 kHz samples, as sample ranges (see [`speech_ranges`]).
+    pub fn speech(&self, samples: &[f32]) -> Result<Vec<Range<usize>>, EngineError> {
+        Ok(speech_ranges(&self.probabilities(samples)?, samples.len()))
+    }
+}
+
+/// Speech ranges (samples, unpadded) from per-window probabilities: a range opens at a
+/// window over [`SPEECH_ON`] and closes when the probability falls under [`SPEECH_OFF`];
+/// ranges shorter than [`MIN_SPEECH`] are dropped.
+pub fn speech_ranges(probs: &[f32], n_samples: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut open: Option<usize> = None;
+    for (i, &p) in probs.iter().enumerate() {
+        match open {
+            None if p >= SPEECH_ON => open = Some(i),
+            Some(start) if p < SPEECH_OFF => {
+                out.push(start * WINDOW..i * WINDOW);
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = open {
+        out.push(start * WINDOW..probs.len() * WINDOW);
+    }
+    out.into_iter()
+        .map(|r| r.start.min(n_samples)..r.end.min(n_samples))
+        .filter(|r| r.len() >= MIN_SPEECH)
+        .collect()
+}
+
+/// Which parts of a note Whisper decodes, packed one after another, and the way back to
+/// the note's own times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// (range in the note, where it starts in the packed audio), in order.
+    pieces: Vec<(Range<usize>, usize)>,
+    /// The speech as detected (unpadded), in the note's samples.
+    speech: Vec<Range<usize>>,
+}
+
+impl Plan {
+    /// Decode `speech` (padded by [`PAD`]; pauses under [`MIN_CUT`] kept) out of a note of
+    /// `n` samples; with `cut` false, the whole note is decoded.
+    pub fn new(speech: Vec<Range<usize>>, n: usize, cut: bool) -> Plan {
+        let mut kept: Vec<Range<usize>> = Vec::new();
+        if !cut {
+            kept.push(0..n);
+        } else {
+            for r in &speech {
+                let padded = r.start.saturating_sub(PAD)..(r.end + PAD).min(n);
+                match kept.last_mut() {
+                    Some(last) if padded.start < last.end + MIN_CUT => last.end = padded.end,
+                    _ => kept.push(padded),
+                }
+            }
+        }
+        let mut at = 0;
+        let pieces = kept
+            .into_iter()
+            .map(|r| {
+                let piece = (r.clone(), at);
+                at += r.len();
+                piece
+            })
+            .collect();
+        Plan { pieces, speech }
+    }
+
+    /// A plan from the energy gate, when there is no Silero model: speech or not for the
+    /// whole note, and the span from the first to the last sound decoded (the whole note
+    /// with `cut` false). The gate cannot say where words are, so no segment is dropped.
+    pub fn from_gate(samples: &[f32], cut: bool) -> Plan {
+        let n = samples.len();
+        let span = if cut { speech_span(samples) } else { 0..n };
+        Plan {
+            pieces: vec![(span, 0)],
+            speech: if has_speech(samples) {
+                std::iter::once(0..n).collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Whether any speech was found.
+    pub fn has_speech(&self) -> bool {
+        !self.speech.is_empty()
+    }
+
+    /// Seconds of speech found.
+    pub fn speech_seconds(&self) -> f64 {
+        self.speech.iter().map(|r| r.len()).sum::<usize>() as f64 / 16_000.0
+    }
+
+    /// The packed audio.
+    pub fn audio(&self, samples: &[f32]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.pieces.iter().map(|(r, _)| r.len()).sum());
+        for (r, _) in &self.pieces {
+            out.extend_from_slice(&samples[r.clone()]);
+        }
+        out
+    }
+
+    /// A time in the packed audio (seconds) as a time in the note. A start (`end` false)
+    /// that falls on the seam between two pieces belongs to the later one, an end to the
+    /// earlier one.
+    pub fn to_note(&self, t: f64, end: bool) -> f64 {
+        let s = (t.max(0.0) * 16_000.0).round() as usize;
+        let piece = self
+            .pieces
+            .iter()
+            .find(|(r, at)| {
+                if end {
+                    s > *at && s <= at + r.len()
+                } else {
+                    s >= *at && s < at + r.len()
+                }
+            })
+            .or(if end {
+                self.pieces.last()
+            } else {
+                self.pieces.first()
+            });
+        match piece {
+            Some((r, at)) => {
+                let inside = s.saturating_sub(*at).min(r.len());
+                (r.start + inside) as f64 / 16_000.0
+            }
+            None => t,
+        }
+    }
+
+    /// Whether a span of the note (seconds) touches the speech, with [`PAD`] of slack.
+    pub fn touches_speech(&self, start: f64, end: f64) -> bool {
+        let (a, b) = ((start * 16_000.0) as usize, (end * 16_000.0) as usize);
+        self.speech
+            .iter()
+            .any(|r| a < r.end + PAD && b + PAD > r.start)
+    }
+}
+
 /// Loud frames must reach about -50 dBFS RMS...
 const MIN_PEAK_RMS: f32 = 0.003;
 /// ...and stand 8 dB above the quiet frames.
@@ -70,6 +313,51 @@ pub fn speech_span(samples: &[f32]) -> std::ops::Range<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probabilities_become_ranges_with_hysteresis() {
+        let mut p = vec![0.0; 100];
+        p[10..20].fill(0.9);
+        p[20..25].fill(0.4); // under ON but over OFF: speech goes on
+        p[40..42].fill(0.9); // 64 ms: a click, dropped
+        p[60..70].fill(0.6);
+        p[97..].fill(0.8); // open at the end
+        assert_eq!(
+            speech_ranges(&p, 100 * WINDOW - 100),
+            vec![10 * WINDOW..25 * WINDOW, 60 * WINDOW..70 * WINDOW,],
+            "the last 3 windows are too short"
+        );
+        assert!(speech_ranges(&[0.3; 50], 50 * WINDOW).is_empty());
+    }
+
+    #[test]
+    fn plan_cuts_long_pauses_and_maps_times_back() {
+        // Speech at 2-4 s and 10-11 s of a 15 s note; a 0.3 s gap at 11.0-11.3 s joins.
+        let sp = vec![32_000..64_000, 160_000..176_000, 180_800..184_000];
+        let plan = Plan::new(sp, 240_000, true);
+        assert_eq!(
+            plan.pieces,
+            vec![(25_600..70_400, 0), (153_600..190_400, 44_800)]
+        );
+        let audio: Vec<f32> = (0..240_000).map(|i| i as f32).collect();
+        let packed = plan.audio(&audio);
+        assert_eq!(packed.len(), 44_800 + 36_800);
+        assert_eq!(packed[44_800], 153_600.0);
+        // 0 s packed is 1.6 s in the note; 2.8 s packed is the seam.
+        assert_eq!(plan.to_note(0.0, false), 1.6);
+        assert_eq!(plan.to_note(2.8, false), 9.6);
+        assert_eq!(plan.to_note(2.8, true), 4.4);
+        assert_eq!(plan.to_note(99.0, true), 11.9);
+        assert!(plan.touches_speech(3.0, 3.5));
+        assert!(plan.touches_speech(4.2, 4.5), "within the margin");
+        assert!(!plan.touches_speech(6.0, 8.0), "the cut pause");
+        assert!((plan.speech_seconds() - 3.2).abs() < 1e-9);
+
+        let whole = Plan::new(std::iter::once(32_000..64_000).collect(), 240_000, false);
+        assert_eq!(whole.pieces, vec![(0..240_000, 0)]);
+        assert_eq!(whole.to_note(7.5, false), 7.5);
+        assert!(!Plan::new(vec![], 1000, true).has_speech());
+    }
 
     fn noise(n: usize, amp: f32) -> Vec<f32> {
         let mut x = 0x2545_f491_u32;

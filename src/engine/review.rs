@@ -1,0 +1,95 @@
+//! The review verdict: whether an operator should listen to a note rather than trust its
+//! text, and why. Computed from what the decoder and the level and speech measurements
+//! already give, at no extra inference cost.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a transcript needs a listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The speech was recorded far below normal level (raised before decoding).
+    QuietAudio,
+    /// The voice-activity model heard speech, but no text came out.
+    SpeechButNoText,
+    /// The model was unsure of the words (mean token probability under the threshold).
+    LowConfidence,
+    /// The detected language was a guess.
+    LanguageUncertain,
+    /// The file was cut short; only the part that arrived was transcribed.
+    Truncated,
+    /// No speech was found; the text is empty. Listen if a voice was expected.
+    NoSpeech,
+    /// A segment kept repeating itself even after the careful retry; the repeats were cut.
+    SuspectText,
+}
+
+impl Reason {
+    /// The reason in words, for people (the inbox page, the CLI).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::QuietAudio => "very quiet recording",
+            Reason::SpeechButNoText => "speech heard but no words recognized",
+            Reason::LowConfidence => "the words are uncertain",
+            Reason::LanguageUncertain => "the language is uncertain",
+            Reason::Truncated => "the file is incomplete",
+            Reason::NoSpeech => "no speech found",
+            Reason::SuspectText => "the text repeated itself; repeats were removed",
+        }
+    }
+
+    /// Every reason, in a stable order (for metrics).
+    pub const ALL: [Reason; 7] = [
+        Reason::QuietAudio,
+        Reason::SpeechButNoText,
+        Reason::LowConfidence,
+        Reason::LanguageUncertain,
+        Reason::Truncated,
+        Reason::NoSpeech,
+        Reason::SuspectText,
+    ];
+
+    /// The machine-readable name (as serialized).
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::QuietAudio => "quiet_audio",
+            Reason::SpeechButNoText => "speech_but_no_text",
+            Reason::LowConfidence => "low_confidence",
+            Reason::LanguageUncertain => "language_uncertain",
+            Reason::Truncated => "truncated",
+            Reason::NoSpeech => "no_speech",
+            Reason::SuspectText => "suspect_text",
+        }
+    }
+}
+
+/// A transcript's review verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Review {
+    /// Whether someone should listen to the note.
+    pub needed: bool,
+    /// Why, when needed.
+    pub reasons: Vec<Reason>,
+    /// exp(mean token log-probability) over the transcript: 0-1, higher is surer; `None`
+    /// when there is no text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+}
+
+impl Review {
+    /// Add a reason (once); the note then needs review.
+    pub fn flag(&mut self, r: Reason) {
+        if !self.reasons.contains(&r) {
+            self.reasons.push(r);
+        }
+        self.needed = true;
+    }
+}
+
+/// Under this confidence a transcript is `low_confidence`. Chosen on the tuning half of the
+/// evaluation clips (`scripts/bench.sh --review`), see the README.
+pub const LOW_CONFIDENCE_BELOW: f32 = 0.6;
+/// Under this probability a detected language is `language_uncertain`.
+pub const LANGUAGE_UNSURE_BELOW: f32 = 0.7;
+/// Speech at least this long with no text is `speech_but_no_text`, not a stray sound.
+pub const SPEECH_FOR_TEXT_S: f64 = 0.5;
