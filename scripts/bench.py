@@ -11,10 +11,17 @@ Runs:
           is warm throughput, what a service or a batch sees;
   cold    one process per clip, for the first few clips: a single note's latency, model load
           included;
-  long    one process over one ~10 minute file.
+  long    one process over one ~10 minute file;
+  noisy   (--noisy) the short notes of the measuring half with 3-6 s of room noise before
+          and after and under the speech, re-encoded as Telegram voice notes.
+
+The evaluation clips are split in two halves by a hash of the file name (`half()`):
+thresholds and settings are tuned on "tune", and "measure" is only measured. Accuracy is
+reported for both, with invented words (after the reference ends) and loops counted.
 """
 import argparse
 import csv
+import hashlib
 import json
 import os
 import re
@@ -25,7 +32,40 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from score import edits, normalize  # noqa: E402
+from score import edits, invented, loops, normalize  # noqa: E402
+
+
+def half(name):
+    """'tune' or 'measure': a fixed split of the evaluation clips by a hash of the name."""
+    stem = os.path.splitext(os.path.basename(name))[0]
+    for prefix in ("noisy_",):
+        stem = stem[len(prefix):] if stem.startswith(prefix) else stem
+    return "tune" if int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) % 2 == 0 else "measure"
+
+
+def room_tone(wavs, seconds, rms_dbfs, out):
+    """Room noise cut from the pauses of real recordings (frames under each clip's 30th
+    percentile level), joined, looped to `seconds` and set to `rms_dbfs` RMS; a 16 kHz WAV."""
+    import numpy as np
+    import wave
+    pieces = []
+    for w in wavs:
+        raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", w, "-ac", "1", "-ar",
+                              "16000", "-f", "f32le", "-"], capture_output=True, check=True).stdout
+        x = np.frombuffer(raw, dtype="<f4")
+        frames = x[: len(x) // 480 * 480].reshape(-1, 480)
+        if len(frames) < 10:
+            continue
+        rms = np.sqrt((frames ** 2).mean(axis=1))
+        pieces.append(frames[rms <= np.percentile(rms, 30)].ravel())
+    bed = np.concatenate(pieces)
+    bed = np.resize(bed, int(seconds * 16000))
+    bed *= 10 ** (rms_dbfs / 20) / max(float(np.sqrt((bed ** 2).mean())), 1e-9)
+    with wave.open(out, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes((np.clip(bed, -1, 1) * 32767).astype("<i2").tobytes())
 
 FW_SCRIPT = r"""
 import json, sys, time
@@ -93,7 +133,27 @@ def make_corpus(a):
         return {"name": name, "oga": oga, "wav": wav, "lang": lang, "ref": ref, "dur": duration(oga)}
 
     short = [clip(os.path.splitext(r["file"])[0], r["src"], r["language"], r["reference"]) for r in rows]
-    corpus = {"short": short, "long": []}
+    corpus = {"short": short, "long": [], "noisy": []}
+    if a.noisy and not a.smoke:
+        # Noise from the tuning half's own pauses; speech from the measuring half only.
+        tune = [r["src"] for r in rows if half(r["file"]) == "tune"]
+        bed = os.path.join(work, "room_tone.wav")
+        if not os.path.exists(bed):
+            room_tone(tune, 60, a.noise_dbfs, bed)
+        for r in rows:
+            if half(r["file"]) != "measure":
+                continue
+            name = "noisy_" + os.path.splitext(r["file"])[0]
+            h = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
+            before, after = 3 + h % 4, 3 + (h // 4) % 4  # 3-6 s each, fixed per clip
+            noisy_wav = os.path.join(work, name + "_src.wav")
+            if not os.path.exists(noisy_wav):
+                sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", r["src"], "-i", bed,
+                    "-filter_complex",
+                    f"[0:a]aresample=16000,aformat=channel_layouts=mono,adelay={before * 1000},"
+                    f"apad=pad_dur={after}[s];[s][1:a]amix=inputs=2:duration=first:normalize=0",
+                    "-ac", "1", "-ar", "16000", noisy_wav])
+            corpus["noisy"].append(clip(name, noisy_wav, r["language"], r["reference"]))
     if not a.smoke and not a.no_long:
         # About 10 minutes of Russian: the Russian clips, read one after another, as often as needed.
         ru = [r for r in rows if r["language"] == "ru"] or rows
@@ -222,21 +282,51 @@ class FasterWhisper:
 # ---- scoring and the table ----------------------------------------------------------------------
 
 def score(clips, texts):
-    """Corpus WER (en) and CER (ru), as fractions, over the clips given."""
+    """Corpus CER (ru) and WER (en) per half, invented words and loops, as a string."""
     t = {}
+    inv = lp = 0
     for c, h in zip(clips, texts):
-        h, g = normalize(h), normalize(c["ref"])
-        s = t.setdefault(c["lang"], [0, 0, 0, 0])
+        h, g = normalize(h, c["lang"]), normalize(c["ref"], c["lang"])
+        s = t.setdefault((half(c["name"]), c["lang"]), [0, 0, 0, 0])
         s[0] += edits(h.split(), g.split())
         s[1] += len(g.split())
         s[2] += edits(h.replace(" ", ""), g.replace(" ", ""))
         s[3] += len(g.replace(" ", ""))
+        inv += invented(h.split(), g.split())
+        lp += loops(h.split())
     out = []
-    if "en" in t:
-        out.append("WER en %.1f%%" % (100 * t["en"][0] / max(1, t["en"][1])))
-    if "ru" in t:
-        out.append("CER ru %.1f%%" % (100 * t["ru"][2] / max(1, t["ru"][3])))
-    return ", ".join(out)
+    for part in ("tune", "measure"):
+        acc = []
+        if (part, "ru") in t:
+            x = t[(part, "ru")]
+            acc.append("CER ru %.1f%%" % (100 * x[2] / max(1, x[3])))
+        if (part, "en") in t:
+            x = t[(part, "en")]
+            acc.append("WER en %.1f%%" % (100 * x[0] / max(1, x[1])))
+        if acc:
+            out.append(f"{part}: " + ", ".join(acc))
+    out.append(f"invented {inv}, loops {lp}")
+    return "; ".join(out)
+
+
+def per_clip(rows_by_system, clips):
+    """Markdown: the clips where the systems' texts differ, each system's error on each."""
+    lines = ["| clip | half | " + " | ".join(rows_by_system) + " |",
+             "|---|---|" + "---|" * len(rows_by_system)]
+    for i, c in enumerate(clips):
+        g = normalize(c["ref"], c["lang"])
+        hs = [normalize(texts[i], c["lang"]) for texts in rows_by_system.values()]
+        if len(set(hs)) == 1:
+            continue
+        cells = []
+        for h in hs:
+            if c["lang"] == "ru":
+                e = edits(h.replace(" ", ""), g.replace(" ", "")) / max(1, len(g.replace(" ", "")))
+            else:
+                e = edits(h.split(), g.split()) / max(1, len(g.split()))
+            cells.append(f"{100 * e:.0f}%: {h[:60]}")
+        lines.append(f"| {c['name']} | {half(c['name'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def bench(systems, clips, beam, rounds, what):
@@ -267,7 +357,13 @@ def bench(systems, clips, beam, rounds, what):
         # Accuracy from the last round (every round decodes the same way; fallbacks may differ).
         rows.append({"system": s.label, "what": what, "beam": beam, "audio": audio, "wall": wall,
                      "xrt": audio / wall, "rss": rss, "acc": score(clips, rs[-1][0]),
-                     "per_note": per_note, "walls": [round(x[1], 2) for x in rs]})
+                     "per_note": per_note, "walls": [round(x[1], 2) for x in rs],
+                     "texts": rs[-1][0]})
+    if what in ("short", "noisy"):
+        diffs = per_clip({s.label: runs[s.label][-1][0] for s in systems}, clips)
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "bench",
+                               f"per_clip_{what}_beam{beam}.md"), "w") as f:
+            f.write(diffs)
     return rows
 
 
@@ -278,7 +374,8 @@ def table(rows, a):
     for r in rows:
         run = {"short": f"short notes ×{a.n_short}, warm",
                "cold": f"one note per process ×{a.n_cold}",
-               "long": "one ~10 min file"}[r["what"]]
+               "long": "one ~10 min file",
+               "noisy": f"noisy notes ×{a.n_noisy}, warm"}[r["what"]]
         settings = ("greedy" if r["beam"] == 1 else f"beam {r['beam']}") + f", {a.threads} threads"
         if r["system"].startswith("earshot defaults"):
             settings = f"its defaults ({a.model}-q8_0, greedy + guard, {os.cpu_count()} cores)"
@@ -310,6 +407,10 @@ def main():
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--no-long", action="store_true")
     p.add_argument("--no-cold", action="store_true")
+    p.add_argument("--noisy", action="store_true", help="also the noisy set (measuring half)")
+    p.add_argument("--noise-dbfs", type=float, default=-40.0, help="room noise RMS, dBFS")
+    p.add_argument("--half", choices=["tune", "measure", "all"], default="all",
+                   help="short notes of one half only")
     p.add_argument("--flash-attn", action="store_true", help="whisper-cli with flash attention")
     p.add_argument("--levers", action="store_true", help="earshot variants only (the levers)")
     p.add_argument("--eval", default=os.path.join(root, "..", "shared", "eval"))
@@ -325,8 +426,9 @@ def main():
         sys.exit("bench: /usr/bin/time is missing (Debian package 'time')")
 
     corpus = make_corpus(a)
-    short = corpus["short"]
+    short = [c for c in corpus["short"] if a.half == "all" or half(c["name"]) == a.half]
     a.n_short, a.n_cold = len(short), min(a.cold_clips, len(short))
+    a.n_noisy = len(corpus["noisy"])
     beams = [1, 5] if a.full else [1]
     rows = []
     if a.levers:
@@ -355,6 +457,8 @@ def main():
             rows += bench(systems, short, beam, a.rounds, "short")
             if not a.no_cold:
                 rows += bench(systems, short[:a.n_cold], beam, a.rounds, "cold")
+            if corpus["noisy"]:
+                rows += bench(systems, corpus["noisy"], beam, a.rounds, "noisy")
             if corpus["long"] and beam == 1:  # the long file greedy only: it takes a while
                 long_systems = [s for s in systems if "full context" not in s.label]
                 rows += bench(long_systems, corpus["long"], beam, a.long_rounds or a.rounds, "long")
@@ -371,6 +475,7 @@ def main():
         f.write(md)
     with open(a.out.replace(".md", ".json"), "w") as f:
         json.dump(rows, f, indent=1, ensure_ascii=False)
+    print("per-clip differences: target/bench/per_clip_*.md", file=sys.stderr)
     print(md)
 
 

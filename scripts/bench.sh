@@ -7,6 +7,8 @@
 #   scripts/bench.sh --full          also beam 5 for every system
 #   scripts/bench.sh --levers        earshot alone, one variant per lever (context, quantization, ...)
 #   scripts/bench.sh --smoke         one clip, one round (CI runs this so the script cannot rot)
+#   scripts/bench.sh --noisy         also the noisy set: the measuring half's notes in room noise
+#   scripts/bench.sh --half tune     only the half of the clips that settings are tuned on
 #   other options go to bench.py: --rounds N --threads N --clips N --model NAME --no-long ...
 #
 # What is built, all under target/ (nothing is committed):
@@ -104,5 +106,8 @@ if [ ! -x "$cli" ] || [ "$lib/libwhisper.a" -nt "$cli" ]; then
     -lpthread -lgomp
 fi
 
-exec python3 scripts/bench.py --earshot "$earshot" --whisper-cli "$cli" \
+# Scoring spells numbers out (num2words); the noisy set is mixed with numpy.
+"$work/venv/bin/python" -c "import num2words, numpy" 2>/dev/null \
+  || "$work/venv/bin/pip" install -q --disable-pip-version-check num2words==0.5.14 numpy
+exec "$work/venv/bin/python" scripts/bench.py --earshot "$earshot" --whisper-cli "$cli" \
   --fw-python "$work/venv/bin/python" --ct2 "$work/ct2-$model" "${args[@]}"

@@ -6,21 +6,82 @@
 
 Each JSON line needs "file" and "text"; files are matched to manifest rows by stem.
 Normalization follows shared/eval/README.md: NFC, lowercase, punctuation to spaces,
-apostrophes removed, ё→е, whitespace collapsed. CER ignores spaces.
+apostrophes removed, ё→е, whitespace collapsed, and numbers spelled out in the clip's
+language with num2words (pip install num2words), because Whisper writes "7" and "семь" at
+random. CER ignores spaces. Also counted: invented words (hypothesis words after the
+reference's last word) and loops (a phrase repeated back to back).
 """
 import argparse
 import csv
 import json
 import os
+import re
 import sys
 import unicodedata
 
+try:
+    from num2words import num2words
+except ImportError:  # scoring still works; digits then count as written
+    num2words = None
+    print("score: num2words is not installed; digits are not spelled out", file=sys.stderr)
 
-def normalize(s):
+
+def spell_numbers(s, lang):
+    """'7 дней' -> 'семь дней' (ru, en; other languages and years as digits are left)."""
+    if num2words is None or lang not in ("ru", "en"):
+        return s
+
+    def word(m):
+        try:
+            return " " + num2words(int(m.group(0)), lang=lang) + " "
+        except (ValueError, NotImplementedError, OverflowError):
+            return m.group(0)
+
+    return re.sub(r"\d+", word, s)
+
+
+def normalize(s, lang=None):
     s = unicodedata.normalize("NFC", s).lower().replace("ё", "е")
     s = "".join(c for c in s if c not in "'’")
     s = "".join(c if c.isalnum() else " " for c in s)
+    if lang:
+        s = spell_numbers(s, lang).replace("ё", "е")
     return " ".join(s.split())
+
+
+def invented(hyp_words, ref_words):
+    """Hypothesis words after the last one aligned with the reference's last word: text
+    nobody said at the end (trailing insertions of the edit alignment)."""
+    n, m = len(hyp_words), len(ref_words)
+    d = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n + 1):
+        d[i][0] = i
+    for j in range(m + 1):
+        d[0][j] = j
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i][j] = min(d[i - 1][j - 1] + (hyp_words[i - 1] != ref_words[j - 1]),
+                          d[i - 1][j] + 1, d[i][j - 1] + 1)
+    # Walk back from the end while the best step is an insertion (a hypothesis word that
+    # matches nothing after the reference's last aligned word).
+    i, j, extra = n, m, 0
+    # On a tie, a trailing word counts as inserted.
+    while i > 0 and d[i][j] == d[i - 1][j] + 1:
+        extra += 1
+        i -= 1
+    return extra
+
+
+def loops(words, min_reps=3):
+    """Whether a phrase of 2-16 words (or one word 5 times) repeats back to back."""
+    for start in range(len(words)):
+        for n in range(1, min(16, (len(words) - start) // 2) + 1):
+            reps = 1
+            while words[start + reps * n:start + (reps + 1) * n] == words[start:start + n]:
+                reps += 1
+            if reps >= (5 if n == 1 else min_reps):
+                return True
+    return False
 
 
 def edits(a, b):
@@ -53,7 +114,7 @@ def main():
             if stem not in refs:
                 continue
             lang, ref = refs[stem]
-            h, g = normalize(r.get("text", "")), normalize(ref)
+            h, g = normalize(r.get("text", ""), lang), normalize(ref, lang)
             t = totals.setdefault(lang, [0, 0, 0, 0, 0])
             t[0] += edits(h.split(), g.split())
             t[1] += len(g.split())

@@ -798,8 +798,12 @@ fn job_error(j: &Job) -> ApiError {
 }
 
 fn render_transcript(j: &Job, format: Format) -> ApiResult<Response> {
-    let t: crate::engine::Transcript = transcript_of(j)
+    let mut t: crate::engine::Transcript = transcript_of(j)
         .ok_or_else(|| ApiError::internal("the stored transcript is unreadable"))?;
+    // Words are always stored (the inbox seeks by them); the API returns them when asked.
+    if j.options["word_timestamps"].as_bool() != Some(true) {
+        t.words = None;
+    }
     let task = if j.options["translate"].as_bool() == Some(true) {
         "translate"
     } else {

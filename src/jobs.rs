@@ -203,6 +203,9 @@ impl Queue {
         };
         let mut opts: Options = options_from_json(&job.options, &self.defaults);
         opts.threads = self.threads_per_job;
+        // Word times cost next to nothing and do not change the text; the inbox needs them
+        // to mark unsure words and seek to a word. The API shows them only when asked.
+        opts.word_timestamps = true;
         let task = if opts.translate {
             "translate"
         } else {

@@ -344,3 +344,192 @@ async fn operator_uploads_a_note_and_reads_its_text() {
     assert_eq!(status, "Готово");
     ru.close().await.unwrap();
 }
+
+/// A note that needs a listen wears a "Listen" badge with the reason in words, unsure words
+/// are marked in its text, and clicking any word plays the note from that word. Notes made
+/// through the API: room noise (no speech), an English note played backwards (speech-like
+/// sound the model guesses at: unsure words), and the clean note (no badge).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_badge_unsure_words_and_click_to_seek() {
+    let server = Server::start("tiny.en", &["--api-key", KEY]);
+    let auth = format!("Bearer {KEY}");
+    let jfk = common::read_fixture("telegram_jfk.oga");
+    let mut backwards = earshot::audio::decode(&jfk, &Default::default())
+        .unwrap()
+        .samples;
+    backwards.reverse();
+    let notes = [
+        ("noise.oga", common::read_fixture("low_noise_10s.oga")),
+        ("backwards.wav", common::wav16k(backwards, None)),
+        ("jfk.oga", jfk),
+    ];
+    let mut ids = Vec::new();
+    for (name, bytes) in &notes {
+        let r = server.req(
+            "POST",
+            &format!("/v1/jobs?external_id={name}"),
+            &[
+                ("Content-Type", "application/octet-stream"),
+                ("Authorization", &auth),
+            ],
+            bytes,
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+        ids.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    let jobs: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let j = server
+                    .req(
+                        "GET",
+                        &format!("/v1/jobs/{id}"),
+                        &[("Authorization", &auth)],
+                        b"",
+                    )
+                    .json();
+                if j["status"] == "done" {
+                    break j;
+                }
+                assert!(Instant::now() < deadline, "{j}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+        .collect();
+    assert_eq!(jobs[0]["review"]["reasons"], json!(["no_speech"]));
+    assert_eq!(jobs[2]["review"]["needed"], false, "{}", jobs[2]["review"]);
+    // The API returns words only when asked; the job keeps them for the page.
+    let words = jobs[2]["transcript"]["words"].as_array().unwrap().clone();
+    assert!(words.len() > 15);
+    let plain = server.req(
+        "GET",
+        &format!("/v1/jobs/{}/transcript?format=verbose_json", ids[2]),
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert!(plain.json().get("words").is_none());
+
+    let base = format!("http://{}", server.addr);
+    let (_driver, driver_url) = chromedriver();
+    let tmp = tempfile::tempdir().unwrap();
+    let c = browser(&driver_url, &tmp.path().join("profile"), "en-US", 1100).await;
+    c.goto(&base).await.unwrap();
+    c.wait().for_element(Locator::Css("#key")).await.unwrap();
+    log_in(&c, KEY).await;
+    wait_js(
+        &c,
+        "return document.querySelectorAll('li.job.done').length === 3",
+        Duration::from_secs(20),
+    )
+    .await;
+    let card = |f: &str| format!("document.querySelector('li.job[data-id=\"{}\"]')", f);
+    let badge = |i: usize| {
+        format!(
+            "const b = {}.querySelector('.badge'); return [b.hidden, b.textContent]",
+            card(&ids[i])
+        )
+    };
+    assert_eq!(
+        js(&c, &badge(0)).await,
+        json!([false, "Listen: no speech found"])
+    );
+    assert_eq!(
+        js(&c, &badge(2)).await[0],
+        true,
+        "a clean note has no badge"
+    );
+    // The backwards note: a badge exactly when the API says so, with its reasons in words.
+    let words_for = |r: &Value| match r.as_str().unwrap() {
+        "low_confidence" => "the words are uncertain",
+        "language_uncertain" => "the language is uncertain",
+        "suspect_text" => "the text repeated itself",
+        "speech_but_no_text" => "speech heard, but no words recognized",
+        other => panic!("unexpected reason {other}"),
+    };
+    let want = if jobs[1]["review"]["needed"] == true {
+        let reasons: Vec<&str> = jobs[1]["review"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(words_for)
+            .collect();
+        json!([false, format!("Listen: {}", reasons.join("; "))])
+    } else {
+        json!([true, ""])
+    };
+    assert_eq!(js(&c, &badge(1)).await, want);
+    let unsure = js(
+        &c,
+        &format!(
+            "return {}.querySelectorAll('.w.unsure').length",
+            card(&ids[1])
+        ),
+    )
+    .await;
+    // The marked words are exactly the ones under the threshold, and backwards speech has
+    // some.
+    let low = jobs[1]["transcript"]["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["probability"].as_f64().unwrap() < 0.5)
+        .count();
+    assert!(low > 0, "{}", jobs[1]["transcript"]["words"]);
+    assert_eq!(unsure.as_u64().unwrap() as usize, low);
+
+    // Click the word "country" (its first occurrence): the player seeks there and plays.
+    let i = words
+        .iter()
+        .position(|w| {
+            w["word"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .starts_with("country")
+        })
+        .expect("JFK says country");
+    let start = words[i]["start"].as_f64().unwrap();
+    assert!(start > 2.0, "{start}");
+    c.find(Locator::Css(&format!(
+        "li.job[data-id=\"{}\"] .text .w:nth-of-type({})",
+        ids[2],
+        i + 1
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let at = wait_js(
+        &c,
+        &format!(
+            "const a = {}.querySelector('audio'); return a.readyState >= 1 && a.currentTime",
+            card(&ids[2])
+        ),
+        Duration::from_secs(20),
+    )
+    .await;
+    let at = at.as_f64().unwrap();
+    assert!(
+        at >= start - 0.5 && at <= start + 1.5,
+        "clicked a word at {start:.2} s, the player is at {at:.2} s"
+    );
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshot_path("inbox-review.png"), png).unwrap();
+
+    // The filter shows only the notes that need a listen.
+    js(&c, "const s = document.getElementById('status'); s.value = 'review'; s.dispatchEvent(new Event('change')); return 1").await;
+    let flagged = jobs
+        .iter()
+        .filter(|j| j["review"]["needed"] == true)
+        .count();
+    wait_js(
+        &c,
+        &format!("return document.querySelectorAll('li.job').length === {flagged}"),
+        Duration::from_secs(10),
+    )
+    .await;
+    c.close().await.unwrap();
+}

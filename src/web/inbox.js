@@ -4,6 +4,8 @@
 "use strict";
 
 const POLL_MS = 1500;
+// Words the model gave less than this probability are marked for the operator.
+const UNSURE_WORD = 0.5;
 const POLL_HIDDEN_MS = 10000;
 const PAGE = 50;
 
@@ -21,6 +23,16 @@ const STRINGS = {
     offline: "Connection lost; retrying…", live: "Live", uploading: "Uploading",
     uploaded: "Uploaded, waiting for text", upload_failed: "Upload failed",
     list_label: "Voice notes", attempts: "attempt",
+    needs_review: "Needs listening", listen: "Listen", unsure_word: "uncertain word", seek: "Play from here",
+    review: {
+      quiet_audio: "very quiet recording",
+      speech_but_no_text: "speech heard, but no words recognized",
+      low_confidence: "the words are uncertain",
+      language_uncertain: "the language is uncertain",
+      truncated: "the file is incomplete",
+      no_speech: "no speech found",
+      suspect_text: "the text repeated itself",
+    },
     err: {
       empty: "The file is empty.",
       not_audio: "This file is not audio.",
@@ -48,6 +60,16 @@ const STRINGS = {
     offline: "Нет связи с сервером; повторяю…", live: "Онлайн", uploading: "Загружается",
     uploaded: "Загружено, ждёт распознавания", upload_failed: "Не загрузилось",
     list_label: "Голосовые сообщения", attempts: "попытка",
+    needs_review: "Нужно прослушать", listen: "Прослушать", unsure_word: "слово под сомнением", seek: "Воспроизвести отсюда",
+    review: {
+      quiet_audio: "очень тихая запись",
+      speech_but_no_text: "речь слышна, но слова не распознаны",
+      low_confidence: "слова распознаны неуверенно",
+      language_uncertain: "язык определён неуверенно",
+      truncated: "файл неполный",
+      no_speech: "речи не найдено",
+      suspect_text: "текст повторялся",
+    },
     err: {
       empty: "Файл пустой.",
       not_audio: "Это не аудиофайл.",
@@ -145,7 +167,38 @@ function reason(job) {
 
 function signature(j) {
   return [j.status, j.text, j.error && j.error.code, j.error && j.error.message, j.attempts,
-    j.language, j.duration, j.audio_url, j.filename, j.external_id].join("\u0001");
+    j.language, j.duration, j.audio_url, j.filename, j.external_id,
+    JSON.stringify(j.review || null)].join("\u0001");
+}
+
+/** The review verdict in words ("very quiet recording; the words are uncertain"). */
+function reviewText(review) {
+  return ((review && review.reasons) || []).map((r) => T.review[r] || r).join("; ");
+}
+
+/** The transcript as word spans (seekable, unsure ones marked), or plain text. */
+function fillText(p, j) {
+  const words = (j.transcript && j.transcript.words) || [];
+  p.text.replaceChildren();
+  if (!j.text) {
+    p.text.textContent = T.no_speech;
+    return;
+  }
+  if (!words.length) {
+    p.text.textContent = j.text;
+    return;
+  }
+  words.forEach((w, i) => {
+    if (i) p.text.append(" ");
+    const unsure = typeof w.probability === "number" && w.probability < UNSURE_WORD;
+    const span = el("span", {
+      class: unsure ? "w unsure" : "w",
+      "data-start": String(w.start),
+      title: (unsure ? T.unsure_word + " · " : "") + T.seek + " " + duration(w.start),
+      text: w.word,
+    });
+    p.text.append(span);
+  });
 }
 
 async function copyText(text, button) {
@@ -170,6 +223,7 @@ function buildRow(j) {
   const time = el("time", { class: "when" });
   const meta = el("span", { class: "meta" });
   const status = el("span", { class: "status" });
+  const badge = el("span", { class: "badge listen", role: "note" });
   const text = el("p", { class: "text", dir: "auto" });
   const whyText = el("span", { class: "reason" });
   const detail = el("span", { class: "detail" });
@@ -190,14 +244,21 @@ function buildRow(j) {
     }
   });
   const audio = el("audio", { controls: true, preload: "none" });
+  // Click a word: play the note from that word.
+  text.addEventListener("click", (ev) => {
+    const w = ev.target.closest(".w");
+    if (!w) return;
+    audio.currentTime = Math.max(0, Number(w.dataset.start) - 0.15);
+    audio.play().catch(() => { /* the browser may refuse until the user plays once */ });
+  });
   const download = el("a", { class: "download", text: T.download });
   li.append(
-    el("div", { class: "head" }, time, name, meta, status),
+    el("div", { class: "head" }, time, name, meta, badge, status),
     why,
     el("div", { class: "body" }, text, copy, retry),
     el("div", { class: "media" }, audio, download),
   );
-  return { li, sig: "", parts: { name, time, meta, status, text, why, whyText, detail, copy, retry, audio, download } };
+  return { li, sig: "", parts: { name, time, meta, status, badge, text, why, whyText, detail, copy, retry, audio, download } };
 }
 
 function fillRow(row, j) {
@@ -212,8 +273,15 @@ function fillRow(row, j) {
   row.li.className = "job " + j.status;
   const done = j.status === "done";
   row.li.dataset.text = done ? (j.text || "") : "";
-  p.text.textContent = done ? (j.text || T.no_speech) : "";
+  if (done) fillText(p, j);
+  else p.text.textContent = "";
   p.text.hidden = !done;
+  const needed = done && j.review && j.review.needed;
+  p.badge.hidden = !needed;
+  row.li.classList.toggle("review", Boolean(needed));
+  if (needed) {
+    p.badge.textContent = T.listen + ": " + reviewText(j.review);
+  }
   p.copy.hidden = !done || !j.text;
   const failed = j.status === "failed";
   p.why.hidden = !failed;
@@ -268,7 +336,8 @@ function query() {
   const q = $("q").value.trim();
   const status = $("status").value;
   if (q) p.set("q", q);
-  if (status) p.set("status", status);
+  if (status === "review") p.set("review", "needed");
+  else if (status) p.set("status", status);
   return { url: "/v1/jobs?" + p.toString(), filtered: Boolean(q || status) };
 }
 
