@@ -136,6 +136,38 @@ fn check_format(container: &str, rate: u32, channels: usize) -> Result<(), Decod
     Ok(())
 }
 
+/// Check a WAV file's `fmt ` chunk before symphonia reads it: channels 1..=[`MAX_CHANNELS`],
+/// a sample rate [`check_format`] accepts, and at most 64 bits per sample. (A missing or
+/// short chunk is left to the demuxer, which reports it.)
+fn check_wav_fmt(d: &[u8]) -> Result<(), DecodeError> {
+    let bad = |detail: String| DecodeError::Corrupt {
+        detail: format!("wav: {detail}"),
+        offset: None,
+    };
+    let mut at = 12;
+    while at + 8 <= d.len() {
+        let id = &d[at..at + 4];
+        let size = u32::from_le_bytes([d[at + 4], d[at + 5], d[at + 6], d[at + 7]]) as usize;
+        if id == b"fmt " {
+            let Some(f) = d.get(at + 8..at + 24) else {
+                return Ok(());
+            };
+            let channels = u16::from_le_bytes([f[2], f[3]]) as usize;
+            let rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
+            let bits = u16::from_le_bytes([f[14], f[15]]);
+            if channels == 0 {
+                return Err(bad("the header claims 0 channels".into()));
+            }
+            if bits > 64 {
+                return Err(bad(format!("the header claims {bits} bits per sample")));
+            }
+            return check_format("wav", rate, channels);
+        }
+        at = at.saturating_add(8).saturating_add(size + (size & 1));
+    }
+    Ok(())
+}
+
 /// After this many undecodable packets in a row, stop and keep what decoded.
 const MAX_BAD_PACKETS_IN_A_ROW: usize = 16;
 
@@ -182,7 +214,25 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
     if container == "matroska" && mkv::patch_truncated(&mut data) {
         warnings.push(truncated_warning("the file ends before its declared end"));
     }
-    let out = demux_and_decode(data, container, edit, limits, &mut warnings)?;
+    if container == "wav" {
+        check_wav_fmt(&data)?;
+    }
+    // The demuxers are symphonia's; a header field they do arithmetic on without a check
+    // (the fuzzer found `channels * bytes per sample` in the WAV reader) would panic in a
+    // build with overflow checks. The headers we know of are checked above; anything else
+    // becomes a `corrupt` error here rather than a dead worker or process.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        demux_and_decode(data, container, edit, limits, &mut warnings)
+    }));
+    let out = match decoded {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(DecodeError::Corrupt {
+                detail: format!("{container}: the decoder could not read this file's header"),
+                offset: None,
+            })
+        }
+    };
     Ok(Audio {
         samples: out.samples,
         container: container.to_string(),
@@ -557,6 +607,22 @@ mod tests {
         }
         let ok = decode(&wav_claiming(384_000, 2, 40_000), &l).unwrap();
         assert_eq!(ok.source_rate, 384_000);
+    }
+
+    /// Found by the fuzzer (`fuzz/`): a WAV whose `fmt ` chunk claims 65535 channels made
+    /// symphonia's WAV reader overflow `channels * bytes per sample` (a panic wherever
+    /// overflow checks are on, as in the tests and the fuzzer).
+    #[test]
+    fn fuzzer_finds_stay_errors() {
+        let wav = include_bytes!("../../tests/fixtures/fuzz/wav_channels_overflow.wav");
+        let e = decode(wav, &Limits::default()).unwrap_err();
+        assert_eq!(e.code(), "corrupt", "{e}");
+        let mut zero = wav_claiming(16_000, 1, 4_000);
+        zero[22] = 0; // channels = 0
+        assert_eq!(
+            decode(&zero, &Limits::default()).unwrap_err().code(),
+            "corrupt"
+        );
     }
 
     /// Issue #13, item 5: WebM cut at 50/90/99% was refused whole ("missing segment
