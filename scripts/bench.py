@@ -378,7 +378,8 @@ def table(rows, a):
                "noisy": f"noisy notes ×{a.n_noisy}, warm"}[r["what"]]
         settings = ("greedy" if r["beam"] == 1 else f"beam {r['beam']}") + f", {a.threads} threads"
         if r["system"].startswith("earshot defaults"):
-            settings = f"its defaults ({a.model}-q8_0, greedy + guard, {os.cpu_count()} cores)"
+            decoding = "beam 5" if "beam 5" in r["system"] else "greedy + guard"
+            settings = f"its defaults ({a.model}-q8_0, {decoding}, {os.cpu_count()} cores)"
         wall = f"{r['wall']:.1f}"
         if r["per_note"] is not None:
             wall += f" ({r['per_note']:.2f}/note)"
@@ -411,6 +412,8 @@ def main():
     p.add_argument("--noise-dbfs", type=float, default=-40.0, help="room noise RMS, dBFS")
     p.add_argument("--half", choices=["tune", "measure", "all"], default="all",
                    help="short notes of one half only")
+    p.add_argument("--systems", default="",
+                   help="comma list: only the systems whose label contains one of these")
     p.add_argument("--flash-attn", action="store_true", help="whisper-cli with flash attention")
     p.add_argument("--levers", action="store_true", help="earshot variants only (the levers)")
     p.add_argument("--eval", default=os.path.join(root, "..", "shared", "eval"))
@@ -450,9 +453,13 @@ def main():
             rows += bench(systems, short, beam, a.rounds, "short")
     else:
         systems = [Earshot(a, "earshot defaults", [], defaults=True),
+                   Earshot(a, "earshot defaults, beam 5", ["--beam-size", "5"], defaults=True),
                    Earshot(a, "earshot f16", []),
                    Earshot(a, "earshot f16, full context", ["--audio-ctx", "full", "--keep-silence"]),
                    WhisperCli(a), FasterWhisper(a)]
+        if a.systems:
+            want = [w.strip() for w in a.systems.split(",") if w.strip()]
+            systems = [s for s in systems if any(w == s.label or (w.endswith("*") and s.label.startswith(w[:-1])) for w in want)]
         for beam in beams:
             rows += bench(systems, short, beam, a.rounds, "short")
             if not a.no_cold:

@@ -32,7 +32,12 @@ cleanup() {
   set +e
   [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null
   for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[$i]}" 2>/dev/null; done
-  if [ "$keep" = 1 ]; then echo "check-fresh-machine: kept $root"; else rm -rf --one-file-system "$root"; fi
+  if [ "$keep" = 1 ]; then
+    echo "check-fresh-machine: kept $root and its logs ($root.*.log)"
+  else
+    rm -rf --one-file-system "$root"
+    rm -f "$root".pk* "$root".run.log "$root".test.log "$root".debootstrap.log
+  fi
 }
 trap cleanup EXIT
 bind() { mkdir -p "$root$2"; mount --bind "$1" "$root$2"; mounts+=("$root$2"); [ "${3:-}" = ro ] && mount -o remount,bind,ro "$root$2"; return 0; }
@@ -44,12 +49,17 @@ debootstrap --variant=minbase bookworm "$root" "$mirror" >"$root.debootstrap.log
 rm -f "$root.debootstrap.log"
 t1=$(date +%s)
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# What the Debian installer writes and debootstrap does not: without /etc/hosts "localhost"
+# goes to DNS, and ChromeDriver cannot reach the browser it started ("unable to connect to
+# renderer"), which is how the first run of this check failed.
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 # A network that inspects TLS (a company proxy, this project's sandbox) signs with its own
 # CA: that CA belongs to the network, not to the box, so it is handed on. ca-certificates,
 # once the README's command installs it, takes it in.
 mkdir -p "$root/usr/local/share/ca-certificates"
 cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
-bind /proc /proc; bind /sys /sys; bind /dev /dev; bind /dev/pts /dev/pts
+# A booted box also has /dev/shm mounted, which `mount --bind /dev` leaves out.
+bind /proc /proc; bind /sys /sys; bind /dev /dev; bind /dev/pts /dev/pts; bind /dev/shm /dev/shm
 bind "$rustup_home" /opt/rustup ro
 bind "$cargo_bin" /opt/cargo-bin ro
 git clone -q "$here" "$root/src/earshot"

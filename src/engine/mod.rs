@@ -710,12 +710,15 @@ impl Engine {
         if t.cut_loops() {
             review.flag(Reason::SuspectText);
         }
-        if t.segments.iter().any(|s| s.suspect) {
-            review.flag(Reason::SuspectText);
-        }
         review.confidence = t.confidence();
-        if t.text.trim().is_empty() && plan.speech_seconds() >= review::SPEECH_FOR_TEXT_S {
-            review.flag(Reason::SpeechButNoText);
+        // Never silently empty: no text is either speech the model could not read, or (for
+        // a speck of "speech" shorter than a word) no speech at all.
+        if t.text.trim().is_empty() {
+            review.flag(if plan.speech_seconds() >= review::SPEECH_FOR_TEXT_S {
+                Reason::SpeechButNoText
+            } else {
+                Reason::NoSpeech
+            });
         }
         if review
             .confidence

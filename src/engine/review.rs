@@ -91,5 +91,5 @@ impl Review {
 pub const LOW_CONFIDENCE_BELOW: f32 = 0.6;
 /// Under this probability a detected language is `language_uncertain`.
 pub const LANGUAGE_UNSURE_BELOW: f32 = 0.7;
-/// Speech at least this long with no text is `speech_but_no_text`, not a stray sound.
+/// Speech at least this long with no text is `speech_but_no_text`; shorter, `no_speech`.
 pub const SPEECH_FOR_TEXT_S: f64 = 0.5;
