@@ -49,6 +49,10 @@ fn whole_fixture_folder_reports_each_broken_file_and_exits_1() {
         ("broken/video_only.mp4", "no audio track in the mp4 file"),
         ("broken/ogg_header_then_garbage.ogg", "corrupt audio"),
         ("broken/mp4_header_then_garbage.m4a", "corrupt audio"),
+        (
+            "fuzz/wav_channels_overflow.wav",
+            "corrupt audio: wav: the header",
+        ),
     ] {
         let line = format!("error: tests/fixtures/{file}: {reason}");
         assert!(stderr.contains(&line), "missing {line:?} in\n{stderr}");
@@ -72,7 +76,7 @@ fn whole_fixture_folder_reports_each_broken_file_and_exits_1() {
     let b = stdout.find("goforward.flac").unwrap();
     assert!(a < b, "outputs are in input order");
     let summary = stderr.lines().last().unwrap();
-    assert!(summary.starts_with("17 ok, 8 failed · "), "{summary}");
+    assert!(summary.starts_with("17 ok, 9 failed · "), "{summary}");
     assert!(summary.contains("× real time"), "{summary}");
 }
 

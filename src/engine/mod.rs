@@ -312,9 +312,10 @@ impl Transcript {
         cut
     }
 
-    /// Whether the text loops (before [`Transcript::cut_loops`]).
+    /// Whether the text loops (before [`Transcript::cut_loops`]), within a segment, over a
+    /// run of equal segments, or across segment boundaries in the joined text.
     fn loops(&self) -> bool {
-        self.clone().cut_loops()
+        self.clone().cut_loops() || text::has_loop(&self.text)
     }
 
     /// exp(mean token log-probability), weighted by tokens.
@@ -707,7 +708,9 @@ impl Engine {
         let mut t = self.transcribe_on(&mut state, samples, opts, requested, ctx)?;
         t.map_to_note(&plan);
         t.duration = duration;
-        if t.cut_loops() {
+        // A loop across segment boundaries is not cut (the segments stay as decoded) but
+        // is flagged.
+        if t.cut_loops() || text::has_loop(&t.text) {
             review.flag(Reason::SuspectText);
         }
         review.confidence = t.confidence();
