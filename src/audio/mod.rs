@@ -136,10 +136,26 @@ fn check_format(container: &str, rate: u32, channels: usize) -> Result<(), Decod
     Ok(())
 }
 
-/// Check a WAV file's `fmt ` chunk before symphonia reads it: channels 1..=[`MAX_CHANNELS`],
+/// Check every RIFF/WAVE header in the first MiB (symphonia's probe looks past leading
+/// junk, so a file sniffed as something else can still reach its WAV reader) and its `fmt `
+/// chunk before symphonia reads it: channels 1..=[`MAX_CHANNELS`],
 /// a sample rate [`check_format`] accepts, and at most 64 bits per sample. (A missing or
 /// short chunk is left to the demuxer, which reports it.)
 fn check_wav_fmt(d: &[u8]) -> Result<(), DecodeError> {
+    let head = &d[..d.len().min(1 << 20)];
+    let mut from = 0;
+    while let Some(i) = head[from..].windows(4).position(|w| w == b"RIFF") {
+        let at = from + i;
+        if head.get(at + 8..at + 12) == Some(b"WAVE") {
+            check_wav_fmt_at(&d[at..])?;
+        }
+        from = at + 4;
+    }
+    Ok(())
+}
+
+/// [`check_wav_fmt`] for a RIFF/WAVE header at the start of `d`.
+fn check_wav_fmt_at(d: &[u8]) -> Result<(), DecodeError> {
     let bad = |detail: String| DecodeError::Corrupt {
         detail: format!("wav: {detail}"),
         offset: None,
@@ -214,9 +230,9 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
     if container == "matroska" && mkv::patch_truncated(&mut data) {
         warnings.push(truncated_warning("the file ends before its declared end"));
     }
-    if container == "wav" {
-        check_wav_fmt(&data)?;
-    }
+    // symphonia's probe finds a RIFF/WAVE header anywhere near the start, whatever the
+    // sniffer called the file, so every one of them is checked.
+    check_wav_fmt(&data)?;
     // The demuxers are symphonia's; a header field they do arithmetic on without a check
     // (the fuzzer found `channels * bytes per sample` in the WAV reader) would panic in a
     // build with overflow checks. The headers we know of are checked above; anything else
@@ -617,6 +633,11 @@ mod tests {
         let wav = include_bytes!("../../tests/fixtures/fuzz/wav_channels_overflow.wav");
         let e = decode(wav, &Limits::default()).unwrap_err();
         assert_eq!(e.code(), "corrupt", "{e}");
+        // The fuzzer's second find: the same header after 4 bytes of junk ("FORM"), which the
+        // sniffer does not call WAV but symphonia's probe finds.
+        let shifted = [&b"FORM"[..], &wav[..]].concat();
+        let e = decode(&shifted, &Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("wav: the header"), "{e}");
         let mut zero = wav_claiming(16_000, 1, 4_000);
         zero[22] = 0; // channels = 0
         assert_eq!(
