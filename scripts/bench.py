@@ -329,7 +329,7 @@ def per_clip(rows_by_system, clips):
     return "\n".join(lines) + "\n"
 
 
-def bench(systems, clips, beam, rounds, what):
+def bench(systems, clips, beam, rounds, what, work):
     """Alternate the systems for `rounds` rounds; the median of each system's walls."""
     runs = {s.label: [] for s in systems}
     for r in range(rounds):
@@ -361,8 +361,7 @@ def bench(systems, clips, beam, rounds, what):
                      "texts": rs[-1][0]})
     if what in ("short", "noisy"):
         diffs = per_clip({s.label: runs[s.label][-1][0] for s in systems}, clips)
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "bench",
-                               f"per_clip_{what}_beam{beam}.md"), "w") as f:
+        with open(os.path.join(work, f"per_clip_{what}_beam{beam}.md"), "w") as f:
             f.write(diffs)
     return rows
 
@@ -450,7 +449,7 @@ def main():
             Earshot(a, "earshot defaults, --jobs 1", ["--jobs", "1"], defaults=True),
         ]
         for beam in beams:
-            rows += bench(systems, short, beam, a.rounds, "short")
+            rows += bench(systems, short, beam, a.rounds, "short", a.work)
     else:
         systems = [Earshot(a, "earshot defaults", [], defaults=True),
                    Earshot(a, "earshot defaults, beam 5", ["--beam-size", "5"], defaults=True),
@@ -461,14 +460,14 @@ def main():
             want = [w.strip() for w in a.systems.split(",") if w.strip()]
             systems = [s for s in systems if any(w == s.label or (w.endswith("*") and s.label.startswith(w[:-1])) for w in want)]
         for beam in beams:
-            rows += bench(systems, short, beam, a.rounds, "short")
+            rows += bench(systems, short, beam, a.rounds, "short", a.work)
             if not a.no_cold:
-                rows += bench(systems, short[:a.n_cold], beam, a.rounds, "cold")
+                rows += bench(systems, short[:a.n_cold], beam, a.rounds, "cold", a.work)
             if corpus["noisy"]:
-                rows += bench(systems, corpus["noisy"], beam, a.rounds, "noisy")
+                rows += bench(systems, corpus["noisy"], beam, a.rounds, "noisy", a.work)
             if corpus["long"] and beam == 1:  # the long file greedy only: it takes a while
                 long_systems = [s for s in systems if "full context" not in s.label]
-                rows += bench(long_systems, corpus["long"], beam, a.long_rounds or a.rounds, "long")
+                rows += bench(long_systems, corpus["long"], beam, a.long_rounds or a.rounds, "long", a.work)
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
@@ -482,7 +481,7 @@ def main():
         f.write(md)
     with open(a.out.replace(".md", ".json"), "w") as f:
         json.dump(rows, f, indent=1, ensure_ascii=False)
-    print("per-clip differences: target/bench/per_clip_*.md", file=sys.stderr)
+    print(f"per-clip differences: {a.work}/per_clip_*.md", file=sys.stderr)
     print(md)
 
 

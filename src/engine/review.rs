@@ -25,19 +25,6 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// The reason in words, for people (the inbox page, the CLI).
-    pub fn describe(self) -> &'static str {
-        match self {
-            Reason::QuietAudio => "very quiet recording",
-            Reason::SpeechButNoText => "speech heard but no words recognized",
-            Reason::LowConfidence => "the words are uncertain",
-            Reason::LanguageUncertain => "the language is uncertain",
-            Reason::Truncated => "the file is incomplete",
-            Reason::NoSpeech => "no speech found",
-            Reason::SuspectText => "the text repeated itself; repeats were removed",
-        }
-    }
-
     /// Every reason, in a stable order (for metrics).
     pub const ALL: [Reason; 7] = [
         Reason::QuietAudio,

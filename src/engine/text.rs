@@ -105,7 +105,7 @@ fn normalize_space(s: &str) -> String {
 }
 
 /// `text` up to the first subtitle credit in it (case-insensitive), trailing space removed.
-pub fn strip_credits(text: &str) -> &str {
+fn strip_credits(text: &str) -> &str {
     // Lowercase, remembering where each lowercase byte came from in `text`.
     let mut lower = String::with_capacity(text.len());
     let mut origin = Vec::with_capacity(text.len());

@@ -64,11 +64,6 @@ impl Silero {
         Ok(s)
     }
 
-    /// The model file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn context(&self) -> Result<WhisperVadContext, EngineError> {
         let err = |reason: String| EngineError::ModelLoad {
             path: self.path.clone(),
