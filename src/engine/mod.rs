@@ -774,14 +774,14 @@ impl Engine {
             None if !self.is_multilingual() => ("en".to_string(), None),
             None => {
                 // Detection runs the encoder once more before decoding: on 2 cores it is about
-                // 40% of a short note's time (the first pass given the language: 16.1 s on the
-                // tuning half, 28.4 s detecting it). In `Auto` mode it first looks at the
-                // clip's own context (at most 5 s); anything under 90% is detected again over
-                // the whole clip: its fitted context, or for a clip that fits in the first
-                // look, the full window (a very short clip can be confidently wrong between
-                // close languages otherwise). The whole clip instead of always the full
-                // window saved 11% of the time on the tuning half (34.1 → 30.2 s, the same
-                // text) and 21% on its noisy copies (85.7 → 67.7 s; CER ru +0.6, en -1.5).
+                // 40% of a short note's time (the tuning half given its languages: 16.1 s;
+                // detecting them: 28.4 s). In `Auto` mode it first looks at the clip's own
+                // context (at most 5 s); on short clips that can be confidently wrong between
+                // close languages, so anything under 90% is detected again with the full
+                // window, as whisper.cpp does by default. Detecting again over the clip's
+                // own fitted context instead was 11-21% faster on the tuning half and its
+                // noisy copies, but read a Russian note of the measuring half as Ukrainian
+                // (p = 0.87 on the fitted context): the full window stays.
                 // (Setting the context recomputes the state's mel, so the clip's mel is
                 // computed after it.)
                 // (Not on a GPU, where every extra pass costs more than it saves.)
@@ -813,8 +813,7 @@ impl Engine {
                 let (id, p) = match found {
                     Some(f) => f,
                     None => {
-                        let again = if ctx > CTX_DETECT { ctx } else { CTX_FULL };
-                        set_ctx(state, if auto { again } else { ctx })?;
+                        set_ctx(state, if auto { CTX_FULL } else { ctx })?;
                         state.pcm_to_mel(samples, threads).map_err(inf)?;
                         let (id, probs) = state.lang_detect(0, threads).map_err(inf)?;
                         (id, probs.get(id as usize).copied().unwrap_or(0.0))
