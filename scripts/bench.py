@@ -286,7 +286,8 @@ def score(clips, texts):
     t = {}
     inv = lp = 0
     for c, h in zip(clips, texts):
-        h, g = normalize(h, c["lang"]), normalize(c["ref"], c["lang"])
+        g = normalize(c["ref"], c["lang"])
+        h = normalize(h, c["lang"], g)
         s = t.setdefault((half(c["name"]), c["lang"]), [0, 0, 0, 0])
         s[0] += edits(h.split(), g.split())
         s[1] += len(g.split())
@@ -315,7 +316,7 @@ def per_clip(rows_by_system, clips):
              "|---|---|" + "---|" * len(rows_by_system)]
     for i, c in enumerate(clips):
         g = normalize(c["ref"], c["lang"])
-        hs = [normalize(texts[i], c["lang"]) for texts in rows_by_system.values()]
+        hs = [normalize(texts[i], c["lang"], g) for texts in rows_by_system.values()]
         if len(set(hs)) == 1:
             continue
         cells = []
@@ -415,6 +416,8 @@ def main():
                    help="comma list: only the systems whose label contains one of these")
     p.add_argument("--flash-attn", action="store_true", help="whisper-cli with flash attention")
     p.add_argument("--levers", action="store_true", help="earshot variants only (the levers)")
+    p.add_argument("--rescore", metavar="JSON",
+                   help="score the texts of an earlier run's results.json again (no runs)")
     p.add_argument("--eval", default=os.path.join(root, "..", "shared", "eval"))
     p.add_argument("--work", default=os.path.join(root, "target", "bench"))
     p.add_argument("--out", default=os.path.join(root, "target", "bench", "results.md"))
@@ -433,7 +436,22 @@ def main():
     a.n_noisy = len(corpus["noisy"])
     beams = [1, 5] if a.full else [1]
     rows = []
-    if a.levers:
+    if a.rescore:
+        # The scorer changed since a run: score the texts it kept again, nothing is run.
+        with open(a.rescore) as f:
+            rows = json.load(f)
+        every = {c["oga"]: c for cs in corpus.values() for c in cs}
+        by_len = {"short": corpus["short"], "noisy": corpus["noisy"], "long": corpus["long"]}
+        for r in rows:
+            clips = by_len.get(r["what"], [])
+            if r["what"] == "cold":
+                clips = corpus["short"][:len(r["texts"])]
+            elif len(clips) != len(r["texts"]):
+                clips = [c for c in clips if half(c["name"]) == a.half][:len(r["texts"])]
+            assert len(clips) == len(r["texts"]) and all(c["oga"] in every for c in clips)
+            r["acc"] = score(clips, r["texts"])
+        a.out = a.rescore.replace(".json", "_rescored.md")
+    elif a.levers:
         variants = [
             ("earshot, full context", ["--audio-ctx", "full", "--keep-silence"]),
             ("earshot, auto context", ["--keep-silence"]),

@@ -187,7 +187,8 @@ def main():
                 print(f"review_eval: no result for {path}", file=sys.stderr)
                 continue
             lang = r["language"]
-            h, g = normalize(rec.get("text", ""), lang), normalize(r["reference"], lang)
+            g = normalize(r["reference"], lang)
+            h = normalize(rec.get("text", ""), lang, g)
             cer = edits(h.replace(" ", ""), g.replace(" ", "")) / max(1, len(g.replace(" ", "")))
             notes.append({"variant": v, "half": half(r["file"]), "file": r["file"], "cer": cer,
                           "rec": rec, "text": rec.get("text", "")})

@@ -26,26 +26,40 @@ except ImportError:  # scoring still works; digits then count as written
     print("score: num2words is not installed; digits are not spelled out", file=sys.stderr)
 
 
-def spell_numbers(s, lang):
-    """'7 дней' -> 'семь дней' (ru, en; other languages and years as digits are left)."""
+def spell_numbers(s, lang, ref=None):
+    """'7 дней' -> 'семь дней' (ru, en; other languages are left as digits).
+
+    A run of digits is read as one number ("29340" -> "twenty-nine thousand ..."), unless
+    `ref` (the normalized reference) reads those digits one by one ("two nine three four
+    zero"), as people read order and phone numbers: then it is spelled digit by digit.
+    Either way the words said are the same; only the writing differs."""
     if num2words is None or lang not in ("ru", "en"):
         return s
 
     def word(m):
+        g = m.group(0)
         try:
-            return " " + num2words(int(m.group(0)), lang=lang) + " "
+            if ref and len(g) > 1:
+                each = " ".join(num2words(int(c), lang=lang) for c in g)
+                each = " ".join(each.replace("ё", "е").replace("-", " ").split())
+                if f" {each} " in f" {ref} ":
+                    return " " + each + " "
+            return " " + num2words(int(g), lang=lang) + " "
         except (ValueError, NotImplementedError, OverflowError):
-            return m.group(0)
+            return g
 
     return re.sub(r"\d+", word, s)
 
 
-def normalize(s, lang=None):
+def normalize(s, lang=None, ref=None):
+    """Lower case, no punctuation, ё→е, numbers spelled out in `lang`. Give the normalized
+    reference as `ref` when normalizing a hypothesis (see `spell_numbers`)."""
     s = unicodedata.normalize("NFC", s).lower().replace("ё", "е")
     s = "".join(c for c in s if c not in "'’")
     s = "".join(c if c.isalnum() else " " for c in s)
     if lang:
-        s = spell_numbers(s, lang).replace("ё", "е")
+        s = spell_numbers(s, lang, ref).replace("ё", "е")
+        s = "".join(c if c.isalnum() else " " for c in s)
     return " ".join(s.split())
 
 
@@ -114,7 +128,8 @@ def main():
             if stem not in refs:
                 continue
             lang, ref = refs[stem]
-            h, g = normalize(r.get("text", ""), lang), normalize(ref, lang)
+            g = normalize(ref, lang)
+            h = normalize(r.get("text", ""), lang, g)
             t = totals.setdefault(lang, [0, 0, 0, 0, 0])
             t[0] += edits(h.split(), g.split())
             t[1] += len(g.split())
