@@ -655,9 +655,8 @@ async fn store(
 ) -> ApiResult<(Job, bool, String)> {
     let s2 = s.clone();
     tokio::task::spawn_blocking(move || {
-        let (sha, size) = s2.queue.blobs.commit(up.blob)?;
-        let job = NewJob {
-            sha256: sha.clone(),
+        s2.queue.store(up.blob, |sha256, size| NewJob {
+            sha256,
             size,
             content_type: up.content_type,
             filename: up.filename,
@@ -667,9 +666,7 @@ async fn store(
             priority,
             idempotency_key: meta.idempotency_key,
             callback_url: meta.callback_url,
-        };
-        let (job, created) = s2.queue.db.insert(job)?;
-        Ok::<_, crate::storage::StorageError>((job, created, sha))
+        })
     })
     .await
     .map_err(ApiError::internal)?
@@ -1020,9 +1017,7 @@ async fn create_job(
     } else {
         // Same key, other bytes: refuse, and drop the bytes just stored unless another
         // record uses the same audio.
-        if !s.queue.db.sha_in_use(&sha).map_err(ApiError::from)? {
-            s.queue.blobs.remove(&sha).map_err(ApiError::from)?;
-        }
+        s.queue.discard_if_unused(&sha).map_err(ApiError::from)?;
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
@@ -1277,9 +1272,7 @@ async fn delete_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResul
             format!("job {id} is running; delete it when it is done"),
         ));
     }
-    if let Some(Some(sha)) = s.queue.db.delete(&id).map_err(ApiError::from)? {
-        s.queue.blobs.remove(&sha).map_err(ApiError::from)?;
-    }
+    s.queue.delete(&id).map_err(ApiError::from)?;
     Ok(Json(
         json!({"id": id, "object": "transcription.job", "deleted": true}),
     ))

@@ -18,7 +18,7 @@ use crate::config::Defaults;
 use crate::engine::review::{Reason, Review};
 use crate::engine::{Engine, Options};
 use crate::output::{self, Format};
-use crate::storage::{BlobStore, Db, Delivery, Job};
+use crate::storage::{BlobStore, Db, Delivery, Job, NewJob, PendingBlob, StorageError};
 
 /// Attempts before an engine error fails a job for good.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -85,6 +85,12 @@ pub struct Queue {
     pub finished: broadcast::Sender<String>,
     wake: (Mutex<u64>, Condvar),
     stopping: AtomicBool,
+    /// Held while an audio file and the rows that point at it change together: storing an
+    /// upload (the file, deduplicated by hash, then its row) and deleting a job (its row,
+    /// then the file when no other row points at it). Without it, an upload of bytes that
+    /// are already stored could find the file present, a delete could then remove it as
+    /// unreferenced, and the upload's row would point at nothing.
+    audio_refs: Mutex<()>,
 }
 
 impl Queue {
@@ -110,7 +116,52 @@ impl Queue {
             finished,
             wake: (Mutex::new(0), Condvar::new()),
             stopping: AtomicBool::new(false),
+            audio_refs: Mutex::new(()),
         })
+    }
+
+    fn lock_audio_refs(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.audio_refs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Make an upload durable and record its job: the audio file first (deduplicated by
+    /// hash), then the row, as one step against [`Queue::delete`]. `job` builds the row from
+    /// the audio's hash and size. Returns the job (an existing one for a replayed
+    /// Idempotency-Key), whether it was created, and the upload's hash.
+    pub fn store(
+        &self,
+        blob: PendingBlob,
+        job: impl FnOnce(String, u64) -> NewJob,
+    ) -> Result<(Job, bool, String), StorageError> {
+        let _refs = self.lock_audio_refs();
+        let (sha, size) = self.blobs.commit(blob)?;
+        let (stored, created) = self.db.insert(job(sha.clone(), size))?;
+        Ok((stored, created, sha))
+    }
+
+    /// Delete a job's record, and its audio when no other record points at it. `false`
+    /// when there is no such job.
+    pub fn delete(&self, id: &str) -> Result<bool, StorageError> {
+        let _refs = self.lock_audio_refs();
+        match self.db.delete(id)? {
+            None => Ok(false),
+            Some(unreferenced) => {
+                if let Some(sha) = unreferenced {
+                    self.blobs.remove(&sha)?;
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Remove stored audio that no record points at (an upload that was refused after it
+    /// was stored).
+    pub fn discard_if_unused(&self, sha: &str) -> Result<(), StorageError> {
+        let _refs = self.lock_audio_refs();
+        if !self.db.sha_in_use(sha)? {
+            self.blobs.remove(sha)?;
+        }
+        Ok(())
     }
 
     /// Tell idle workers there is work.

@@ -74,17 +74,17 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             })?;
     }
     if let Some(days) = cfg.retention_days {
-        let (db, blobs) = (queue.db.clone(), queue.blobs.clone());
+        let queue = queue.clone();
         std::thread::Builder::new()
             .name("earshot-retention".into())
             .spawn(move || loop {
-                match db.expired(days) {
+                match queue.db.expired(days) {
                     Ok(ids) => {
                         for id in ids {
-                            if let Ok(Some(Some(sha))) = db.delete(&id) {
-                                let _ = blobs.remove(&sha);
+                            match queue.delete(&id) {
+                                Ok(_) => tracing::info!(id = %id, days, "deleted by the retention policy"),
+                                Err(e) => tracing::error!(id = %id, error = %e, "retention could not delete a job"),
                             }
-                            tracing::info!(id = %id, days, "deleted by the retention policy");
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "retention sweep failed"),

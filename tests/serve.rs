@@ -740,6 +740,68 @@ fn twenty_concurrent_uploads() {
     );
 }
 
+/// Issue #14's race: uploads of the same bytes while jobs holding those bytes are deleted. An
+/// upload that found the file already stored (deduplicated) used to race a delete that
+/// removed it as unreferenced, leaving the new job pointing at nothing. Every job must keep
+/// its audio for as long as it exists.
+#[test]
+fn uploads_and_deletes_of_the_same_bytes_never_lose_audio() {
+    let s = Server::start("tiny.en", &["--workers", "1", "--threads-per-job", "1"]);
+    // Half a second of silence: the voice-activity step answers at once, so the workers
+    // keep up and a delete is rarely refused as running.
+    let wav = wav16k(std::iter::repeat_n(0.0, 8_000), None);
+    let want = sha256_hex(&wav);
+    let addr = s.addr.clone();
+    let lost: Vec<String> = (0..4)
+        .map(|t| {
+            let (addr, wav, want) = (addr.clone(), wav.clone(), want.clone());
+            std::thread::spawn(move || {
+                let mut lost = Vec::new();
+                for i in 0..100 {
+                    let (ct, body) = multipart_body(
+                        &[("external_id", &format!("t{t}-{i}"))],
+                        Some(("same.wav", &wav)),
+                    );
+                    let r = request(&addr, "POST", "/v1/jobs", &[("Content-Type", &ct)], &body);
+                    assert_eq!(r.status, 202, "{}", r.text());
+                    let id = r.json()["id"].as_str().unwrap().to_string();
+                    let audio = request(&addr, "GET", &format!("/v1/jobs/{id}/audio"), &[], &[]);
+                    if audio.status != 200 || sha256_hex(&audio.body) != want {
+                        lost.push(format!("{id}: audio answered {}", audio.status));
+                    }
+                    // Delete it again (a running job is refused with 409 until it is done).
+                    for _ in 0..300 {
+                        let d = request(&addr, "DELETE", &format!("/v1/jobs/{id}"), &[], &[]);
+                        if d.status == 200 {
+                            break;
+                        }
+                        assert_eq!(d.status, 409, "{}", d.text());
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                lost
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(lost.is_empty(), "jobs whose audio was gone: {lost:?}");
+    // Everything was deleted, so the one stored file went with the last job.
+    assert_eq!(
+        s.get("/v1/jobs?limit=100").json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let files: Vec<_> = walk(&s.data_dir.join("audio"))
+        .into_iter()
+        .filter(|p| !p.starts_with(s.data_dir.join("audio").join("tmp")))
+        .collect();
+    assert!(files.is_empty(), "audio left behind: {files:?}");
+}
+
 /// One request a receiver got: its headers (lowercased names) and body.
 type Received = (Vec<(String, String)>, Vec<u8>);
 
