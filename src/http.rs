@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::ServeConfig;
-use crate::jobs::Queue;
+use crate::jobs::{JobOptions, Queue};
 use crate::output::{self, Format};
 use crate::storage::{Job, ListFilter, NewJob, PendingBlob, Status};
 
@@ -518,7 +518,7 @@ fn parse_options(
     s: &AppState,
     f: &HashMap<String, String>,
     translate: bool,
-) -> ApiResult<(Value, Format)> {
+) -> ApiResult<(JobOptions, Format)> {
     if let Some(m) = f.get("model") {
         if m != "whisper-1" && m != &s.model_name {
             return Err(ApiError::new(
@@ -550,12 +550,15 @@ fn parse_options(
                 .param("response_format")
             })?,
     };
-    let mut opts = json!({ "translate": translate });
+    let mut opts = JobOptions {
+        translate,
+        ..JobOptions::default()
+    };
     // An explicit "auto" is kept: it overrides the service's --language.
     if f.get("language")
         .is_some_and(|l| l.eq_ignore_ascii_case("auto"))
     {
-        opts["language"] = json!("auto");
+        opts.language = Some("auto".into());
     } else if let Some(l) = f.get("language").filter(|l| !l.is_empty()) {
         let Some(code) = crate::engine::language::code(l) else {
             return Err(ApiError::new(
@@ -568,7 +571,7 @@ fn parse_options(
             )
             .param("language"));
         };
-        opts["language"] = json!(code);
+        opts.language = Some(code.to_string());
     }
     if let Some(p) = f.get("prompt") {
         if p.contains('\0') {
@@ -579,7 +582,7 @@ fn parse_options(
             )
             .param("prompt"));
         }
-        opts["prompt"] = json!(p);
+        opts.prompt = Some(p.clone());
     }
     if let Some(t) = f.get("temperature").filter(|t| !t.is_empty()) {
         let t: f64 = t
@@ -594,11 +597,11 @@ fn parse_options(
                 )
                 .param("temperature")
             })?;
-        opts["temperature"] = json!(t);
+        opts.temperature = Some(t as f32);
     }
     match f.get("accurate").map(|a| a.trim()) {
         None | Some("" | "false" | "0") => {}
-        Some("true" | "1") => opts["accurate"] = json!(true),
+        Some("true" | "1") => opts.accurate = true,
         Some(x) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -611,7 +614,7 @@ fn parse_options(
     if let Some(g) = f.get("timestamp_granularities") {
         for part in g.split(',') {
             match part.trim() {
-                "word" => opts["word_timestamps"] = json!(true),
+                "word" => opts.word_timestamps = true,
                 "segment" | "" => {}
                 x => {
                     return Err(ApiError::new(
@@ -649,7 +652,7 @@ struct Meta {
 async fn store(
     s: &Shared,
     up: Upload,
-    opts: Value,
+    opts: JobOptions,
     priority: i32,
     meta: Meta,
 ) -> ApiResult<(Job, bool, String)> {
@@ -662,7 +665,7 @@ async fn store(
             filename: up.filename,
             external_id: meta.external_id,
             source: meta.source,
-            options: opts,
+            options: opts.to_stored(),
             priority,
             idempotency_key: meta.idempotency_key,
             callback_url: meta.callback_url,
@@ -798,14 +801,11 @@ fn render_transcript(j: &Job, format: Format) -> ApiResult<Response> {
     let mut t: crate::engine::Transcript = transcript_of(j)
         .ok_or_else(|| ApiError::internal("the stored transcript is unreadable"))?;
     // Words are always stored (the inbox seeks by them); the API returns them when asked.
-    if j.options["word_timestamps"].as_bool() != Some(true) {
+    let opts = JobOptions::of(j);
+    if !opts.word_timestamps {
         t.words = None;
     }
-    let task = if j.options["translate"].as_bool() == Some(true) {
-        "translate"
-    } else {
-        "transcribe"
-    };
+    let task = opts.task();
     Ok(match format {
         Format::Json | Format::VerboseJson => {
             let mut v = output::to_json(&t, format, task).unwrap_or_default();

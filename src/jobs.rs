@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::audio::Limits;
@@ -252,8 +253,7 @@ impl Queue {
                 return;
             }
         };
-        let mut opts: Options = options_from_json(&job.options, &self.defaults);
-        opts.threads = self.threads_per_job;
+        let mut opts = JobOptions::of(job).to_engine(&self.defaults, self.threads_per_job);
         // Word times cost next to nothing and do not change the text; the inbox needs them
         // to mark unsure words and seek to a word. The API shows them only when asked.
         opts.word_timestamps = true;
@@ -301,29 +301,81 @@ impl Queue {
     }
 }
 
-/// Decoding options stored with a job (JSON), over the service's defaults (`language`
-/// and `prompt` when the job names none; a job's `"auto"` language still detects).
-pub fn options_from_json(v: &serde_json::Value, defaults: &Defaults) -> Options {
-    let mut o = Options {
-        language: defaults.language.clone(),
-        prompt: defaults.prompt.clone(),
-        ..Options::default()
-    };
-    if let Some(l) = v["language"].as_str().filter(|l| !l.is_empty()) {
-        o.language = Some(l.to_string()).filter(|l| l != "auto");
+/// What a request asks of its transcription: parsed once by the API, stored with the job
+/// (as JSON, in the `options` column), and turned into decoder options by the worker. A new
+/// request option is a field here and its use. Unknown keys in a stored row are ignored, and
+/// missing ones take their defaults, so rows written by earlier versions still read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobOptions {
+    /// ISO 639-1 code; `"auto"` detects even when the service has a `--language`; `None`
+    /// takes the service's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Initial prompt (names, vocabulary); `None` takes the service's `--prompt`/`--glossary`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Translate to English instead of transcribing.
+    pub translate: bool,
+    /// Sampling temperature (0-1); `None`: 0 with fallback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Return word times (they are always computed and stored; this says whether to show them).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub word_timestamps: bool,
+    /// The careful settings ([`Options::accurate`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub accurate: bool,
+}
+
+impl JobOptions {
+    /// A stored job's options. (Storage keeps them as JSON so that it need not know this
+    /// type; every row is written from one.)
+    pub fn of(job: &Job) -> JobOptions {
+        serde_json::from_value(job.options.clone()).unwrap_or_else(|e| {
+            tracing::warn!(id = %job.id, error = %e, "stored options unreadable; using the defaults");
+            JobOptions::default()
+        })
     }
-    if let Some(p) = v["prompt"].as_str().filter(|p| !p.trim().is_empty()) {
-        o.prompt = Some(p.to_string());
+
+    /// The options as stored.
+    pub fn to_stored(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("JobOptions serializes")
     }
-    o.translate = v["translate"].as_bool().unwrap_or(false);
-    if let Some(t) = v["temperature"].as_f64() {
-        o.temperature = t as f32;
+
+    /// The decoder options for this job, on top of the service-wide defaults.
+    pub fn to_engine(&self, defaults: &Defaults, threads: usize) -> Options {
+        let mut o = Options {
+            language: defaults.language.clone(),
+            prompt: defaults.prompt.clone(),
+            threads,
+            ..Options::default()
+        };
+        if let Some(l) = self.language.as_deref().filter(|l| !l.is_empty()) {
+            o.language = Some(l.to_string()).filter(|l| l != "auto");
+        }
+        if let Some(p) = self.prompt.as_deref().filter(|p| !p.trim().is_empty()) {
+            o.prompt = Some(p.to_string());
+        }
+        o.translate = self.translate;
+        if let Some(t) = self.temperature {
+            o.temperature = t;
+        }
+        o.word_timestamps = self.word_timestamps;
+        if self.accurate {
+            o = o.accurate();
+        }
+        o
     }
-    o.word_timestamps = v["word_timestamps"].as_bool().unwrap_or(false);
-    if v["accurate"].as_bool() == Some(true) {
-        o = o.accurate();
+
+    /// The task, as `verbose_json` names it.
+    pub fn task(&self) -> &'static str {
+        if self.translate {
+            "translate"
+        } else {
+            "transcribe"
+        }
     }
-    o
 }
 
 /// A job as the API shows it (`GET /v1/jobs/{id}`, and the webhook body).
@@ -352,4 +404,84 @@ pub fn job_json(j: &Job, delivery: Option<&Delivery>) -> serde_json::Value {
             "delivery_id": d.id, "event": d.event, "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
         })),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Status;
+
+    fn job(options: serde_json::Value) -> Job {
+        Job {
+            id: "j".into(),
+            created_at: 0,
+            sha256: String::new(),
+            size: 0,
+            content_type: None,
+            filename: None,
+            external_id: None,
+            source: None,
+            status: Status::Queued,
+            attempts: 0,
+            error_code: None,
+            error_message: None,
+            language: None,
+            duration: None,
+            transcript: None,
+            options,
+            priority: 1,
+            idempotency_key: None,
+            callback_url: None,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn job_options_read_rows_written_before_they_were_typed() {
+        // What the API stored before `JobOptions` existed, key by key.
+        let old = serde_json::json!({"translate": false, "language": "auto", "prompt": "ООО Ромашка",
+            "temperature": 0.2, "word_timestamps": true, "accurate": true});
+        let o = JobOptions::of(&job(old));
+        assert_eq!(o.language.as_deref(), Some("auto"));
+        assert_eq!(o.prompt.as_deref(), Some("ООО Ромашка"));
+        assert_eq!(o.temperature, Some(0.2));
+        assert!(o.word_timestamps && o.accurate && !o.translate);
+        // Stored again, it reads the same, and unset fields stay out of the JSON.
+        assert_eq!(
+            serde_json::from_value::<JobOptions>(o.to_stored()).unwrap(),
+            o
+        );
+        assert_eq!(
+            JobOptions::default().to_stored(),
+            serde_json::json!({"translate": false})
+        );
+        // A row this version cannot read falls back to the defaults instead of failing.
+        let bad = job(serde_json::json!({"temperature": "hot"}));
+        assert_eq!(JobOptions::of(&bad), JobOptions::default());
+    }
+
+    #[test]
+    fn job_options_over_the_service_defaults() {
+        let service = Defaults {
+            language: Some("ru".into()),
+            prompt: Some("Ромашка".into()),
+        };
+        // Nothing asked: the service's language and prompt.
+        let o = JobOptions::default().to_engine(&service, 3);
+        assert_eq!(o.language.as_deref(), Some("ru"));
+        assert_eq!(o.prompt.as_deref(), Some("Ромашка"));
+        assert_eq!(o.threads, 3);
+        // "auto" detects even though the service names a language; a prompt replaces its.
+        let asked = JobOptions {
+            language: Some("auto".into()),
+            prompt: Some("Лютик".into()),
+            accurate: true,
+            ..JobOptions::default()
+        };
+        let o = asked.to_engine(&service, 3);
+        assert_eq!(o.language, None);
+        assert_eq!(o.prompt.as_deref(), Some("Лютик"));
+        assert_eq!(o.beam_size, Some(5));
+        assert_eq!(o.threads, 3);
+    }
 }
