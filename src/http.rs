@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::ServeConfig;
+use crate::error::ErrorCode;
 use crate::jobs::{JobOptions, Queue};
 use crate::output::{self, Format};
 use crate::storage::{Job, ListFilter, NewJob, PendingBlob, Status};
@@ -70,14 +71,14 @@ pub type Shared = Arc<AppState>;
 pub struct ApiError {
     status: StatusCode,
     kind: &'static str,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     param: Option<&'static str>,
     retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         let kind = match status.as_u16() {
             401 => "authentication_error",
             400 | 404 | 405 | 408 | 409 | 413 | 415 | 416 | 422 => "invalid_request_error",
@@ -106,7 +107,7 @@ impl ApiError {
         tracing::error!(error = %e, "internal error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             format!("internal error: {e}"),
         )
     }
@@ -132,7 +133,7 @@ impl From<std::io::Error> for ApiError {
 fn disk_full() -> ApiError {
     ApiError::new(
         StatusCode::INSUFFICIENT_STORAGE,
-        "insufficient_storage",
+        ErrorCode::InsufficientStorage,
         "the server's disk is full, so nothing was stored; retry later",
     )
     .retry_after(60)
@@ -174,7 +175,7 @@ pub fn router(state: Shared) -> Router {
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 "no such route; the API is under /v1 (see docs/api.md)",
             )
         })
@@ -212,16 +213,16 @@ async fn json_errors(req: Request, next: Next) -> Response {
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&text).trim().to_string();
     let code = match status.as_u16() {
-        400 => "invalid_request",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        408 => "body_timeout",
-        413 => "too_large",
-        415 => "unsupported_media_type",
-        416 => "range_not_satisfiable",
-        422 => "invalid_request",
-        _ if status.is_server_error() => "internal_error",
-        _ => "http_error",
+        400 => ErrorCode::InvalidRequest,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::BodyTimeout,
+        413 => ErrorCode::TooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        416 => ErrorCode::RangeNotSatisfiable,
+        422 => ErrorCode::InvalidRequest,
+        _ if status.is_server_error() => ErrorCode::InternalError,
+        _ => ErrorCode::HttpError,
     };
     let message = if text.is_empty() {
         status.canonical_reason().unwrap_or("error").to_lowercase()
@@ -347,7 +348,7 @@ async fn auth(State(s): State<Shared>, req: Request, next: Next) -> Response {
         }
         _ => ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_api_key",
+            ErrorCode::InvalidApiKey,
             "missing or invalid API key: send Authorization: Bearer <key>",
         )
         .into_response(),
@@ -382,7 +383,7 @@ fn check_disk(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     match free_disk_mb(&s.cfg.data_dir) {
         Some(free) if free < s.cfg.min_free_disk_mb + incoming_mb => Err(ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
-            "insufficient_storage",
+            ErrorCode::InsufficientStorage,
             format!(
                 "the server's disk is nearly full ({free} MiB free, {} MiB kept free); nothing was stored, retry later",
                 s.cfg.min_free_disk_mb
@@ -415,7 +416,7 @@ fn check_id_len(what: &'static str, v: Option<&String>) -> ApiResult<()> {
     match v {
         Some(v) if v.len() > MAX_ID_BYTES => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_value",
+            ErrorCode::InvalidValue,
             format!(
                 "{what} is {} bytes long; at most {MAX_ID_BYTES} are accepted",
                 v.len()
@@ -429,7 +430,7 @@ fn check_id_len(what: &'static str, v: Option<&String>) -> ApiResult<()> {
 fn too_large(s: &AppState) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
+        ErrorCode::TooLarge,
         format!(
             "upload is larger than the limit of {} bytes",
             s.cfg.max_upload_bytes
@@ -462,7 +463,7 @@ async fn read_multipart(s: &AppState, mut mp: Multipart) -> ApiResult<Upload> {
         } else {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_multipart",
+                ErrorCode::InvalidMultipart,
                 format!("could not read the multipart body: {e}"),
             )
         }
@@ -492,7 +493,7 @@ async fn read_multipart(s: &AppState, mut mp: Multipart) -> ApiResult<Upload> {
     let (blob, filename, content_type) = upload.ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "missing_file",
+            ErrorCode::MissingFile,
             "the multipart field 'file' is required",
         )
         .param("file")
@@ -500,7 +501,7 @@ async fn read_multipart(s: &AppState, mut mp: Multipart) -> ApiResult<Upload> {
     if blob.size() == 0 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "empty",
+            ErrorCode::Empty,
             "the uploaded file is empty",
         )
         .param("file"));
@@ -523,7 +524,7 @@ fn parse_options(
         if m != "whisper-1" && m != &s.model_name {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                "model_not_found",
+                ErrorCode::ModelNotFound,
                 format!(
                     "the model '{m}' does not exist here; use 'whisper-1' or '{}'",
                     s.model_name
@@ -542,7 +543,7 @@ fn parse_options(
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "invalid_value",
+                    ErrorCode::InvalidValue,
                     format!(
                         "response_format must be json, text, srt, verbose_json or vtt, not '{x}'"
                     ),
@@ -563,7 +564,7 @@ fn parse_options(
         let Some(code) = crate::engine::language::code(l) else {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_language",
+                ErrorCode::InvalidLanguage,
                 format!(
                     "unknown language '{}'; use an ISO 639-1 code such as ru or en",
                     clip(l, 40)
@@ -577,7 +578,7 @@ fn parse_options(
         if p.contains('\0') {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 "prompt must not contain NUL bytes",
             )
             .param("prompt"));
@@ -592,7 +593,7 @@ fn parse_options(
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "invalid_value",
+                    ErrorCode::InvalidValue,
                     "temperature must be a number between 0 and 1",
                 )
                 .param("temperature")
@@ -605,7 +606,7 @@ fn parse_options(
         Some(x) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 format!("accurate must be true or false, not '{x}'"),
             )
             .param("accurate"))
@@ -619,7 +620,7 @@ fn parse_options(
                 x => {
                     return Err(ApiError::new(
                         StatusCode::BAD_REQUEST,
-                        "invalid_value",
+                        ErrorCode::InvalidValue,
                         format!("timestamp_granularities[] takes word or segment, not '{x}'"),
                     )
                     .param("timestamp_granularities[]"))
@@ -701,7 +702,7 @@ async fn sync_request(
     let overloaded = || {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
+            ErrorCode::Overloaded,
             "all workers are busy; retry shortly or use POST /v1/jobs",
         )
         .retry_after(5)
@@ -752,7 +753,7 @@ async fn sync_request(
         {
             let mut r = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
+                ErrorCode::ShuttingDown,
                 format!("the service is restarting; job {} is stored and will run after it, see GET /v1/jobs/{}", job.id, job.id),
             )
             .retry_after(10)
@@ -771,18 +772,15 @@ async fn sync_request(
 }
 
 fn job_error(j: &Job) -> ApiError {
-    let code = match j.error_code.as_deref() {
-        Some("empty") => "empty",
-        Some("not_audio") => "not_audio",
-        Some("unsupported_codec") => "unsupported_codec",
-        Some("no_audio_track") => "no_audio_track",
-        Some("corrupt") => "corrupt",
-        Some("too_large") => "too_large",
-        Some("too_long") => "too_long",
-        Some("invalid_language") => "invalid_language",
-        _ => "transcription_failed",
-    };
-    let status = if code == "transcription_failed" {
+    // What the input did wrong keeps its code (400); a failure of the service is
+    // `transcription_failed` (500) with the stored message.
+    let code = j
+        .error_code
+        .as_deref()
+        .and_then(ErrorCode::parse)
+        .filter(|c| c.is_bad_input())
+        .unwrap_or(ErrorCode::TranscriptionFailed);
+    let status = if code == ErrorCode::TranscriptionFailed {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
         StatusCode::BAD_REQUEST
@@ -885,7 +883,7 @@ async fn create_job(
     if queued as usize >= s.cfg.queue_limit {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "queue_full",
+            ErrorCode::QueueFull,
             format!(
                 "the queue holds {queued} jobs (limit {}); retry later",
                 s.cfg.queue_limit
@@ -900,7 +898,11 @@ async fn create_job(
         .to_string();
     let mut up = if ct.starts_with("multipart/form-data") {
         let mp = Multipart::from_request(req, &s).await.map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text())
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidMultipart,
+                e.body_text(),
+            )
         })?;
         read_multipart(&s, mp).await?
     } else if ct.starts_with("audio/")
@@ -917,7 +919,7 @@ async fn create_job(
                 } else {
                     ApiError::new(
                         StatusCode::BAD_REQUEST,
-                        "invalid_body",
+                        ErrorCode::InvalidBody,
                         format!("could not read the body: {e}"),
                     )
                 }
@@ -927,7 +929,7 @@ async fn create_job(
         if blob.size() == 0 {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "empty",
+                ErrorCode::Empty,
                 "the request body is empty",
             ));
         }
@@ -943,7 +945,7 @@ async fn create_job(
             fields: HashMap::new(),
         }
     } else {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send multipart/form-data with a 'file' field, or the audio itself with an audio/* Content-Type"));
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::UnsupportedMediaType, "send multipart/form-data with a 'file' field, or the audio itself with an audio/* Content-Type"));
     };
     // Query parameters fill in what form fields did not say.
     for (k, v) in [
@@ -979,7 +981,7 @@ async fn create_job(
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_callback_url",
+            ErrorCode::InvalidCallbackUrl,
             "callback_url is longer than 2048 bytes",
         )
         .param("callback_url"));
@@ -995,7 +997,7 @@ async fn create_job(
             .await
             .map_err(ApiError::internal)?
             .map_err(|m| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_callback_url", m)
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidCallbackUrl, m)
                     .param("callback_url")
             })?;
     }
@@ -1020,7 +1022,7 @@ async fn create_job(
         s.queue.discard_if_unused(&sha).map_err(ApiError::from)?;
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyReused,
             format!(
                 "this Idempotency-Key was used for job {} with different audio",
                 job.id
@@ -1052,7 +1054,7 @@ async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiRe
         Some(x) => Some(Status::parse(x).ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 "status must be queued, running, done or failed",
             )
             .param("status")
@@ -1062,7 +1064,7 @@ async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiRe
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_value",
+            ErrorCode::InvalidValue,
             format!("limit must be from 1 to 1000, not {limit}"),
         )
         .param("limit"));
@@ -1074,7 +1076,7 @@ async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiRe
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_value",
+            ErrorCode::InvalidValue,
             format!(
                 "before must be a job id (from a previous page), not '{}'",
                 clip(b, 40)
@@ -1089,7 +1091,7 @@ async fn list_jobs(State(s): State<Shared>, Query(q): Query<ListQuery>) -> ApiRe
         Some(x) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 format!("review must be needed or ok, not '{}'", clip(x, 40)),
             )
             .param("review"))
@@ -1117,7 +1119,7 @@ fn find(s: &AppState, id: &str) -> ApiResult<Job> {
     s.queue.db.get(id).map_err(ApiError::from)?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "job_not_found",
+            ErrorCode::JobNotFound,
             format!("no job with id '{id}'"),
         )
     })
@@ -1143,13 +1145,15 @@ async fn get_transcript(
         .as_deref()
         .unwrap_or("json")
         .parse::<Format>()
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_value", e).param("format"))?;
+        .map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidValue, e).param("format")
+        })?;
     match j.status {
         Status::Done => render_transcript(&j, format),
         Status::Failed => Err(job_error(&j)),
         _ => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "not_ready",
+            ErrorCode::NotReady,
             format!("job {id} is {}; poll GET /v1/jobs/{id}", j.status.as_str()),
         )),
     }
@@ -1254,7 +1258,7 @@ async fn retry_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult
     if j.status == Status::Running || j.status == Status::Queued {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "not_retryable",
+            ErrorCode::NotRetryable,
             format!("job {id} is {}", j.status.as_str()),
         ));
     }
@@ -1268,7 +1272,7 @@ async fn delete_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResul
     if j.status == Status::Running {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "job_running",
+            ErrorCode::JobRunning,
             format!("job {id} is running; delete it when it is done"),
         ));
     }

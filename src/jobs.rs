@@ -247,7 +247,7 @@ impl Queue {
                 tracing::error!(error = %e, "audio blob unreadable");
                 let _ = self.db.finish_failed(
                     &job.id,
-                    "storage_error",
+                    crate::error::ErrorCode::StorageError,
                     &format!("stored audio could not be read: {e}"),
                 );
                 return;
@@ -282,7 +282,7 @@ impl Queue {
                 let _ = self.db.requeue_interrupted(&job.id);
             }
             Err(crate::Error::Decode(e)) => {
-                tracing::warn!(code = e.code(), error = %e, "audio could not be decoded");
+                tracing::warn!(code = %e.code(), error = %e, "audio could not be decoded");
                 let _ = self.db.finish_failed(&job.id, e.code(), &e.to_string());
             }
             Err(crate::Error::Engine(e))

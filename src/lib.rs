@@ -9,6 +9,7 @@ pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod listener;
@@ -35,7 +36,7 @@ pub enum Error {
 
 impl Error {
     /// Stable machine-readable code (`not_audio`, `corrupt`, `inference_failed`, ...).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> error::ErrorCode {
         match self {
             Error::Decode(e) => e.code(),
             Error::Engine(e) => e.code(),

@@ -16,6 +16,7 @@
 //! `too_many_connections` and closed, so the process never runs out of descriptors and a
 //! health check is answered rather than left in the backlog.
 
+use crate::error::ErrorCode;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -188,7 +189,7 @@ impl HttpBody for IdleBody {
 }
 
 /// `{"error":…}` with `status` and `code`, for answers the router never sees.
-pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response<Body> {
     let kind = if status.is_server_error() {
         "server_error"
     } else {
@@ -262,7 +263,9 @@ pub async fn serve(
 
 /// Over the cap: a short 503 and close.
 async fn refuse(mut stream: tokio::net::TcpStream) {
-    let body = r#"{"error":{"message":"too many open connections; retry shortly","type":"service_unavailable","param":null,"code":"too_many_connections"}}"#;
+    let body = serde_json::json!({"error": {"message": "too many open connections; retry shortly",
+        "type": "service_unavailable", "param": null, "code": ErrorCode::TooManyConnections}})
+    .to_string();
     let msg = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
@@ -317,7 +320,7 @@ async fn connection(
                     drop(r);
                     error_response(
                         StatusCode::REQUEST_TIMEOUT,
-                        "body_timeout",
+                        ErrorCode::BodyTimeout,
                         &format!(
                             "the request body stalled for more than {} s; send it again",
                             t.body_idle.as_secs()

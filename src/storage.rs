@@ -567,12 +567,17 @@ impl Db {
     }
 
     /// Record a failure; queues the webhook (if any) in the same transaction.
-    pub fn finish_failed(&self, id: &str, code: &str, message: &str) -> Result<(), StorageError> {
+    pub fn finish_failed(
+        &self,
+        id: &str,
+        code: crate::error::ErrorCode,
+        message: &str,
+    ) -> Result<(), StorageError> {
         let c = self.conn();
         let tx = c.unchecked_transaction()?;
         tx.execute(
             "UPDATE jobs SET status = 'failed', error_code = ?2, error_message = ?3, lease_until = NULL, updated_at = ?4 WHERE id = ?1",
-            params![id, code, message, now_ms()],
+            params![id, code.as_str(), message, now_ms()],
         )?;
         enqueue_delivery(&tx, id, "job.failed")?;
         tx.commit()?;

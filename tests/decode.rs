@@ -69,7 +69,7 @@ fn broken_inputs_get_their_specified_outcome() {
     let code = |name: &str| {
         decode_fixture(name)
             .map(|_| "ok")
-            .unwrap_or_else(|e| e.code())
+            .unwrap_or_else(|e| e.code().as_str())
     };
     assert_eq!(code("broken/empty.ogg"), "empty");
     assert_eq!(code("broken/random.bin"), "not_audio");

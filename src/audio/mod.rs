@@ -14,6 +14,7 @@ mod opus;
 pub mod resample;
 pub mod sniff;
 
+use crate::error::ErrorCode;
 use std::io::Cursor;
 
 use serde::Serialize;
@@ -67,15 +68,15 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// The stable machine-readable code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            DecodeError::Empty => "empty",
-            DecodeError::NotAudio { .. } => "not_audio",
-            DecodeError::UnsupportedCodec { .. } => "unsupported_codec",
-            DecodeError::NoAudioTrack { .. } => "no_audio_track",
-            DecodeError::Corrupt { .. } => "corrupt",
-            DecodeError::TooLarge { .. } => "too_large",
-            DecodeError::TooLong { .. } => "too_long",
+            DecodeError::Empty => ErrorCode::Empty,
+            DecodeError::NotAudio { .. } => ErrorCode::NotAudio,
+            DecodeError::UnsupportedCodec { .. } => ErrorCode::UnsupportedCodec,
+            DecodeError::NoAudioTrack { .. } => ErrorCode::NoAudioTrack,
+            DecodeError::Corrupt { .. } => ErrorCode::Corrupt,
+            DecodeError::TooLarge { .. } => ErrorCode::TooLarge,
+            DecodeError::TooLong { .. } => ErrorCode::TooLong,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod review;
 pub mod text;
 pub mod vad;
 
+use crate::error::ErrorCode;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -54,15 +55,15 @@ pub enum EngineError {
 
 impl EngineError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            EngineError::ModelMissing { .. } => "model_not_found",
-            EngineError::ModelLoad { .. } => "model_load_failed",
-            EngineError::UnknownLanguage(_) => "invalid_language",
-            EngineError::EnglishOnly(_) => "invalid_language",
-            EngineError::Inference(_) => "inference_failed",
-            EngineError::GpuUnavailable(_) => "gpu_unavailable",
-            EngineError::Cancelled => "cancelled",
+            EngineError::ModelMissing { .. } => ErrorCode::ModelNotFound,
+            EngineError::ModelLoad { .. } => ErrorCode::ModelLoadFailed,
+            EngineError::UnknownLanguage(_) => ErrorCode::InvalidLanguage,
+            EngineError::EnglishOnly(_) => ErrorCode::InvalidLanguage,
+            EngineError::Inference(_) => ErrorCode::InferenceFailed,
+            EngineError::GpuUnavailable(_) => ErrorCode::GpuUnavailable,
+            EngineError::Cancelled => ErrorCode::Cancelled,
         }
     }
 }

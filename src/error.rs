@@ -1,0 +1,234 @@
+//! The one list of machine-readable error codes.
+//!
+//! Every error a client or an operator can see carries one of these: the HTTP API's
+//! `{"error":{"code"}}`, a failed job's stored `error.code`, and the CLI's message. The
+//! library's errors (`DecodeError::code`, `EngineError::code`) return them, the job store keeps
+//! their names, and the HTTP layer turns them into statuses. A new error is a variant here, and
+//! the compiler then asks where it belongs in [`ErrorCode::http_status`] and
+//! [`ErrorCode::is_bad_input`].
+
+use serde::{Deserialize, Serialize};
+
+/// A stable, machine-readable error code (serialized in snake_case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    // The audio (decoder).
+    Empty,
+    NotAudio,
+    UnsupportedCodec,
+    NoAudioTrack,
+    Corrupt,
+    TooLarge,
+    TooLong,
+    // The engine.
+    InvalidLanguage,
+    ModelNotFound,
+    ModelLoadFailed,
+    InferenceFailed,
+    GpuUnavailable,
+    Cancelled,
+    // A job that failed for a reason that is not the input's.
+    TranscriptionFailed,
+    StorageError,
+    // The request.
+    InvalidRequest,
+    InvalidValue,
+    InvalidBody,
+    InvalidMultipart,
+    MissingFile,
+    UnsupportedMediaType,
+    InvalidApiKey,
+    InvalidCallbackUrl,
+    IdempotencyKeyReused,
+    NotFound,
+    JobNotFound,
+    JobRunning,
+    NotRetryable,
+    MethodNotAllowed,
+    BodyTimeout,
+    RangeNotSatisfiable,
+    /// Any other refusal of the HTTP layer.
+    HttpError,
+    // The service's state.
+    TooManyConnections,
+    Overloaded,
+    QueueFull,
+    ShuttingDown,
+    NotReady,
+    InsufficientStorage,
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The name, as serialized and stored.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            Empty => "empty",
+            NotAudio => "not_audio",
+            UnsupportedCodec => "unsupported_codec",
+            NoAudioTrack => "no_audio_track",
+            Corrupt => "corrupt",
+            TooLarge => "too_large",
+            TooLong => "too_long",
+            InvalidLanguage => "invalid_language",
+            ModelNotFound => "model_not_found",
+            ModelLoadFailed => "model_load_failed",
+            InferenceFailed => "inference_failed",
+            GpuUnavailable => "gpu_unavailable",
+            Cancelled => "cancelled",
+            TranscriptionFailed => "transcription_failed",
+            StorageError => "storage_error",
+            InvalidRequest => "invalid_request",
+            InvalidValue => "invalid_value",
+            InvalidBody => "invalid_body",
+            InvalidMultipart => "invalid_multipart",
+            MissingFile => "missing_file",
+            UnsupportedMediaType => "unsupported_media_type",
+            InvalidApiKey => "invalid_api_key",
+            InvalidCallbackUrl => "invalid_callback_url",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            NotFound => "not_found",
+            JobNotFound => "job_not_found",
+            JobRunning => "job_running",
+            NotRetryable => "not_retryable",
+            MethodNotAllowed => "method_not_allowed",
+            BodyTimeout => "body_timeout",
+            RangeNotSatisfiable => "range_not_satisfiable",
+            HttpError => "http_error",
+            TooManyConnections => "too_many_connections",
+            Overloaded => "overloaded",
+            QueueFull => "queue_full",
+            ShuttingDown => "shutting_down",
+            NotReady => "not_ready",
+            InsufficientStorage => "insufficient_storage",
+            InternalError => "internal_error",
+        }
+    }
+
+    /// A stored name back to its code; `None` for a name this version does not know.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+
+    /// Whether a job that failed with this code failed because of what was sent (the client
+    /// can fix it), rather than because of the service.
+    pub fn is_bad_input(self) -> bool {
+        use ErrorCode::*;
+        match self {
+            Empty | NotAudio | UnsupportedCodec | NoAudioTrack | Corrupt | TooLarge | TooLong
+            | InvalidLanguage => true,
+            ModelNotFound | ModelLoadFailed | InferenceFailed | GpuUnavailable | Cancelled
+            | TranscriptionFailed | StorageError | InternalError => false,
+            InvalidRequest | InvalidValue | InvalidBody | InvalidMultipart | MissingFile
+            | UnsupportedMediaType | InvalidApiKey | InvalidCallbackUrl | IdempotencyKeyReused
+            | NotFound | JobNotFound | JobRunning | NotRetryable | MethodNotAllowed
+            | BodyTimeout | RangeNotSatisfiable | HttpError => true,
+            Overloaded | QueueFull | ShuttingDown | NotReady | InsufficientStorage
+            | TooManyConnections => false,
+        }
+    }
+
+    /// The HTTP status a response with this code has.
+    pub fn http_status(self) -> u16 {
+        use ErrorCode::*;
+        match self {
+            Empty | NotAudio | UnsupportedCodec | NoAudioTrack | Corrupt | TooLong
+            | InvalidLanguage | InvalidRequest | InvalidValue | InvalidBody | InvalidMultipart
+            | MissingFile | InvalidCallbackUrl | HttpError => 400,
+            InvalidApiKey => 401,
+            NotFound | JobNotFound | ModelNotFound => 404,
+            MethodNotAllowed => 405,
+            BodyTimeout => 408,
+            JobRunning | NotRetryable => 409,
+            TooLarge => 413,
+            UnsupportedMediaType => 415,
+            RangeNotSatisfiable => 416,
+            IdempotencyKeyReused => 422,
+            QueueFull => 429,
+            Overloaded | ShuttingDown | NotReady | GpuUnavailable | Cancelled
+            | TooManyConnections => 503,
+            InsufficientStorage => 507,
+            ModelLoadFailed | InferenceFailed | TranscriptionFailed | StorageError
+            | InternalError => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_serde_and_parse() {
+        use ErrorCode::*;
+        let all = [
+            Empty,
+            NotAudio,
+            UnsupportedCodec,
+            NoAudioTrack,
+            Corrupt,
+            TooLarge,
+            TooLong,
+            InvalidLanguage,
+            ModelNotFound,
+            ModelLoadFailed,
+            InferenceFailed,
+            GpuUnavailable,
+            Cancelled,
+            TranscriptionFailed,
+            StorageError,
+            InvalidValue,
+            InvalidBody,
+            InvalidMultipart,
+            MissingFile,
+            UnsupportedMediaType,
+            InvalidApiKey,
+            InvalidCallbackUrl,
+            IdempotencyKeyReused,
+            NotFound,
+            JobNotFound,
+            JobRunning,
+            NotRetryable,
+            Overloaded,
+            QueueFull,
+            ShuttingDown,
+            NotReady,
+            InsufficientStorage,
+            InternalError,
+            InvalidRequest,
+            MethodNotAllowed,
+            BodyTimeout,
+            RangeNotSatisfiable,
+            HttpError,
+            TooManyConnections,
+        ];
+        for c in all {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str(), "{c:?}");
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+            assert!((400..600).contains(&c.http_status()));
+        }
+        // A job that failed on its input is the client's to fix; one that failed on the
+        // service is not.
+        for c in [Empty, NotAudio, Corrupt, TooLarge, TooLong, InvalidLanguage] {
+            assert!(c.is_bad_input(), "{c:?}");
+        }
+        for c in [InferenceFailed, StorageError, Cancelled, ModelLoadFailed] {
+            assert!(!c.is_bad_input(), "{c:?}");
+        }
+        assert_eq!(ErrorCode::parse("no_such_code"), None);
+    }
+}
