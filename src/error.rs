@@ -61,6 +61,52 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code (for tests and documentation).
+    pub const ALL: [ErrorCode; 39] = {
+        use ErrorCode::*;
+        [
+            Empty,
+            NotAudio,
+            UnsupportedCodec,
+            NoAudioTrack,
+            Corrupt,
+            TooLarge,
+            TooLong,
+            InvalidLanguage,
+            ModelNotFound,
+            ModelLoadFailed,
+            InferenceFailed,
+            GpuUnavailable,
+            Cancelled,
+            TranscriptionFailed,
+            StorageError,
+            InvalidValue,
+            InvalidBody,
+            InvalidMultipart,
+            MissingFile,
+            UnsupportedMediaType,
+            InvalidApiKey,
+            InvalidCallbackUrl,
+            IdempotencyKeyReused,
+            NotFound,
+            JobNotFound,
+            JobRunning,
+            NotRetryable,
+            Overloaded,
+            QueueFull,
+            ShuttingDown,
+            NotReady,
+            InsufficientStorage,
+            InternalError,
+            InvalidRequest,
+            MethodNotAllowed,
+            BodyTimeout,
+            RangeNotSatisfiable,
+            HttpError,
+            TooManyConnections,
+        ]
+    };
+
     /// The name, as serialized and stored.
     pub fn as_str(self) -> &'static str {
         use ErrorCode::*;
@@ -175,47 +221,11 @@ mod tests {
     #[test]
     fn names_round_trip_through_serde_and_parse() {
         use ErrorCode::*;
-        let all = [
-            Empty,
-            NotAudio,
-            UnsupportedCodec,
-            NoAudioTrack,
-            Corrupt,
-            TooLarge,
-            TooLong,
-            InvalidLanguage,
-            ModelNotFound,
-            ModelLoadFailed,
-            InferenceFailed,
-            GpuUnavailable,
-            Cancelled,
-            TranscriptionFailed,
-            StorageError,
-            InvalidValue,
-            InvalidBody,
-            InvalidMultipart,
-            MissingFile,
-            UnsupportedMediaType,
-            InvalidApiKey,
-            InvalidCallbackUrl,
-            IdempotencyKeyReused,
-            NotFound,
-            JobNotFound,
-            JobRunning,
-            NotRetryable,
-            Overloaded,
-            QueueFull,
-            ShuttingDown,
-            NotReady,
-            InsufficientStorage,
-            InternalError,
-            InvalidRequest,
-            MethodNotAllowed,
-            BodyTimeout,
-            RangeNotSatisfiable,
-            HttpError,
-            TooManyConnections,
-        ];
+        assert_eq!(ErrorCode::ALL.len(), {
+            let set: std::collections::HashSet<_> = ErrorCode::ALL.iter().collect();
+            set.len()
+        });
+        let all = ErrorCode::ALL;
         for c in all {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str(), "{c:?}");
             assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
