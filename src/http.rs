@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ServeConfig;
 use crate::error::ErrorCode;
-use crate::jobs::{JobOptions, Queue};
+use crate::jobs::{JobOptions, JobResult, Queue};
 use crate::output::{self, Format};
 use crate::storage::{Job, ListFilter, NewJob, PendingBlob, Status};
 
@@ -796,8 +796,9 @@ fn job_error(j: &Job) -> ApiError {
 }
 
 fn render_transcript(j: &Job, format: Format) -> ApiResult<Response> {
-    let mut t: crate::engine::Transcript = transcript_of(j)
+    let result = JobResult::of(j)
         .ok_or_else(|| ApiError::internal("the stored transcript is unreadable"))?;
+    let mut t = result.transcript.clone();
     // Words are always stored (the inbox seeks by them); the API returns them when asked.
     let opts = JobOptions::of(j);
     if !opts.word_timestamps {
@@ -807,10 +808,8 @@ fn render_transcript(j: &Job, format: Format) -> ApiResult<Response> {
     Ok(match format {
         Format::Json | Format::VerboseJson => {
             let mut v = output::to_json(&t, format, task).unwrap_or_default();
-            if format == Format::VerboseJson {
-                if let Some(w) = j.transcript.as_ref().and_then(|t| t.get("warnings")) {
-                    v["warnings"] = w.clone();
-                }
+            if format == Format::VerboseJson && !result.warnings.is_empty() {
+                v["warnings"] = json!(result.warnings);
             }
             Json(v).into_response()
         }
@@ -829,27 +828,6 @@ fn render_transcript(j: &Job, format: Format) -> ApiResult<Response> {
             output::render(&t, format, task),
         )
             .into_response(),
-    })
-}
-
-/// Rebuild a [`Transcript`](crate::engine::Transcript) from the stored verbose JSON.
-fn transcript_of(j: &Job) -> Option<crate::engine::Transcript> {
-    let v = j.transcript.as_ref()?;
-    let segments = serde_json::from_value(v["segments"].clone()).ok()?;
-    let words = v
-        .get("words")
-        .and_then(|w| serde_json::from_value(w.clone()).ok());
-    Some(crate::engine::Transcript {
-        text: v["text"].as_str()?.to_string(),
-        language: j.language.clone().unwrap_or_default(),
-        language_probability: v["language_probability"].as_f64().map(|p| p as f32),
-        duration: v["duration"].as_f64().unwrap_or_default(),
-        segments,
-        words,
-        review: v
-            .get("review")
-            .and_then(|r| serde_json::from_value(r.clone()).ok())
-            .unwrap_or_default(),
     })
 }
 

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::audio::Limits;
+use crate::audio::{Limits, Warning};
 use crate::config::Defaults;
 use crate::engine::review::{Reason, Review};
-use crate::engine::{Engine, Options};
+use crate::engine::{Engine, Options, Transcript};
 use crate::output::{self, Format};
 use crate::storage::{BlobStore, Db, Delivery, Job, NewJob, PendingBlob, StorageError};
 
@@ -265,10 +265,12 @@ impl Queue {
         match crate::transcribe_bytes(&self.engine, &bytes, &self.limits, &opts) {
             Ok(outcome) => {
                 let t = &outcome.transcript;
-                let mut v = output::to_json(t, Format::VerboseJson, task).unwrap_or_default();
-                if !outcome.warnings.is_empty() {
-                    v["warnings"] = serde_json::json!(outcome.warnings);
+                let v = JobResult {
+                    transcript: t.clone(),
+                    warnings: outcome.warnings.clone(),
+                    task: task.to_string(),
                 }
+                .to_stored();
                 let took = started.elapsed().as_secs_f64();
                 self.stats.observe(t.duration, took);
                 self.stats.observe_review(&t.review);
@@ -378,8 +380,49 @@ impl JobOptions {
     }
 }
 
+/// What a finished job keeps: the transcript as the engine made it (full precision, the
+/// language as a code), what the decoder noticed, and the task. Stored as JSON with the
+/// transcript's fields at the top level, so the database can reach `$.text` (search) and
+/// `$.review.needed` (the review filter); rendered to `verbose_json`, SRT, ... only when read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    #[serde(flatten)]
+    pub transcript: Transcript,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+    /// `transcribe` or `translate`.
+    pub task: String,
+}
+
+impl JobResult {
+    /// A done job's result; `None` before it is done, or for a row this version cannot read
+    /// (logged).
+    pub fn of(job: &Job) -> Option<JobResult> {
+        let v = job.transcript.as_ref()?;
+        serde_json::from_value(v.clone())
+            .map_err(|e| tracing::error!(id = %job.id, error = %e, "stored transcript unreadable"))
+            .ok()
+    }
+
+    /// As stored.
+    pub fn to_stored(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("JobResult serializes")
+    }
+
+    /// OpenAI's `verbose_json`, with the decoder's warnings when there are any.
+    pub fn verbose_json(&self) -> serde_json::Value {
+        let mut v = output::to_json(&self.transcript, Format::VerboseJson, &self.task)
+            .expect("verbose_json is a JSON format");
+        if !self.warnings.is_empty() {
+            v["warnings"] = serde_json::json!(self.warnings);
+        }
+        v
+    }
+}
+
 /// A job as the API shows it (`GET /v1/jobs/{id}`, and the webhook body).
 pub fn job_json(j: &Job, delivery: Option<&Delivery>) -> serde_json::Value {
+    let result = JobResult::of(j);
     serde_json::json!({
         "id": j.id,
         "object": "transcription.job",
@@ -395,9 +438,9 @@ pub fn job_json(j: &Job, delivery: Option<&Delivery>) -> serde_json::Value {
         "error": j.error_code.as_ref().map(|c| serde_json::json!({"code": c, "message": j.error_message})),
         "language": j.language,
         "duration": j.duration,
-        "text": j.transcript.as_ref().and_then(|t| t.get("text")).cloned(),
-        "review": j.transcript.as_ref().and_then(|t| t.get("review")).cloned(),
-        "transcript": j.transcript,
+        "text": result.as_ref().map(|r| &r.transcript.text),
+        "review": result.as_ref().map(|r| &r.transcript.review),
+        "transcript": result.as_ref().map(JobResult::verbose_json),
         "options": j.options,
         "callback_url": j.callback_url,
         "webhook": delivery.map(|d| serde_json::json!({
@@ -458,6 +501,84 @@ mod tests {
         // A row this version cannot read falls back to the defaults instead of failing.
         let bad = job(serde_json::json!({"temperature": "hot"}));
         assert_eq!(JobOptions::of(&bad), JobOptions::default());
+    }
+
+    /// Rows finished before `JobResult` hold rendered `verbose_json`; the migration makes
+    /// them read as results, and what the API shows from them stays the same.
+    #[test]
+    fn results_stored_as_verbose_json_read_after_the_migration() {
+        use crate::storage::{Db, NewJob};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite");
+        let t = Transcript {
+            text: "Где мой заказ?".into(),
+            language: "ru".into(),
+            language_probability: Some(0.97),
+            duration: 2.5,
+            segments: vec![crate::engine::Segment {
+                id: 0,
+                start: 0.0,
+                end: 2.34,
+                text: "Где мой заказ?".into(),
+                tokens: vec![1, 2, 3],
+                temperature: 0.0,
+                avg_logprob: -0.2,
+                compression_ratio: 1.0,
+                no_speech_prob: 0.01,
+                suspect: false,
+            }],
+            words: None,
+            review: Review::default(),
+        };
+        let result = JobResult {
+            transcript: t.clone(),
+            warnings: vec![Warning {
+                code: "truncated".into(),
+                message: "cut".into(),
+            }],
+            task: "transcribe".into(),
+        };
+        let id = {
+            let db = Db::open(&path).unwrap();
+            let (job, _) = db
+                .insert(NewJob {
+                    sha256: "00".repeat(32),
+                    size: 1,
+                    content_type: None,
+                    filename: Some("a.oga".into()),
+                    external_id: None,
+                    source: None,
+                    options: JobOptions::default().to_stored(),
+                    priority: 1,
+                    idempotency_key: None,
+                    callback_url: None,
+                })
+                .unwrap();
+            // What the worker stored before: the rendered verbose_json, warnings added.
+            db.finish_done(&job.id, "ru", 2.5, &result.verbose_json())
+                .unwrap();
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let v: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            conn.pragma_update(None, "user_version", v - 1).unwrap();
+            job.id
+        };
+        let db = Db::open(&path).unwrap();
+        let job = db.get(&id).unwrap().unwrap();
+        let read = JobResult::of(&job).expect("an old row reads");
+        assert_eq!(read, result);
+        assert_eq!(job_json(&job, None)["transcript"], result.verbose_json());
+        assert_eq!(job_json(&job, None)["transcript"]["language"], "russian");
+        // Search still finds it.
+        let found = db
+            .list(&crate::storage::ListFilter {
+                search: Some("заказ".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(found.len(), 1);
     }
 
     #[test]

@@ -180,7 +180,7 @@ pub struct Job {
     pub error_message: Option<String>,
     pub language: Option<String>,
     pub duration: Option<f64>,
-    /// The transcript as verbose JSON.
+    /// The result (`jobs::JobResult`) as JSON, once done.
     pub transcript: Option<serde_json::Value>,
     /// Decoding options as JSON (language, prompt, translate, temperature...).
     pub options: serde_json::Value,
@@ -252,6 +252,13 @@ const MIGRATIONS: &[&str] = &[
     END;
     INSERT INTO jobs_fts(rowid, text, filename, external_id)
         SELECT rowid, replace(replace(json_extract(transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(filename, 'ё', 'е'), 'Ё', 'Е'), external_id FROM jobs;",
+    // Transcripts were stored as rendered `verbose_json`; now as `jobs::JobResult`, the
+    // engine's transcript with its fields at the top level. The shapes agree but for the
+    // language, a name there ("russian") and a code here: the `language` column has the code.
+    // (Times stay as they were rounded, to the millisecond.) Text and review keep their paths,
+    // so search and the review filter are untouched.
+    "UPDATE jobs SET transcript = json_set(transcript, '$.language', language)
+        WHERE transcript IS NOT NULL AND language IS NOT NULL;",
 ];
 
 /// An FTS5 query matching every word of `q` as a prefix, with FTS syntax neutralised:

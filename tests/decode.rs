@@ -186,7 +186,10 @@ fn damaged_metadata_keeps_the_whole_recording() {
             "{what}: the same audio"
         );
         assert_eq!(
-            a.warnings.iter().map(|w| w.code).collect::<Vec<_>>(),
+            a.warnings
+                .iter()
+                .map(|w| w.code.as_ref())
+                .collect::<Vec<_>>(),
             [warning],
             "{what}"
         );

@@ -82,9 +82,10 @@ impl DecodeError {
 }
 
 /// Something worth telling the user about audio that did decode.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Warning {
-    pub code: &'static str,
+    /// `truncated`, `damaged_header`, `skipped_packets`.
+    pub code: std::borrow::Cow<'static, str>,
     pub message: String,
 }
 
@@ -222,7 +223,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
     }
     if container == "ogg" && ogg::repair_opus_headers(&mut data) {
         warnings.push(Warning {
-            code: "damaged_header",
+            code: "damaged_header".into(),
             message: "the file's header pages were damaged or missing; repaired them and \
                       transcribed the audio"
                 .into(),
@@ -262,7 +263,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
 
 fn truncated_warning(why: &str) -> Warning {
     Warning {
-        code: "truncated",
+        code: "truncated".into(),
         message: format!("the file is incomplete ({why}); transcribed the part that arrived"),
     }
 }
@@ -550,7 +551,7 @@ fn demux_and_decode(
         ));
     } else if skipped > 0 {
         warnings.push(Warning {
-            code: "skipped_packets",
+            code: "skipped_packets".into(),
             message: format!("{skipped} damaged packet(s) were skipped"),
         });
     }
