@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 
 use crate::audio::Limits;
-use crate::engine::{choose_backend, AudioCtx, Engine, GpuMode, Hardware, Options};
+use crate::engine::{self, choose_backend, AudioCtx, Engine, GpuMode, Hardware, Options};
 use crate::output::{self, Format};
 use crate::telemetry::{self, LogFormat};
 
@@ -172,7 +172,7 @@ pub struct DecodeArgs {
     #[arg(long, env = "EARSHOT_BEAM_SIZE", default_value_t = 1)]
     pub beam_size: u32,
     /// Candidates sampled at temperature > 0 in greedy mode.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = engine::BEST_OF)]
     pub best_of: u32,
     /// Sampling temperature; raised by 0.2 on failure up to 1.0 unless --no-fallback.
     #[arg(long, default_value_t = 0.0)]
@@ -181,13 +181,13 @@ pub struct DecodeArgs {
     #[arg(long)]
     pub no_fallback: bool,
     /// Drop a segment as silence above this no-speech probability (with a low log-prob).
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = engine::NO_SPEECH_THRESHOLD)]
     pub no_speech_threshold: f32,
     /// Retry at a higher temperature when the average log-probability falls below this.
-    #[arg(long, default_value_t = -1.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = engine::LOGPROB_THRESHOLD, allow_negative_numbers = true)]
     pub logprob_threshold: f32,
     /// Retry at a higher temperature when the text repeats itself more than this (whisper.cpp's entropy check).
-    #[arg(long, default_value_t = 2.4)]
+    #[arg(long, default_value_t = engine::COMPRESSION_RATIO_THRESHOLD)]
     pub compression_ratio_threshold: f32,
     /// Encoder context: auto (fitted to clips under 30 s, decoded again with the full context
     /// when the result looks wrong), full (always the 30 s window), or a number of 20 ms
@@ -208,10 +208,10 @@ pub struct DecodeArgs {
     #[arg(long, env = "EARSHOT_THREADS")]
     pub threads: Option<usize>,
     /// Largest accepted file in bytes.
-    #[arg(long, env = "EARSHOT_MAX_BYTES", default_value_t = 100 * 1024 * 1024)]
+    #[arg(long, env = "EARSHOT_MAX_BYTES", default_value_t = crate::audio::MAX_BYTES)]
     pub max_bytes: u64,
     /// Longest accepted audio in seconds.
-    #[arg(long, env = "EARSHOT_MAX_DURATION", default_value_t = 3.0 * 3600.0)]
+    #[arg(long, env = "EARSHOT_MAX_DURATION", default_value_t = crate::audio::MAX_DURATION_S)]
     pub max_duration: f64,
 }
 
@@ -235,7 +235,11 @@ impl DecodeArgs {
             beam_size: None,
             best_of: self.best_of,
             temperature: self.temperature,
-            temperature_increment: if self.no_fallback { 0.0 } else { 0.2 },
+            temperature_increment: if self.no_fallback {
+                0.0
+            } else {
+                engine::TEMPERATURE_INCREMENT
+            },
             threads: self.threads.unwrap_or(threads),
             word_timestamps: self.word_timestamps,
             no_speech_threshold: self.no_speech_threshold,

@@ -96,10 +96,10 @@ pub struct ServeConfig {
     #[arg(long, env = "EARSHOT_THREADS_PER_JOB")]
     pub threads_per_job: Option<usize>,
     /// Largest accepted upload in bytes.
-    #[arg(long, env = "EARSHOT_MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024)]
+    #[arg(long, env = "EARSHOT_MAX_UPLOAD_BYTES", default_value_t = crate::audio::MAX_BYTES)]
     pub max_upload_bytes: u64,
     /// Longest accepted audio in seconds.
-    #[arg(long, env = "EARSHOT_MAX_DURATION", default_value_t = 3.0 * 3600.0)]
+    #[arg(long, env = "EARSHOT_MAX_DURATION", default_value_t = crate::audio::MAX_DURATION_S)]
     pub max_duration: f64,
     /// Queued jobs accepted before POST /v1/jobs answers 429.
     #[arg(long, env = "EARSHOT_QUEUE_LIMIT", default_value_t = 10_000)]

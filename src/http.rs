@@ -598,7 +598,7 @@ fn parse_options(
                 )
                 .param("temperature")
             })?;
-        opts.temperature = Some(t as f32);
+        opts.temperature = Some(t);
     }
     match f.get("accurate").map(|a| a.trim()) {
         None | Some("" | "false" | "0") => {}

@@ -319,9 +319,10 @@ pub struct JobOptions {
     pub prompt: Option<String>,
     /// Translate to English instead of transcribing.
     pub translate: bool,
-    /// Sampling temperature (0-1); `None`: 0 with fallback.
+    /// Sampling temperature (0-1); `None`: 0 with fallback. (f64, so that 0.3 is stored and
+    /// shown as 0.3.)
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     /// Return word times (they are always computed and stored; this says whether to show them).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub word_timestamps: bool,
@@ -361,7 +362,7 @@ impl JobOptions {
         }
         o.translate = self.translate;
         if let Some(t) = self.temperature {
-            o.temperature = t;
+            o.temperature = t as f32;
         }
         o.word_timestamps = self.word_timestamps;
         if self.accurate {
@@ -483,11 +484,12 @@ mod tests {
     fn job_options_read_rows_written_before_they_were_typed() {
         // What the API stored before `JobOptions` existed, key by key.
         let old = serde_json::json!({"translate": false, "language": "auto", "prompt": "ООО Ромашка",
-            "temperature": 0.2, "word_timestamps": true, "accurate": true});
+            "temperature": 0.3, "word_timestamps": true, "accurate": true});
         let o = JobOptions::of(&job(old));
         assert_eq!(o.language.as_deref(), Some("auto"));
         assert_eq!(o.prompt.as_deref(), Some("ООО Ромашка"));
-        assert_eq!(o.temperature, Some(0.2));
+        assert_eq!(o.temperature, Some(0.3));
+        assert_eq!(o.to_stored()["temperature"], 0.3);
         assert!(o.word_timestamps && o.accurate && !o.translate);
         // Stored again, it reads the same, and unset fields stay out of the JSON.
         assert_eq!(

@@ -38,11 +38,17 @@ pub struct Limits {
     pub max_duration_s: f64,
 }
 
+/// The default largest input: 100 MiB (the CLI's `--max-bytes`, the service's
+/// `--max-upload-bytes`).
+pub const MAX_BYTES: u64 = 100 * 1024 * 1024;
+/// The default longest audio: 3 hours (`--max-duration`).
+pub const MAX_DURATION_S: f64 = 3.0 * 3600.0;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_bytes: 100 * 1024 * 1024,
-            max_duration_s: 3.0 * 3600.0,
+            max_bytes: MAX_BYTES,
+            max_duration_s: MAX_DURATION_S,
         }
     }
 }

@@ -154,6 +154,13 @@ pub fn fitted_ctx(n: usize) -> Option<usize> {
     (ctx < CTX_FULL * 9 / 10).then_some(ctx)
 }
 
+/// The decoding defaults (OpenAI Whisper's), which the CLI's flags point at too.
+pub const BEST_OF: u32 = 5;
+pub const TEMPERATURE_INCREMENT: f32 = 0.2;
+pub const COMPRESSION_RATIO_THRESHOLD: f32 = 2.4;
+pub const LOGPROB_THRESHOLD: f32 = -1.0;
+pub const NO_SPEECH_THRESHOLD: f32 = 0.6;
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -161,12 +168,12 @@ impl Default for Options {
             translate: false,
             prompt: None,
             beam_size: None,
-            best_of: 5,
+            best_of: BEST_OF,
             temperature: 0.0,
-            temperature_increment: 0.2,
-            compression_ratio_threshold: 2.4,
-            logprob_threshold: -1.0,
-            no_speech_threshold: 0.6,
+            temperature_increment: TEMPERATURE_INCREMENT,
+            compression_ratio_threshold: COMPRESSION_RATIO_THRESHOLD,
+            logprob_threshold: LOGPROB_THRESHOLD,
+            no_speech_threshold: NO_SPEECH_THRESHOLD,
             threads: default_threads(),
             word_timestamps: false,
             audio_ctx: AudioCtx::Auto,
