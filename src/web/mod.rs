@@ -9,8 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::http::Shared;
-
 const INDEX_HTML: &str = include_str!("index.html");
 const INBOX_JS: &str = include_str!("inbox.js");
 const INBOX_CSS: &str = include_str!("inbox.css");
@@ -19,8 +17,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    media-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; \
                    frame-ancestors 'none'";
 
-/// `/`, `/inbox.js` and `/inbox.css`.
-pub fn routes() -> Router<Shared> {
+/// `/`, `/inbox.js` and `/inbox.css`, for a router of any state (the page needs none).
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(
             "/",
