@@ -1,0 +1,168 @@
+//! One error type for every handler, OpenAI's `{"error":{message,type,param,code}}` shape,
+//! and the middleware that puts axum's own refusals in that shape too.
+
+use super::*;
+
+/// An API error in OpenAI's shape.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    code: ErrorCode,
+    message: String,
+    param: Option<&'static str>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        let kind = match status.as_u16() {
+            401 => "authentication_error",
+            400 | 404 | 405 | 408 | 409 | 413 | 415 | 416 | 422 => "invalid_request_error",
+            429 => "rate_limit_error",
+            503 => "service_unavailable",
+            _ => "server_error",
+        };
+        ApiError {
+            status,
+            kind,
+            code,
+            message: message.into(),
+            param: None,
+            retry_after: None,
+        }
+    }
+    pub(super) fn param(mut self, p: &'static str) -> Self {
+        self.param = Some(p);
+        self
+    }
+    pub(super) fn retry_after(mut self, s: u64) -> Self {
+        self.retry_after = Some(s);
+        self
+    }
+    pub(super) fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InternalError,
+            format!("internal error: {e}"),
+        )
+    }
+}
+
+/// Storage failures: a full disk (or quota) is 507 `insufficient_storage`, anything else 500.
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        if e.is_full() {
+            disk_full()
+        } else {
+            ApiError::internal(e)
+        }
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> Self {
+        ApiError::from(crate::storage::StorageError::Io(e))
+    }
+}
+
+pub(super) fn disk_full() -> ApiError {
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        ErrorCode::InsufficientStorage,
+        "the server's disk is full, so nothing was stored; retry later",
+    )
+    .retry_after(60)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+pub(super) type ApiResult<T> = Result<T, ApiError>;
+
+/// Every 4xx/5xx leaves in the `{"error":{…}}` shape, including what axum answers by itself
+/// (a query string that does not parse, a bad multipart boundary, a wrong method): its
+/// plain-text reason becomes the message, and the status gives the code.
+pub(super) async fn json_errors(req: Request, next: Next) -> Response {
+    let r = next.run(req).await;
+    let status = r.status();
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return r;
+    }
+    let (parts, body) = r.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let code = match status.as_u16() {
+        400 => ErrorCode::InvalidRequest,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::BodyTimeout,
+        413 => ErrorCode::TooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        416 => ErrorCode::RangeNotSatisfiable,
+        422 => ErrorCode::InvalidRequest,
+        _ if status.is_server_error() => ErrorCode::InternalError,
+        _ => ErrorCode::HttpError,
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        clip(&text, 300)
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// At most `max` characters of `s`, with "…" when cut: user input quoted in a message.
+pub(super) fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+pub(super) fn job_error(j: &Job) -> ApiError {
+    // What the input did wrong keeps its code (400); a failure of the service is
+    // `transcription_failed` (500) with the stored message.
+    let code = j
+        .error_code
+        .as_deref()
+        .and_then(ErrorCode::parse)
+        .filter(|c| c.is_bad_input())
+        .unwrap_or(ErrorCode::TranscriptionFailed);
+    let status = if code == ErrorCode::TranscriptionFailed {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    ApiError::new(
+        status,
+        code,
+        j.error_message
+            .clone()
+            .unwrap_or_else(|| "transcription failed".into()),
+    )
+    .param("file")
+}

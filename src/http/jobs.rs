@@ -1,0 +1,445 @@
+//! `/v1/jobs`: create (queued, with an optional webhook), list and search, get, the transcript,
+//! the audio (with Range), retry and delete.
+
+use super::*;
+
+/// A job as the API shows it, with its webhook's delivery state.
+pub(super) fn job_view(s: &AppState, j: &Job) -> Value {
+    let mut v = crate::jobs::job_json(j, s.queue.db.latest_delivery(&j.id).ok().flatten().as_ref());
+    v["audio_url"] = Value::String(s.audio_url(&j.id));
+    v
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct CreateQuery {
+    external_id: Option<String>,
+    callback_url: Option<String>,
+    source: Option<String>,
+    language: Option<String>,
+    prompt: Option<String>,
+    translate: Option<bool>,
+    accurate: Option<String>,
+}
+
+pub(super) async fn create_job(
+    State(s): State<Shared>,
+    Query(q): Query<CreateQuery>,
+    req: Request,
+) -> ApiResult<Response> {
+    let headers = req.headers().clone();
+    check_length(&s, &headers)?;
+    check_disk(&s, &headers)?;
+    let queued = s.queue.db.queued_count(None).map_err(ApiError::from)?;
+    if queued as usize >= s.cfg.queue_limit {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::QueueFull,
+            format!(
+                "the queue holds {queued} jobs (limit {}); retry later",
+                s.cfg.queue_limit
+            ),
+        )
+        .retry_after(30));
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut up = if ct.starts_with("multipart/form-data") {
+        let mp = Multipart::from_request(req, &s).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidMultipart,
+                e.body_text(),
+            )
+        })?;
+        read_multipart(&s, mp).await?
+    } else if ct.starts_with("audio/")
+        || ct.starts_with("video/")
+        || ct == "application/ogg"
+        || ct == "application/octet-stream"
+    {
+        let mut blob = s.queue.blobs.begin().map_err(ApiError::from)?;
+        let mut stream = req.into_body().into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                if e.to_string().contains("length limit") {
+                    too_large(&s)
+                } else {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        ErrorCode::InvalidBody,
+                        format!("could not read the body: {e}"),
+                    )
+                }
+            })?;
+            spool(&s, &mut blob, &chunk)?;
+        }
+        if blob.size() == 0 {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::Empty,
+                "the request body is empty",
+            ));
+        }
+        let filename = headers
+            .get(header::CONTENT_DISPOSITION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("filename=").nth(1))
+            .map(|f| cap_filename(f.trim_matches('"').to_string()));
+        Upload {
+            blob,
+            filename,
+            content_type: Some(ct.clone()),
+            fields: HashMap::new(),
+        }
+    } else {
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::UnsupportedMediaType, "send multipart/form-data with a 'file' field, or the audio itself with an audio/* Content-Type"));
+    };
+    // Query parameters fill in what form fields did not say.
+    for (k, v) in [
+        ("external_id", q.external_id),
+        ("callback_url", q.callback_url),
+        ("source", q.source),
+        ("language", q.language),
+        ("prompt", q.prompt),
+        ("accurate", q.accurate),
+    ] {
+        if let Some(v) = v {
+            up.fields.entry(k.to_string()).or_insert(v);
+        }
+    }
+    let translate = up
+        .fields
+        .get("translate")
+        .map(|t| t == "true")
+        .or(q.translate)
+        .unwrap_or(false);
+    let (opts, _) = parse_options(&s, &up.fields, translate)?;
+    let idem = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    check_id_len("idempotency-key", idem.as_ref())?;
+    check_id_len("external_id", up.fields.get("external_id"))?;
+    check_id_len("source", up.fields.get("source"))?;
+    if up
+        .fields
+        .get("callback_url")
+        .is_some_and(|u| u.len() > 2048)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidCallbackUrl,
+            "callback_url is longer than 2048 bytes",
+        )
+        .param("callback_url"));
+    }
+    let callback_url = up
+        .fields
+        .get("callback_url")
+        .filter(|u| !u.is_empty())
+        .cloned();
+    if let Some(url) = &callback_url {
+        let (url, allow) = (url.clone(), s.cfg.webhook_allow_private);
+        tokio::task::spawn_blocking(move || crate::webhooks::check_url(&url, allow))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|m| {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidCallbackUrl, m)
+                    .param("callback_url")
+            })?;
+    }
+    let meta = Meta {
+        external_id: up.fields.get("external_id").cloned(),
+        source: up.fields.get("source").cloned(),
+        idempotency_key: idem,
+        callback_url,
+    };
+    let (job, created, sha) = store(&s, up, opts, 1, meta).await?;
+    let mut r = (StatusCode::ACCEPTED, Json(job_view(&s, &job))).into_response();
+    if created {
+        s.queue.notify();
+        tracing::info!(id = %job.id, size = job.size, "job queued");
+    } else if job.sha256 == sha {
+        // Same Idempotency-Key, same bytes: a replay gets the same job.
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    } else {
+        // Same key, other bytes: refuse, and drop the bytes just stored unless another
+        // record uses the same audio.
+        s.queue.discard_if_unused(&sha).map_err(ApiError::from)?;
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::IdempotencyKeyReused,
+            format!(
+                "this Idempotency-Key was used for job {} with different audio",
+                job.id
+            ),
+        ));
+    }
+    r.headers_mut().insert(
+        "x-earshot-job-id",
+        HeaderValue::from_str(&job.id).map_err(ApiError::internal)?,
+    );
+    Ok(r)
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct ListQuery {
+    status: Option<String>,
+    external_id: Option<String>,
+    limit: Option<usize>,
+    before: Option<String>,
+    /// Full-text search: every word, as a prefix, in the transcript, file name or external id.
+    q: Option<String>,
+    /// `needed`: finished jobs a person should listen to; `ok`: the others.
+    review: Option<String>,
+}
+
+pub(super) async fn list_jobs(
+    State(s): State<Shared>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(x) => Some(Status::parse(x).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidValue,
+                "status must be queued, running, done or failed",
+            )
+            .param("status")
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidValue,
+            format!("limit must be from 1 to 1000, not {limit}"),
+        )
+        .param("limit"));
+    }
+    if let Some(b) = q
+        .before
+        .as_deref()
+        .filter(|b| uuid::Uuid::parse_str(b).is_err())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidValue,
+            format!(
+                "before must be a job id (from a previous page), not '{}'",
+                clip(b, 40)
+            ),
+        )
+        .param("before"));
+    }
+    let review_needed = match q.review.as_deref() {
+        None | Some("") => None,
+        Some("needed") => Some(true),
+        Some("ok") => Some(false),
+        Some(x) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidValue,
+                format!("review must be needed or ok, not '{}'", clip(x, 40)),
+            )
+            .param("review"))
+        }
+    };
+    let jobs = s
+        .queue
+        .db
+        .list(&ListFilter {
+            status,
+            external_id: q.external_id,
+            before: q.before,
+            search: q.q,
+            review_needed,
+            limit,
+        })
+        .map_err(ApiError::from)?;
+    let has_more = jobs.len() == limit;
+    Ok(Json(
+        json!({"object": "list", "data": jobs.iter().map(|j| job_view(&s, j)).collect::<Vec<_>>(), "has_more": has_more}),
+    ))
+}
+
+pub(super) fn find(s: &AppState, id: &str) -> ApiResult<Job> {
+    s.queue.db.get(id).map_err(ApiError::from)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::JobNotFound,
+            format!("no job with id '{id}'"),
+        )
+    })
+}
+
+pub(super) async fn get_job(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(job_view(&s, &find(&s, &id)?)))
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct TranscriptQuery {
+    format: Option<String>,
+}
+
+pub(super) async fn get_transcript(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<TranscriptQuery>,
+) -> ApiResult<Response> {
+    let j = find(&s, &id)?;
+    let format = q
+        .format
+        .as_deref()
+        .unwrap_or("json")
+        .parse::<Format>()
+        .map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidValue, e).param("format")
+        })?;
+    match j.status {
+        Status::Done => render_transcript(&j, format),
+        Status::Failed => Err(job_error(&j)),
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::NotReady,
+            format!("job {id} is {}; poll GET /v1/jobs/{id}", j.status.as_str()),
+        )),
+    }
+}
+
+/// The original bytes, with the original Content-Type, a safe Content-Disposition and
+/// single-range support (players seek with it).
+pub(super) async fn get_audio(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let j = find(&s, &id)?;
+    let path = s.queue.blobs.path(&j.sha256);
+    let data = tokio::fs::read(&path).await.map_err(ApiError::from)?;
+    let total = data.len() as u64;
+    let ct = j
+        .content_type
+        .clone()
+        .filter(|c| HeaderValue::from_str(c).is_ok())
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let name = j
+        .filename
+        .clone()
+        .unwrap_or_else(|| format!("{}.bin", j.id));
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| parse_range(r, total));
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, ct)
+        .header(header::CONTENT_DISPOSITION, disposition)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header("x-earshot-job-id", j.id.as_str());
+    let body = match range {
+        Some(Ok((a, b))) => {
+            builder = builder
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{total}"));
+            data[a as usize..=b as usize].to_vec()
+        }
+        Some(Err(())) => {
+            return Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{total}"))
+                .body(Body::empty())
+                .map_err(ApiError::internal)
+        }
+        None => data,
+    };
+    builder.body(Body::from(body)).map_err(ApiError::internal)
+}
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` → inclusive range; `Err` when unsatisfiable.
+pub(super) fn parse_range(r: &str, total: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = r.strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None; // multiple ranges: answer with the whole body
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (total.saturating_sub(n), total.saturating_sub(1))
+        }
+        (a, "") => (a.parse().ok()?, total.saturating_sub(1)),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.min(total.saturating_sub(1)),
+        ),
+    };
+    Some(if total == 0 || start > end || start >= total {
+        Err(())
+    } else {
+        Ok((start, end))
+    })
+}
+
+pub(super) async fn retry_job(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let j = find(&s, &id)?;
+    if j.status == Status::Running || j.status == Status::Queued {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::NotRetryable,
+            format!("job {id} is {}", j.status.as_str()),
+        ));
+    }
+    s.queue.db.requeue(&id, true).map_err(ApiError::from)?;
+    s.queue.notify();
+    Ok((StatusCode::ACCEPTED, Json(job_view(&s, &find(&s, &id)?))).into_response())
+}
+
+pub(super) async fn delete_job(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let j = find(&s, &id)?;
+    if j.status == Status::Running {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::JobRunning,
+            format!("job {id} is running; delete it when it is done"),
+        ));
+    }
+    s.queue.delete(&id).map_err(ApiError::from)?;
+    Ok(Json(
+        json!({"id": id, "object": "transcription.job", "deleted": true}),
+    ))
+}

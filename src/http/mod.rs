@@ -1,0 +1,186 @@
+//! `earshot serve`: the HTTP shell over storage, the job queue and the engine.
+//!
+//! Routes: OpenAI's `/v1/audio/transcriptions` and `/translations` (synchronous, but every
+//! request is also a durable job), `/v1/jobs` (queued jobs), `/v1/models`, `/healthz`,
+//! `/readyz`, `/metrics`. Errors use OpenAI's `{"error":{message,type,param,code}}` shape.
+//! Uploads are streamed to disk with a hard size limit; audio is fsynced before any 2xx.
+//!
+//! One file per concern: `error` (the error shape), `auth` (keys, signed URLs), `upload`
+//! (multipart, limits, options, storing), `openai` (the OpenAI routes), `jobs` (the job
+//! routes), `ops` (health, readiness, metrics). This module holds the state and the router;
+//! handlers parse, call the queue and storage, and render.
+
+mod auth;
+mod error;
+mod jobs;
+mod openai;
+mod ops;
+mod upload;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config::ServeConfig;
+use crate::error::ErrorCode;
+use crate::jobs::{JobOptions, JobResult, Queue};
+use crate::output::{self, Format};
+use crate::storage::{Job, ListFilter, NewJob, PendingBlob, Status};
+
+use auth::*;
+use error::*;
+use jobs::*;
+use openai::*;
+use ops::*;
+use upload::*;
+
+/// Shared state of the running service.
+pub struct AppState {
+    pub cfg: ServeConfig,
+    pub queue: Arc<Queue>,
+    pub model_name: String,
+    requests: Mutex<HashMap<(String, u16), u64>>,
+    /// Key for signed audio URLs (see [`AppState::audio_url`]).
+    url_key: [u8; 32],
+    /// Synchronous requests admitted and not yet answered (see [`SyncSlot`]).
+    sync_slots: AtomicUsize,
+}
+
+/// One admitted synchronous request. Taken atomically *before* the body is read, so slow
+/// uploaders cannot all slip past the limit; given back when the request is answered.
+struct SyncSlot(Shared);
+
+impl SyncSlot {
+    /// One worker's job running and one waiting per worker: more would only wait longer
+    /// than a client should hold a connection open.
+    fn reserve(s: &Shared) -> Option<SyncSlot> {
+        let cap = 2 * s.queue.workers.max(1);
+        s.sync_slots
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SyncSlot(s.clone()))
+    }
+}
+
+impl Drop for SyncSlot {
+    fn drop(&mut self) {
+        self.0.sync_slots.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub type Shared = Arc<AppState>;
+
+/// Build the router.
+pub fn router(state: Shared) -> Router {
+    let limit = state.cfg.max_upload_bytes as usize + 1024 * 1024;
+    let v1 = Router::new()
+        .route("/v1/audio/transcriptions", post(transcriptions))
+        .route("/v1/audio/translations", post(translations))
+        .route("/v1/jobs", post(create_job).get(list_jobs))
+        .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
+        .route("/v1/jobs/{id}/audio", get(get_audio))
+        .route("/v1/jobs/{id}/transcript", get(get_transcript))
+        .route("/v1/jobs/{id}/retry", post(retry_job))
+        .route("/v1/models", get(models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .merge(v1)
+        .merge(crate::web::routes())
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such route; the API is under /v1 (see docs/api.md)",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(json_errors))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("a request handler panicked").into_response()
+            },
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+impl AppState {
+    pub fn new(cfg: ServeConfig, queue: Arc<Queue>, model_name: String) -> Shared {
+        Arc::new(AppState {
+            url_key: url_key(&cfg.api_keys),
+            cfg,
+            queue,
+            model_name,
+            requests: Mutex::new(HashMap::new()),
+            sync_slots: AtomicUsize::new(0),
+        })
+    }
+
+    /// Where a job's audio can be fetched. With API keys set, an `<audio>` element or a
+    /// download link cannot send a Bearer header, so the URL carries its own permission:
+    /// `expires` (24 to 25 h ahead, whole hours, so a URL stays the same for an hour) and
+    /// `sig`, an HMAC-SHA256 of the job id and expiry keyed by a hash of the API keys. It
+    /// opens that one job's audio, and stops working when it expires or the keys change.
+    pub fn audio_url(&self, id: &str) -> String {
+        if self.cfg.api_keys.is_empty() {
+            return format!("/v1/jobs/{id}/audio");
+        }
+        let hour = crate::storage::now_ms() / 1000 / 3600;
+        let expires = (hour + 25) * 3600;
+        let sig = hex::encode(self.url_mac(id, expires).finalize().into_bytes());
+        format!("/v1/jobs/{id}/audio?expires={expires}&sig={sig}")
+    }
+
+    fn url_mac(&self, id: &str, expires: i64) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.url_key).expect("HMAC takes keys of any length");
+        mac.update(format!("{id}\n{expires}").as_bytes());
+        mac
+    }
+
+    /// Whether `path?query` is a valid, unexpired signed audio URL.
+    fn signed_audio_ok(&self, path: &str, query: Option<&str>) -> bool {
+        let Some(id) = path
+            .strip_prefix("/v1/jobs/")
+            .and_then(|p| p.strip_suffix("/audio"))
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+        else {
+            return false;
+        };
+        let (mut expires, mut sig) = (None, None);
+        for pair in query.unwrap_or("").split('&') {
+            match pair.split_once('=') {
+                Some(("expires", v)) => expires = v.parse::<i64>().ok(),
+                Some(("sig", v)) => sig = hex::decode(v).ok(),
+                _ => {}
+            }
+        }
+        match (expires, sig) {
+            (Some(e), Some(sig)) if e > crate::storage::now_ms() / 1000 => {
+                self.url_mac(id, e).verify_slice(&sig).is_ok()
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! OpenAI's `/v1/audio/transcriptions` and `/translations` (synchronous, each also a durable
+//! job), `/v1/models`, and rendering a stored result in the format asked for.
+
+use super::*;
+
+pub(super) async fn transcriptions(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    mp: Multipart,
+) -> Response {
+    sync_request(s, headers, mp, false)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub(super) async fn translations(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    mp: Multipart,
+) -> Response {
+    sync_request(s, headers, mp, true)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub(super) async fn sync_request(
+    s: Shared,
+    headers: HeaderMap,
+    mp: Multipart,
+    translate: bool,
+) -> ApiResult<Response> {
+    check_length(&s, &headers)?;
+    check_disk(&s, &headers)?;
+    // Back-pressure: a slot is reserved before the body is read; with every slot taken,
+    // say so now, before storing anything.
+    let overloaded = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded,
+            "all workers are busy; retry shortly or use POST /v1/jobs",
+        )
+        .retry_after(5)
+    };
+    let _slot = SyncSlot::reserve(&s).ok_or_else(overloaded)?;
+    // Also when every worker is taken and stored synchronous jobs (their clients may have
+    // gone) already wait for each of them.
+    let busy = s.queue.stats.busy.load(Ordering::SeqCst);
+    let waiting_sync = s.queue.db.queued_count(Some(0))? as usize;
+    if busy >= s.queue.workers && waiting_sync >= s.queue.workers {
+        return Err(overloaded());
+    }
+    let up = read_multipart(&s, mp).await?;
+    let (opts, format) = parse_options(&s, &up.fields, translate)?;
+    let mut finished = s.queue.finished.subscribe();
+    let (job, _, _) = store(
+        &s,
+        up,
+        opts,
+        0,
+        Meta {
+            source: Some("openai".into()),
+            ..Meta::default()
+        },
+    )
+    .await?;
+    s.queue.notify();
+    tracing::info!(id = %job.id, size = job.size, "synchronous transcription accepted");
+    // The job runs to the end even if this client goes away; it stays retrievable by id.
+    loop {
+        let job_now = s.queue.db.get(&job.id).map_err(ApiError::from)?;
+        if let Some(j) = job_now.filter(|j| matches!(j.status, Status::Done | Status::Failed)) {
+            let mut r = match j.status {
+                Status::Done => render_transcript(&j, format)?,
+                _ => job_error(&j).into_response(),
+            };
+            r.headers_mut().insert(
+                "x-earshot-job-id",
+                HeaderValue::from_str(&j.id).map_err(ApiError::internal)?,
+            );
+            return Ok(r);
+        }
+        if s.queue.is_stopping()
+            && s.queue
+                .db
+                .get(&job.id)?
+                .is_some_and(|j| j.status == Status::Queued)
+        {
+            let mut r = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ShuttingDown,
+                format!("the service is restarting; job {} is stored and will run after it, see GET /v1/jobs/{}", job.id, job.id),
+            )
+            .retry_after(10)
+            .into_response();
+            r.headers_mut().insert(
+                "x-earshot-job-id",
+                HeaderValue::from_str(&job.id).map_err(ApiError::internal)?,
+            );
+            return Ok(r);
+        }
+        match tokio::time::timeout(Duration::from_secs(2), finished.recv()).await {
+            Ok(Ok(_)) | Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(_)) => return Err(ApiError::internal("the worker pool stopped")),
+        }
+    }
+}
+
+pub(super) fn render_transcript(j: &Job, format: Format) -> ApiResult<Response> {
+    let result = JobResult::of(j)
+        .ok_or_else(|| ApiError::internal("the stored transcript is unreadable"))?;
+    let mut t = result.transcript.clone();
+    // Words are always stored (the inbox seeks by them); the API returns them when asked.
+    let opts = JobOptions::of(j);
+    if !opts.word_timestamps {
+        t.words = None;
+    }
+    let task = opts.task();
+    Ok(match format {
+        Format::Json | Format::VerboseJson => {
+            let mut v = output::to_json(&t, format, task).unwrap_or_default();
+            if format == Format::VerboseJson && !result.warnings.is_empty() {
+                v["warnings"] = json!(result.warnings);
+            }
+            Json(v).into_response()
+        }
+        Format::Txt => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            output::render(&t, format, task),
+        )
+            .into_response(),
+        Format::Srt => (
+            [(header::CONTENT_TYPE, "application/x-subrip; charset=utf-8")],
+            output::render(&t, format, task),
+        )
+            .into_response(),
+        Format::Vtt => (
+            [(header::CONTENT_TYPE, "text/vtt; charset=utf-8")],
+            output::render(&t, format, task),
+        )
+            .into_response(),
+    })
+}
+
+pub(super) async fn models(State(s): State<Shared>) -> Json<Value> {
+    let m = |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "earshot"});
+    Json(json!({"object": "list", "data": [m("whisper-1"), m(&s.model_name)]}))
+}

@@ -1,0 +1,322 @@
+//! Reading an upload: size and disk checks first, the multipart body streamed to disk, the
+//! request's options parsed into [`JobOptions`], and the audio stored with its record.
+
+use super::*;
+
+/// Refuse early, from Content-Length, before reading an oversize body.
+pub(super) fn check_length(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match len {
+        Some(n) if n > s.cfg.max_upload_bytes + 64 * 1024 => Err(too_large(s)),
+        _ => Ok(()),
+    }
+}
+
+/// Refuse an upload while free disk is below `--min-free-disk-mb` (counting the announced
+/// body), before anything is read: 507, so a client retries later rather than gives up.
+pub(super) fn check_disk(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let incoming_mb = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        .div_ceil(1024 * 1024);
+    match free_disk_mb(&s.cfg.data_dir) {
+        Some(free) if free < s.cfg.min_free_disk_mb + incoming_mb => Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::InsufficientStorage,
+            format!(
+                "the server's disk is nearly full ({free} MiB free, {} MiB kept free); nothing was stored, retry later",
+                s.cfg.min_free_disk_mb
+            ),
+        )
+        .retry_after(60)),
+        _ => Ok(()),
+    }
+}
+
+/// Longest file name kept (bytes); a longer one is cut at a character boundary.
+pub(super) const MAX_FILENAME_BYTES: usize = 255;
+/// Longest `external_id`, `source` and `Idempotency-Key` accepted (bytes).
+pub(super) const MAX_ID_BYTES: usize = 256;
+
+/// A client's file name as stored: at most [`MAX_FILENAME_BYTES`], cut at a character.
+pub(super) fn cap_filename(name: String) -> String {
+    if name.len() <= MAX_FILENAME_BYTES {
+        return name;
+    }
+    let mut end = MAX_FILENAME_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
+/// Refuse an identifier longer than [`MAX_ID_BYTES`].
+pub(super) fn check_id_len(what: &'static str, v: Option<&String>) -> ApiResult<()> {
+    match v {
+        Some(v) if v.len() > MAX_ID_BYTES => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidValue,
+            format!(
+                "{what} is {} bytes long; at most {MAX_ID_BYTES} are accepted",
+                v.len()
+            ),
+        )
+        .param(what)),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn too_large(s: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::TooLarge,
+        format!(
+            "upload is larger than the limit of {} bytes",
+            s.cfg.max_upload_bytes
+        ),
+    )
+}
+
+/// A stored upload plus its form fields.
+pub(super) struct Upload {
+    pub(super) blob: PendingBlob,
+    pub(super) filename: Option<String>,
+    pub(super) content_type: Option<String>,
+    pub(super) fields: HashMap<String, String>,
+}
+
+pub(super) fn spool(s: &AppState, blob: &mut PendingBlob, chunk: &[u8]) -> ApiResult<()> {
+    if blob.size() + chunk.len() as u64 > s.cfg.max_upload_bytes {
+        return Err(too_large(s));
+    }
+    // Small synchronous writes to a local temp file; the fsync happens once, in commit.
+    blob.write(chunk).map_err(ApiError::from)
+}
+
+pub(super) async fn read_multipart(s: &AppState, mut mp: Multipart) -> ApiResult<Upload> {
+    let mut upload: Option<(PendingBlob, Option<String>, Option<String>)> = None;
+    let mut fields = HashMap::new();
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(s)
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidMultipart,
+                format!("could not read the multipart body: {e}"),
+            )
+        }
+    };
+    while let Some(mut field) = mp.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or("").to_string();
+        if name == "file" {
+            let mut blob = s.queue.blobs.begin().map_err(ApiError::from)?;
+            let filename = field.file_name().map(|f| cap_filename(f.to_string()));
+            let ct = field.content_type().map(str::to_string);
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                spool(s, &mut blob, &chunk)?;
+            }
+            upload = Some((blob, filename, ct));
+        } else {
+            let value = field.text().await.map_err(bad)?;
+            let key = name.trim_end_matches("[]").to_string();
+            fields
+                .entry(key)
+                .and_modify(|v: &mut String| {
+                    v.push(',');
+                    v.push_str(&value)
+                })
+                .or_insert(value);
+        }
+    }
+    let (blob, filename, content_type) = upload.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MissingFile,
+            "the multipart field 'file' is required",
+        )
+        .param("file")
+    })?;
+    if blob.size() == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::Empty,
+            "the uploaded file is empty",
+        )
+        .param("file"));
+    }
+    Ok(Upload {
+        blob,
+        filename,
+        content_type,
+        fields,
+    })
+}
+
+/// Validated decoding options (as stored with the job) and the response format.
+pub(super) fn parse_options(
+    s: &AppState,
+    f: &HashMap<String, String>,
+    translate: bool,
+) -> ApiResult<(JobOptions, Format)> {
+    if let Some(m) = f.get("model") {
+        if m != "whisper-1" && m != &s.model_name {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::ModelNotFound,
+                format!(
+                    "the model '{m}' does not exist here; use 'whisper-1' or '{}'",
+                    s.model_name
+                ),
+            )
+            .param("model"));
+        }
+    }
+    let format = match f.get("response_format").map(String::as_str) {
+        None | Some("") => Format::Json,
+        Some("text") => Format::Txt,
+        Some(x) => x
+            .parse::<Format>()
+            .ok()
+            .filter(|f| *f != Format::Txt)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidValue,
+                    format!(
+                        "response_format must be json, text, srt, verbose_json or vtt, not '{x}'"
+                    ),
+                )
+                .param("response_format")
+            })?,
+    };
+    let mut opts = JobOptions {
+        translate,
+        ..JobOptions::default()
+    };
+    // An explicit "auto" is kept: it overrides the service's --language.
+    if f.get("language")
+        .is_some_and(|l| l.eq_ignore_ascii_case("auto"))
+    {
+        opts.language = Some("auto".into());
+    } else if let Some(l) = f.get("language").filter(|l| !l.is_empty()) {
+        let Some(code) = crate::engine::language::code(l) else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidLanguage,
+                format!(
+                    "unknown language '{}'; use an ISO 639-1 code such as ru or en",
+                    clip(l, 40)
+                ),
+            )
+            .param("language"));
+        };
+        opts.language = Some(code.to_string());
+    }
+    if let Some(p) = f.get("prompt") {
+        if p.contains('\0') {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidValue,
+                "prompt must not contain NUL bytes",
+            )
+            .param("prompt"));
+        }
+        opts.prompt = Some(p.clone());
+    }
+    if let Some(t) = f.get("temperature").filter(|t| !t.is_empty()) {
+        let t: f64 = t
+            .parse()
+            .ok()
+            .filter(|t: &f64| (0.0..=1.0).contains(t))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidValue,
+                    "temperature must be a number between 0 and 1",
+                )
+                .param("temperature")
+            })?;
+        opts.temperature = Some(t);
+    }
+    match f.get("accurate").map(|a| a.trim()) {
+        None | Some("" | "false" | "0") => {}
+        Some("true" | "1") => opts.accurate = true,
+        Some(x) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidValue,
+                format!("accurate must be true or false, not '{x}'"),
+            )
+            .param("accurate"))
+        }
+    }
+    if let Some(g) = f.get("timestamp_granularities") {
+        for part in g.split(',') {
+            match part.trim() {
+                "word" => opts.word_timestamps = true,
+                "segment" | "" => {}
+                x => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        ErrorCode::InvalidValue,
+                        format!("timestamp_granularities[] takes word or segment, not '{x}'"),
+                    )
+                    .param("timestamp_granularities[]"))
+                }
+            }
+        }
+    }
+    Ok((opts, format))
+}
+
+/// What a record says beside its audio and options.
+#[derive(Default)]
+pub(super) struct Meta {
+    pub(super) external_id: Option<String>,
+    pub(super) source: Option<String>,
+    pub(super) idempotency_key: Option<String>,
+    pub(super) callback_url: Option<String>,
+}
+
+/// Durably store an upload and insert its record.
+/// Returns the record, whether it is new, and the hash of the bytes just stored.
+pub(super) async fn store(
+    s: &Shared,
+    up: Upload,
+    opts: JobOptions,
+    priority: i32,
+    meta: Meta,
+) -> ApiResult<(Job, bool, String)> {
+    let s2 = s.clone();
+    tokio::task::spawn_blocking(move || {
+        s2.queue.store(up.blob, |sha256, size| NewJob {
+            sha256,
+            size,
+            content_type: up.content_type,
+            filename: up.filename,
+            external_id: meta.external_id,
+            source: meta.source,
+            options: opts.to_stored(),
+            priority,
+            idempotency_key: meta.idempotency_key,
+            callback_url: meta.callback_url,
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::from)
+}
+
+pub(super) fn free_disk_mb(path: &std::path::Path) -> Option<u64> {
+    let c = std::ffi::CString::new(path.to_str()?).ok()?;
+    // SAFETY: statvfs fills the zeroed struct for a valid NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64 / (1024 * 1024))
+}
