@@ -2,14 +2,12 @@
 //! `chromium-driver`, which `scripts/setup-debian.sh` installs), driven over WebDriver against
 //! the real `earshot serve` on a random port, with an API key set.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::server::Server;
+use crate::common::server::Server;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
@@ -108,7 +106,7 @@ async fn log_in(c: &Client, key: &str) {
 }
 
 fn screenshot_path(name: &str) -> PathBuf {
-    let dir = common::root().join("target");
+    let dir = crate::common::root().join("target");
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
@@ -121,7 +119,7 @@ async fn operator_uploads_a_note_and_reads_its_text() {
     let tmp = tempfile::tempdir().unwrap();
     // The fixture under a hostile name: it must show up as text, never as markup.
     let upload = tmp.path().join(XSS_NAME);
-    std::fs::copy(common::fixture("telegram_jfk.oga"), &upload).unwrap();
+    std::fs::copy(crate::common::fixture("telegram_jfk.oga"), &upload).unwrap();
 
     let c = browser(&driver_url, &tmp.path().join("profile"), "en-US", 1100).await;
     c.goto(&base).await.unwrap();
@@ -208,7 +206,7 @@ async fn operator_uploads_a_note_and_reads_its_text() {
     assert_eq!(full.status, 200);
     assert_eq!(
         full.body,
-        std::fs::read(common::fixture("telegram_jfk.oga")).unwrap()
+        std::fs::read(crate::common::fixture("telegram_jfk.oga")).unwrap()
     );
     let part = server.req("GET", &src, &[("Range", "bytes=100-199")], b"");
     assert_eq!(part.status, 206);
@@ -261,7 +259,8 @@ async fn operator_uploads_a_note_and_reads_its_text() {
 
     // A job created elsewhere (the API) appears without a reload; a failed one says why and
     // offers a retry.
-    let (ct, body) = common::server::multipart_body(&[], Some(("notes.txt", b"hello, not audio")));
+    let (ct, body) =
+        crate::common::server::multipart_body(&[], Some(("notes.txt", b"hello, not audio")));
     let created = server.req(
         "POST",
         "/v1/jobs",
@@ -353,14 +352,17 @@ async fn operator_uploads_a_note_and_reads_its_text() {
 async fn listen_badge_unsure_words_and_click_to_seek() {
     let server = Server::start("tiny.en", &["--api-key", KEY]);
     let auth = format!("Bearer {KEY}");
-    let jfk = common::read_fixture("telegram_jfk.oga");
+    let jfk = crate::common::read_fixture("telegram_jfk.oga");
     let mut backwards = earshot::audio::decode(&jfk, &Default::default())
         .unwrap()
         .samples;
     backwards.reverse();
     let notes = [
-        ("noise.oga", common::read_fixture("low_noise_10s.oga")),
-        ("backwards.wav", common::wav16k(backwards, None)),
+        (
+            "noise.oga",
+            crate::common::read_fixture("low_noise_10s.oga"),
+        ),
+        ("backwards.wav", crate::common::wav16k(backwards, None)),
         ("jfk.oga", jfk),
     ];
     let mut ids = Vec::new();

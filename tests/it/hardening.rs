@@ -1,14 +1,12 @@
 //! Issue #13: single requests that took the service down, and the gaps an adversarial pass
 //! found. Each test runs the real `earshot serve` and sends what the pass sent.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::server::Server;
-use common::*;
+use crate::common::server::Server;
+use crate::common::*;
 
 /// A 16-bit PCM WAV whose header claims `rate` Hz, with 40 KB of data.
 fn wav_claiming_rate(rate: u32) -> Vec<u8> {
@@ -36,7 +34,7 @@ fn post_job(s: &Server, body: &[u8], query: &str) -> serde_json::Value {
 }
 
 /// `POST /v1/jobs{query}` with the audio itself as an Ogg body.
-fn post_ogg(s: &Server, query: &str, body: &[u8]) -> common::server::Resp {
+fn post_ogg(s: &Server, query: &str, body: &[u8]) -> crate::common::server::Resp {
     s.req(
         "POST",
         &format!("/v1/jobs{query}"),
@@ -56,7 +54,7 @@ fn wait_status(s: &Server, id: &str, status: &str) {
     }
 }
 
-fn assert_error(r: &common::server::Resp, status: u16, code: &str) {
+fn assert_error(r: &crate::common::server::Resp, status: u16, code: &str) {
     assert_eq!(r.status, status, "{}", r.text());
     let j: serde_json::Value =
         serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("not JSON: {:?}", r.text()));
@@ -118,8 +116,8 @@ fn a_job_that_keeps_killing_the_process_fails_as_crashed_worker() {
     let a = s.get(&format!("/v1/jobs/{id}/audio"));
     assert_eq!(a.status, 200);
     assert_eq!(
-        common::server::sha256_hex(&a.body),
-        common::server::sha256_hex(&audio)
+        crate::common::server::sha256_hex(&a.body),
+        crate::common::server::sha256_hex(&audio)
     );
     let r = s.req("POST", &format!("/v1/jobs/{id}/retry"), &[], b"");
     assert_eq!(r.status, 202, "{}", r.text());
@@ -358,9 +356,11 @@ fn sigterm_keeps_to_the_grace_period() {
     wait_status(&s, &long, "running");
     let addr = s.addr.clone();
     let waiting = std::thread::spawn(move || {
-        let (ct, body) =
-            common::server::multipart_body(&[], Some(("a.oga", &read_fixture("telegram_jfk.oga"))));
-        common::server::request(
+        let (ct, body) = crate::common::server::multipart_body(
+            &[],
+            Some(("a.oga", &read_fixture("telegram_jfk.oga"))),
+        );
+        crate::common::server::request(
             &addr,
             "POST",
             "/v1/audio/transcriptions",

@@ -1,8 +1,6 @@
 //! Decoding against ffmpeg, and every broken input's outcome.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use earshot::audio::{decode, DecodeError, Limits};
 
 /// Every valid fixture: same length as ffmpeg's decode (±25 ms) and time-aligned with it.

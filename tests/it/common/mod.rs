@@ -146,22 +146,25 @@ pub fn wer(hyp: &str, reference: &str) -> f64 {
 /// A 16-bit mono 16 kHz WAV of `samples` (-1..1). `declared_bytes` overrides the data size the
 /// header claims (to fake a file that says it is longer than it is).
 pub fn wav16k(samples: impl IntoIterator<Item = f32>, declared_bytes: Option<u32>) -> Vec<u8> {
-    let pcm: Vec<u8> = samples
-        .into_iter()
-        .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes())
-        .collect();
-    let data_len = declared_bytes.unwrap_or(pcm.len() as u32);
-    let mut w = Vec::with_capacity(pcm.len() + 44);
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&data_len.saturating_add(36).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&[1, 0, 1, 0]); // PCM, mono
-    w.extend_from_slice(&16_000u32.to_le_bytes());
-    w.extend_from_slice(&32_000u32.to_le_bytes());
-    w.extend_from_slice(&[2, 0, 16, 0]); // block align 2, 16 bits
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&data_len.to_le_bytes());
-    w.extend_from_slice(&pcm);
-    w
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut out, spec).expect("a WAV header");
+    for s in samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .expect("writing to memory");
+    }
+    w.finalize().expect("writing to memory");
+    let mut wav = out.into_inner();
+    // A header that lies about the length (a file cut short, or one claiming hours): hound
+    // writes the canonical 44-byte header, so the sizes sit at bytes 4 and 40.
+    if let Some(n) = declared_bytes {
+        wav[4..8].copy_from_slice(&n.saturating_add(36).to_le_bytes());
+        wav[40..44].copy_from_slice(&n.to_le_bytes());
+    }
+    wav
 }

@@ -1,10 +1,8 @@
 //! Real transcription with the real models (tiny.en for English, base for Russian).
 
-mod common;
-
 use std::sync::{Arc, OnceLock};
 
-use common::*;
+use crate::common::*;
 use earshot::audio::Limits;
 use earshot::engine::review::Reason;
 use earshot::engine::vad::Silero;

@@ -1,12 +1,10 @@
 //! `earshot serve` end to end: the real binary on a random port, a temp data folder, real
 //! models, HTTP over a socket.
 
-mod common;
-
 use std::time::Duration;
 
-use common::server::{multipart_body, request, sha256_hex, Server};
-use common::*;
+use crate::common::server::{multipart_body, request, sha256_hex, Server};
+use crate::common::*;
 
 const JFK_WORDS: &str = "ask not what your country can do for you";
 
@@ -1038,7 +1036,7 @@ fn sigterm_lets_running_jobs_finish() {
 fn require_gpu_refuses_to_start_without_one() {
     let tmp = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .current_dir(common::root())
+        .current_dir(crate::common::root())
         .args(["serve", "--listen", "127.0.0.1:0", "--model", "tiny.en"])
         .args(["--require-gpu", "--data-dir"])
         .arg(tmp.path().join("data"))

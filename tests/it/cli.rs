@@ -1,10 +1,8 @@
 //! The `earshot transcribe` binary, run as a user runs it.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 
 fn earshot(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_earshot"))

@@ -1,0 +1,11 @@
+//! The integration tests, in one binary so that the suite links once: the real binary on
+//! real audio with real models, a real server on a random port, a real browser for the page.
+
+mod common;
+
+mod cli;
+mod decode;
+mod hardening;
+mod inbox;
+mod serve;
+mod transcribe;
