@@ -1,7 +1,7 @@
 //! The one list of machine-readable error codes.
 //!
-//! Every error a client or an operator can see carries one of these: the HTTP API's
-//! `{"error":{"code"}}`, a failed job's stored `error.code`, and the CLI's message. The
+//! Every error a client can see carries one of these: the HTTP API's `{"error":{"code"}}`
+//! and a failed job's stored `error.code` (the CLI prints the message). The
 //! library's errors (`DecodeError::code`, `EngineError::code`) return them, the job store keeps
 //! their names, and the HTTP layer turns them into statuses. A new error is a variant here, and
 //! the compiler then asks where it belongs in [`ErrorCode::http_status`] and

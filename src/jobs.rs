@@ -126,18 +126,34 @@ impl Queue {
     }
 
     /// Make an upload durable and record its job: the audio file first (deduplicated by
-    /// hash), then the row, as one step against [`Queue::delete`]. `job` builds the row from
-    /// the audio's hash and size. Returns the job (an existing one for a replayed
-    /// Idempotency-Key), whether it was created, and the upload's hash.
-    pub fn store(
+    /// hash), then the row, as one step against [`Queue::delete`]; wake a worker for a new
+    /// job. `job` builds the row from the audio's hash and size. The Idempotency-Key rule
+    /// lives here: the same key with the same bytes is the same job; the same key with other
+    /// bytes is refused, and the bytes just stored go unless another job uses them.
+    pub fn submit(
         &self,
         blob: PendingBlob,
         job: impl FnOnce(String, u64) -> NewJob,
-    ) -> Result<(Job, bool, String), StorageError> {
-        let _refs = self.lock_audio_refs();
-        let (sha, size) = self.blobs.commit(blob)?;
-        let (stored, created) = self.db.insert(job(sha.clone(), size))?;
-        Ok((stored, created, sha))
+    ) -> Result<Submitted, StorageError> {
+        let submitted = {
+            let _refs = self.lock_audio_refs();
+            let (sha, size) = self.blobs.commit(blob)?;
+            let (stored, created) = self.db.insert(job(sha.clone(), size))?;
+            if created {
+                Submitted::Created(stored)
+            } else if stored.sha256 == sha {
+                Submitted::Replayed(stored)
+            } else {
+                if !self.db.sha_in_use(&sha)? {
+                    self.blobs.remove(&sha)?;
+                }
+                Submitted::KeyReused(stored)
+            }
+        };
+        if let Submitted::Created(_) = submitted {
+            self.notify();
+        }
+        Ok(submitted)
     }
 
     /// Delete a job's record, and its audio when no other record points at it. `false`
@@ -153,16 +169,6 @@ impl Queue {
                 Ok(true)
             }
         }
-    }
-
-    /// Remove stored audio that no record points at (an upload that was refused after it
-    /// was stored).
-    pub fn discard_if_unused(&self, sha: &str) -> Result<(), StorageError> {
-        let _refs = self.lock_audio_refs();
-        if !self.db.sha_in_use(sha)? {
-            self.blobs.remove(sha)?;
-        }
-        Ok(())
     }
 
     /// Tell idle workers there is work.
@@ -301,6 +307,18 @@ impl Queue {
             }
         }
     }
+}
+
+/// What became of a submitted upload.
+#[derive(Debug)]
+pub enum Submitted {
+    /// A new job, queued.
+    Created(Job),
+    /// Its Idempotency-Key was seen before with the same bytes: that job.
+    Replayed(Job),
+    /// Its Idempotency-Key was seen before with other bytes: nothing was stored; the job
+    /// that holds the key.
+    KeyReused(Job),
 }
 
 /// What a request asks of its transcription: parsed once by the API, stored with the job

@@ -157,27 +157,27 @@ pub(super) async fn create_job(
         idempotency_key: idem,
         callback_url,
     };
-    let (job, created, sha) = store(&s, up, opts, 1, meta).await?;
+    let (job, replayed) = match store(&s, up, opts, 1, meta).await? {
+        Submitted::Created(job) => {
+            tracing::info!(id = %job.id, size = job.size, "job queued");
+            (job, false)
+        }
+        Submitted::Replayed(job) => (job, true),
+        Submitted::KeyReused(job) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+                format!(
+                    "this Idempotency-Key was used for job {} with different audio",
+                    job.id
+                ),
+            ))
+        }
+    };
     let mut r = (StatusCode::ACCEPTED, Json(job_view(&s, &job))).into_response();
-    if created {
-        s.queue.notify();
-        tracing::info!(id = %job.id, size = job.size, "job queued");
-    } else if job.sha256 == sha {
-        // Same Idempotency-Key, same bytes: a replay gets the same job.
+    if replayed {
         r.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    } else {
-        // Same key, other bytes: refuse, and drop the bytes just stored unless another
-        // record uses the same audio.
-        s.queue.discard_if_unused(&sha).map_err(ApiError::from)?;
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::IdempotencyKeyReused,
-            format!(
-                "this Idempotency-Key was used for job {} with different audio",
-                job.id
-            ),
-        ));
     }
     r.headers_mut().insert(
         "x-earshot-job-id",

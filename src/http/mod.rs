@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ServeConfig;
 use crate::error::ErrorCode;
-use crate::jobs::{JobOptions, JobResult, Queue};
+use crate::jobs::{JobOptions, JobResult, Queue, Submitted};
 use crate::output::{self, Format};
 use crate::storage::{Job, ListFilter, NewJob, PendingBlob, Status};
 

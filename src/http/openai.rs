@@ -52,7 +52,7 @@ pub(super) async fn sync_request(
     let up = read_multipart(&s, mp).await?;
     let (opts, format) = parse_options(&s, &up.fields, translate)?;
     let mut finished = s.queue.finished.subscribe();
-    let (job, _, _) = store(
+    let job = match store(
         &s,
         up,
         opts,
@@ -62,8 +62,11 @@ pub(super) async fn sync_request(
             ..Meta::default()
         },
     )
-    .await?;
-    s.queue.notify();
+    .await?
+    {
+        // No Idempotency-Key here, so every request is a new job.
+        Submitted::Created(job) | Submitted::Replayed(job) | Submitted::KeyReused(job) => job,
+    };
     tracing::info!(id = %job.id, size = job.size, "synchronous transcription accepted");
     // The job runs to the end even if this client goes away; it stays retrievable by id.
     loop {

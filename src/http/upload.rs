@@ -284,18 +284,17 @@ pub(super) struct Meta {
     pub(super) callback_url: Option<String>,
 }
 
-/// Durably store an upload and insert its record.
-/// Returns the record, whether it is new, and the hash of the bytes just stored.
+/// Durably store an upload and insert its record (see [`Queue::submit`]).
 pub(super) async fn store(
     s: &Shared,
     up: Upload,
     opts: JobOptions,
     priority: i32,
     meta: Meta,
-) -> ApiResult<(Job, bool, String)> {
+) -> ApiResult<Submitted> {
     let s2 = s.clone();
     tokio::task::spawn_blocking(move || {
-        s2.queue.store(up.blob, |sha256, size| NewJob {
+        s2.queue.submit(up.blob, |sha256, size| NewJob {
             sha256,
             size,
             content_type: up.content_type,
