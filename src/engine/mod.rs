@@ -161,6 +161,66 @@ pub const COMPRESSION_RATIO_THRESHOLD: f32 = 2.4;
 pub const LOGPROB_THRESHOLD: f32 = -1.0;
 pub const NO_SPEECH_THRESHOLD: f32 = 0.6;
 
+/// How one note is decoded: the encoder contexts of each pass, and whether a result that
+/// looks wrong is decoded again. A pure function of the options, the model and the audio's
+/// length ([`decode_plan`]), so that every rule is a named row of one table test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodePlan {
+    /// Encoder positions for the decoding pass; 0 is the full 30 s window.
+    pub ctx: usize,
+    /// Positions for the first, cheap language guess; `None`: detect once, on
+    /// `redetect_ctx`.
+    pub detect_ctx: Option<usize>,
+    /// Positions for language detection when the first guess is unsure (or there is none).
+    pub redetect_ctx: usize,
+    /// Whether a result that looks wrong gets the careful pass (full window, beam 5). A loop
+    /// gets it whatever this says.
+    pub guarded: bool,
+}
+
+/// What the model and the machine are, as far as the plan cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanModel {
+    pub multilingual: bool,
+    pub gpu: bool,
+}
+
+/// The decoding plan for `samples` 16 kHz samples (after the voice-activity step).
+///
+/// - A fitted context only on the CPU and for multilingual models: on a GPU the full window
+///   was both faster (the extra passes cost more than they save there) and more accurate
+///   (H100: 98 notes in 5.7 s vs 11.2 s, CER 5.4% vs 7.3%), and English-only models crawled
+///   with a fitted context (tiny.en: a minute for three short clips, not understood yet).
+/// - The language is first guessed on at most 5 s, then, under 90% sure, on the full window
+///   (see `Engine::transcribe_on`). Not on a GPU, for the same reason.
+/// - The guard: a fitted context, or greedy decoding of a note up to 30 s, gets the careful
+///   pass when the result looks wrong.
+pub fn decode_plan(opts: &Options, model: PlanModel, samples: usize) -> DecodePlan {
+    let auto = opts.audio_ctx == AudioCtx::Auto;
+    let ctx = match opts.audio_ctx {
+        AudioCtx::Full => 0,
+        AudioCtx::Fixed(n) => (n as usize).min(CTX_FULL),
+        AudioCtx::Auto if model.multilingual && !model.gpu => fitted_ctx(samples).unwrap_or(0),
+        AudioCtx::Auto => 0,
+    };
+    // (An English-only model never detects.)
+    let detect_ctx = (auto && !model.gpu && model.multilingual).then(|| {
+        if ctx == 0 {
+            CTX_DETECT
+        } else {
+            ctx.min(CTX_DETECT)
+        }
+    });
+    let greedy = opts.beam_size.unwrap_or(1) <= 1;
+    let duration = samples as f64 / WHISPER_RATE as f64;
+    DecodePlan {
+        ctx,
+        detect_ctx,
+        redetect_ctx: if auto { CTX_FULL } else { ctx },
+        guarded: auto && (ctx != 0 || (greedy && duration <= 30.0)),
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -698,22 +758,16 @@ impl Engine {
             samples = &padded[..];
         }
 
-        // 0 = the model's full context, as whisper.cpp reads it.
-        let ctx = match opts.audio_ctx {
-            AudioCtx::Full => 0,
-            AudioCtx::Fixed(n) => (n as usize).min(CTX_FULL),
-            // On a GPU the full window was both faster (the extra passes that fit and check
-            // the context cost more than they save there) and more accurate (H100: 98 notes
-            // in 5.7 s vs 11.2 s, CER 5.4% vs 7.3%). English-only models crawled with a
-            // fitted context (tiny.en: a minute for three short clips, not understood yet),
-            // so they keep the full window too.
-            AudioCtx::Auto if multilingual && !self.backend.is_gpu() => {
-                fitted_ctx(samples.len()).unwrap_or(0)
-            }
-            AudioCtx::Auto => 0,
-        };
+        let decoding = decode_plan(
+            opts,
+            PlanModel {
+                multilingual,
+                gpu: self.backend.is_gpu(),
+            },
+            samples.len(),
+        );
         let mut state = self.new_state()?;
-        let mut t = self.transcribe_on(&mut state, samples, opts, requested, ctx)?;
+        let mut t = self.transcribe_on(&mut state, samples, opts, requested, &decoding)?;
         t.map_to_note(&plan);
         t.duration = duration;
         // A loop across segment boundaries is not cut (the segments stay as decoded) but
@@ -753,19 +807,20 @@ impl Engine {
         Ok(t)
     }
 
-    /// Detect the language (unless given), decode with context `ctx`, and in `Auto` mode
-    /// decode again with the full context when the result looks wrong. `state` is fresh.
+    /// Detect the language (unless given), decode as `plan` says, and decode again with the
+    /// full context and beam 5 when the plan guards the result and it looks wrong (or loops).
+    /// `state` is fresh.
     fn transcribe_on(
         &self,
         state: &mut WhisperState,
         samples: &[f32],
         opts: &Options,
         requested: Option<String>,
-        ctx: usize,
+        plan: &DecodePlan,
     ) -> Result<Transcript, EngineError> {
         let duration = samples.len() as f64 / WHISPER_RATE as f64;
         let threads = opts.threads.max(1);
-        let auto = opts.audio_ctx == AudioCtx::Auto;
+        let ctx = plan.ctx;
         let started = std::time::Instant::now();
         let inf = |e: whisper_rs::WhisperError| EngineError::Inference(e.to_string());
         // The context left set in the state (a fresh state's is 0, the full window).
@@ -791,19 +846,9 @@ impl Engine {
                 // noisy copies, but read a Russian note of the measuring half as Ukrainian
                 // (p = 0.87 on the fitted context): the full window stays.
                 // (Setting the context recomputes the state's mel, so the clip's mel is
-                // computed after it.)
-                // (Not on a GPU, where every extra pass costs more than it saves.)
-                let first = if auto && !self.backend.is_gpu() {
-                    Some(if ctx == 0 {
-                        CTX_DETECT
-                    } else {
-                        ctx.min(CTX_DETECT)
-                    })
-                } else {
-                    None
-                };
+                // computed after it.) The contexts come from the plan.
                 let mut found = None;
-                if let Some(c) = first {
+                if let Some(c) = plan.detect_ctx {
                     set_ctx(state, c)?;
                     state.pcm_to_mel(samples, threads).map_err(inf)?;
                     let (id, probs) = state.lang_detect(0, threads).map_err(inf)?;
@@ -821,7 +866,7 @@ impl Engine {
                 let (id, p) = match found {
                     Some(f) => f,
                     None => {
-                        set_ctx(state, if auto { CTX_FULL } else { ctx })?;
+                        set_ctx(state, plan.redetect_ctx)?;
                         state.pcm_to_mel(samples, threads).map_err(inf)?;
                         let (id, probs) = state.lang_detect(0, threads).map_err(inf)?;
                         (id, probs.get(id as usize).copied().unwrap_or(0.0))
@@ -850,9 +895,7 @@ impl Engine {
         // careful pass (full context, beam 5) when the result looks wrong. Greedy decoding
         // can drop most of a clip (issue #5 saw a phone-menu prompt cut to a few words). A
         // loop gets the second pass whatever the settings.
-        let greedy = opts.beam_size.unwrap_or(1) <= 1;
-        let guarded = auto && (ctx != 0 || (greedy && duration <= 30.0));
-        let why = if guarded {
+        let why = if plan.guarded {
             suspicious(&first, opts)
         } else {
             first.loops().then_some("repetition")
@@ -1088,4 +1131,124 @@ fn compression_ratio(text: &str) -> f32 {
     let _ = enc.write_all(text.as_bytes());
     let compressed = enc.finish().map(|v| v.len()).unwrap_or(text.len());
     text.len() as f32 / compressed.max(1) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: usize = WHISPER_RATE as usize; // samples per second
+
+    fn opts(audio_ctx: AudioCtx, beam: Option<u32>) -> Options {
+        Options {
+            audio_ctx,
+            beam_size: beam,
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn the_decoding_plan_is_one_table() {
+        let cpu = PlanModel {
+            multilingual: true,
+            gpu: false,
+        };
+        let gpu = PlanModel {
+            multilingual: true,
+            gpu: true,
+        };
+        let english_only = PlanModel {
+            multilingual: false,
+            gpu: false,
+        };
+        let auto = opts(AudioCtx::Auto, None);
+        let plan = |what: &str, o: &Options, m: PlanModel, secs: f64, want: DecodePlan| {
+            assert_eq!(
+                decode_plan(o, m, (secs * S as f64) as usize),
+                want,
+                "{what}"
+            );
+        };
+        let p = |ctx, detect_ctx, redetect_ctx, guarded| DecodePlan {
+            ctx,
+            detect_ctx,
+            redetect_ctx,
+            guarded,
+        };
+        // (what, options, model, seconds) -> plan
+        plan("CPU, a 5 s note: fitted context (250 + 128 positions, to a multiple of 64), a 5 s first guess, guarded",
+            &auto, cpu, 5.0, p(384, Some(256), CTX_FULL, true));
+        plan(
+            "CPU, a 2 s note: the first guess uses the note's own context",
+            &auto,
+            cpu,
+            2.0,
+            p(256, Some(256), CTX_FULL, true),
+        );
+        plan("CPU, a 28 s note: too close to 30 s to fit, full window, still guarded (greedy, <= 30 s)",
+            &auto, cpu, 28.0, p(0, Some(CTX_DETECT), CTX_FULL, true));
+        plan(
+            "CPU, a 60 s recording: full window, not guarded",
+            &auto,
+            cpu,
+            60.0,
+            p(0, Some(CTX_DETECT), CTX_FULL, false),
+        );
+        plan(
+            "CPU, beam 5 on a 28 s note: full window, not guarded (only greedy is)",
+            &opts(AudioCtx::Auto, Some(5)),
+            cpu,
+            28.0,
+            p(0, Some(CTX_DETECT), CTX_FULL, false),
+        );
+        plan(
+            "CPU, beam 5 on a 5 s note: the fitted context is guarded whatever the beam",
+            &opts(AudioCtx::Auto, Some(5)),
+            cpu,
+            5.0,
+            p(384, Some(256), CTX_FULL, true),
+        );
+        plan(
+            "GPU: full window, one detection, guarded only as greedy on a short note",
+            &auto,
+            gpu,
+            5.0,
+            p(0, None, CTX_FULL, true),
+        );
+        plan(
+            "English-only model: full window (a fitted one crawled), nothing to detect",
+            &auto,
+            english_only,
+            5.0,
+            p(0, None, CTX_FULL, true),
+        );
+        plan(
+            "--audio-ctx full: no first guess, no guard",
+            &opts(AudioCtx::Full, None),
+            cpu,
+            5.0,
+            p(0, None, 0, false),
+        );
+        plan(
+            "--audio-ctx 700: that context everywhere, no guard",
+            &opts(AudioCtx::Fixed(700), None),
+            cpu,
+            5.0,
+            p(700, None, 700, false),
+        );
+        plan(
+            "--audio-ctx 5000: capped at the model's 1500",
+            &opts(AudioCtx::Fixed(5000), None),
+            cpu,
+            5.0,
+            p(CTX_FULL, None, CTX_FULL, false),
+        );
+        plan(
+            "--accurate: full window, beam 5, no guard",
+            &auto.clone().accurate(),
+            cpu,
+            5.0,
+            p(0, None, 0, false),
+        );
+    }
 }
