@@ -118,6 +118,37 @@ impl ModelArgs {
     }
 }
 
+/// A secret from the command line or the environment (an API key, the webhook secret).
+/// `Debug` shows its length only, so the configuration can be logged whole; the value is
+/// read with [`Secret::expose`] where it is used.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 3 characters and the length: enough to tell keys apart in a log.
+    pub fn masked(&self) -> String {
+        let head: String = self.0.chars().take(3).collect();
+        format!("{head}…({} chars)", self.0.chars().count())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} chars)", self.0.chars().count())
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
 /// How many transcriptions run at once and with how many CPU threads each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parallelism {
@@ -215,10 +246,10 @@ pub struct ServeConfig {
     pub queue_limit: usize,
     /// API key required as `Authorization: Bearer KEY` on /v1 (repeatable).
     #[arg(long = "api-key", env = "EARSHOT_API_KEYS", value_delimiter = ',')]
-    pub api_keys: Vec<String>,
+    pub api_keys: Vec<Secret>,
     /// Secret for the HMAC-SHA256 signature of webhook bodies (X-Earshot-Signature).
     #[arg(long, env = "EARSHOT_WEBHOOK_SECRET")]
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<Secret>,
     /// Allow callback URLs on loopback, private and link-local addresses.
     #[arg(long, env = "EARSHOT_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
@@ -324,7 +355,7 @@ impl ServeConfig {
         } else {
             self.api_keys
                 .iter()
-                .map(|k| format!("{}…({} chars)", &k[..k.len().min(3)], k.len()))
+                .map(Secret::masked)
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -454,5 +485,26 @@ mod tests {
         assert_eq!(parallelism(&gpu(16_000), 16, None, None), p(8, 2));
         assert_eq!(parallelism(&gpu(8_000), 2, None, None), p(4, 1));
         assert_eq!(parallelism(&gpu(81_559), 16, Some(2), None), p(2, 4));
+    }
+
+    #[test]
+    fn secrets_never_reach_debug_or_the_start_up_lines() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Args {
+            #[command(flatten)]
+            serve: ServeConfig,
+        }
+        let key = "sk-very-secret-key-1";
+        let hook = "whsec-also-secret";
+        let a = Args::try_parse_from(["serve", "--api-key", key, "--webhook-secret", hook])
+            .expect("the flags parse");
+        for shown in [format!("{:?}", a.serve), a.serve.describe()] {
+            assert!(!shown.contains(key) && !shown.contains(hook), "{shown}");
+        }
+        assert!(a.serve.describe().contains("sk-…(20 chars)"));
+        assert_eq!(a.serve.api_keys[0].expose(), key);
+        // A key that is not ASCII is masked by characters, not cut inside one.
+        assert_eq!(Secret("ключ-секрет".into()).masked(), "клю…(11 chars)");
     }
 }

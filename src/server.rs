@@ -61,7 +61,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     {
         let (db, secret, allow) = (
             queue.db.clone(),
-            cfg.webhook_secret.clone(),
+            cfg.webhook_secret.as_ref().map(|s| s.expose().to_string()),
             cfg.webhook_allow_private,
         );
         std::thread::Builder::new()

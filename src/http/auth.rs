@@ -2,11 +2,11 @@
 
 use super::*;
 
-pub(super) fn url_key(keys: &[String]) -> [u8; 32] {
+pub(super) fn url_key(keys: &[Secret]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"earshot signed audio URL\n");
     for k in keys {
-        h.update(k.as_bytes());
+        h.update(k.expose().as_bytes());
         h.update(b"\n");
     }
     h.finalize().into()
@@ -26,7 +26,7 @@ pub(super) async fn auth(State(s): State<Shared>, req: Request, next: Next) -> R
             if s.cfg
                 .api_keys
                 .iter()
-                .any(|key| constant_time_eq(key.as_bytes(), k.trim().as_bytes())) =>
+                .any(|key| constant_time_eq(key.expose().as_bytes(), k.trim().as_bytes())) =>
         {
             next.run(req).await
         }

@@ -34,7 +34,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::ServeConfig;
+use crate::config::{Secret, ServeConfig};
 use crate::error::ErrorCode;
 use crate::jobs::{JobOptions, JobResult, Queue, Submitted};
 use crate::output::{self, Format};
