@@ -9,150 +9,78 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A stable, machine-readable error code (serialized in snake_case).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
+/// Defines the enum, its names and [`ErrorCode::ALL`] from one list.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// A stable, machine-readable error code (serialized as its snake_case name).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ErrorCode {
+            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code (for tests and documentation).
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The name, as serialized and stored.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
     // The audio (decoder).
-    Empty,
-    NotAudio,
-    UnsupportedCodec,
-    NoAudioTrack,
-    Corrupt,
-    TooLarge,
-    TooLong,
+    Empty => "empty",
+    NotAudio => "not_audio",
+    UnsupportedCodec => "unsupported_codec",
+    NoAudioTrack => "no_audio_track",
+    Corrupt => "corrupt",
+    TooLarge => "too_large",
+    TooLong => "too_long",
     // The engine.
-    InvalidLanguage,
-    ModelNotFound,
-    ModelLoadFailed,
-    InferenceFailed,
-    GpuUnavailable,
-    Cancelled,
+    InvalidLanguage => "invalid_language",
+    ModelNotFound => "model_not_found",
+    ModelLoadFailed => "model_load_failed",
+    InferenceFailed => "inference_failed",
+    GpuUnavailable => "gpu_unavailable",
+    Cancelled => "cancelled",
     // A job that failed for a reason that is not the input's.
-    TranscriptionFailed,
-    StorageError,
+    TranscriptionFailed => "transcription_failed",
+    StorageError => "storage_error",
     // The request.
-    InvalidRequest,
-    InvalidValue,
-    InvalidBody,
-    InvalidMultipart,
-    MissingFile,
-    UnsupportedMediaType,
-    InvalidApiKey,
-    InvalidCallbackUrl,
-    IdempotencyKeyReused,
-    NotFound,
-    JobNotFound,
-    JobRunning,
-    NotRetryable,
-    MethodNotAllowed,
-    BodyTimeout,
-    RangeNotSatisfiable,
+    InvalidRequest => "invalid_request",
+    InvalidValue => "invalid_value",
+    InvalidBody => "invalid_body",
+    InvalidMultipart => "invalid_multipart",
+    MissingFile => "missing_file",
+    UnsupportedMediaType => "unsupported_media_type",
+    InvalidApiKey => "invalid_api_key",
+    InvalidCallbackUrl => "invalid_callback_url",
+    IdempotencyKeyReused => "idempotency_key_reused",
+    NotFound => "not_found",
+    JobNotFound => "job_not_found",
+    JobRunning => "job_running",
+    NotRetryable => "not_retryable",
+    MethodNotAllowed => "method_not_allowed",
+    BodyTimeout => "body_timeout",
+    RangeNotSatisfiable => "range_not_satisfiable",
     /// Any other refusal of the HTTP layer.
-    HttpError,
+    HttpError => "http_error",
     // The service's state.
-    TooManyConnections,
-    Overloaded,
-    QueueFull,
-    ShuttingDown,
-    NotReady,
-    InsufficientStorage,
-    InternalError,
+    TooManyConnections => "too_many_connections",
+    Overloaded => "overloaded",
+    QueueFull => "queue_full",
+    ShuttingDown => "shutting_down",
+    NotReady => "not_ready",
+    InsufficientStorage => "insufficient_storage",
+    InternalError => "internal_error",
 }
 
 impl ErrorCode {
-    /// Every code (for tests and documentation).
-    pub const ALL: [ErrorCode; 39] = {
-        use ErrorCode::*;
-        [
-            Empty,
-            NotAudio,
-            UnsupportedCodec,
-            NoAudioTrack,
-            Corrupt,
-            TooLarge,
-            TooLong,
-            InvalidLanguage,
-            ModelNotFound,
-            ModelLoadFailed,
-            InferenceFailed,
-            GpuUnavailable,
-            Cancelled,
-            TranscriptionFailed,
-            StorageError,
-            InvalidValue,
-            InvalidBody,
-            InvalidMultipart,
-            MissingFile,
-            UnsupportedMediaType,
-            InvalidApiKey,
-            InvalidCallbackUrl,
-            IdempotencyKeyReused,
-            NotFound,
-            JobNotFound,
-            JobRunning,
-            NotRetryable,
-            Overloaded,
-            QueueFull,
-            ShuttingDown,
-            NotReady,
-            InsufficientStorage,
-            InternalError,
-            InvalidRequest,
-            MethodNotAllowed,
-            BodyTimeout,
-            RangeNotSatisfiable,
-            HttpError,
-            TooManyConnections,
-        ]
-    };
-
-    /// The name, as serialized and stored.
-    pub fn as_str(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            Empty => "empty",
-            NotAudio => "not_audio",
-            UnsupportedCodec => "unsupported_codec",
-            NoAudioTrack => "no_audio_track",
-            Corrupt => "corrupt",
-            TooLarge => "too_large",
-            TooLong => "too_long",
-            InvalidLanguage => "invalid_language",
-            ModelNotFound => "model_not_found",
-            ModelLoadFailed => "model_load_failed",
-            InferenceFailed => "inference_failed",
-            GpuUnavailable => "gpu_unavailable",
-            Cancelled => "cancelled",
-            TranscriptionFailed => "transcription_failed",
-            StorageError => "storage_error",
-            InvalidRequest => "invalid_request",
-            InvalidValue => "invalid_value",
-            InvalidBody => "invalid_body",
-            InvalidMultipart => "invalid_multipart",
-            MissingFile => "missing_file",
-            UnsupportedMediaType => "unsupported_media_type",
-            InvalidApiKey => "invalid_api_key",
-            InvalidCallbackUrl => "invalid_callback_url",
-            IdempotencyKeyReused => "idempotency_key_reused",
-            NotFound => "not_found",
-            JobNotFound => "job_not_found",
-            JobRunning => "job_running",
-            NotRetryable => "not_retryable",
-            MethodNotAllowed => "method_not_allowed",
-            BodyTimeout => "body_timeout",
-            RangeNotSatisfiable => "range_not_satisfiable",
-            HttpError => "http_error",
-            TooManyConnections => "too_many_connections",
-            Overloaded => "overloaded",
-            QueueFull => "queue_full",
-            ShuttingDown => "shutting_down",
-            NotReady => "not_ready",
-            InsufficientStorage => "insufficient_storage",
-            InternalError => "internal_error",
-        }
-    }
-
     /// A stored name back to its code; `None` for a name this version does not know.
     pub fn parse(s: &str) -> Option<ErrorCode> {
         serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
@@ -221,13 +149,23 @@ mod tests {
     #[test]
     fn names_round_trip_through_serde_and_parse() {
         use ErrorCode::*;
-        assert_eq!(ErrorCode::ALL.len(), {
-            let set: std::collections::HashSet<_> = ErrorCode::ALL.iter().collect();
-            set.len()
-        });
-        let all = ErrorCode::ALL;
-        for c in all {
+        let names: std::collections::HashSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len(), "every name is different");
+        for &c in ErrorCode::ALL {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str(), "{c:?}");
+            // snake_case of the variant, as the API has always spelled them.
+            assert_eq!(
+                format!("{c:?}")
+                    .chars()
+                    .enumerate()
+                    .flat_map(|(i, ch)| {
+                        let sep = (i > 0 && ch.is_uppercase()).then_some('_');
+                        sep.into_iter().chain(ch.to_lowercase())
+                    })
+                    .collect::<String>(),
+                c.as_str()
+            );
             assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
             assert!((400..600).contains(&c.http_status()));
         }
