@@ -115,14 +115,13 @@ impl ErrorCode {
             NotFound | JobNotFound | ModelNotFound => 404,
             MethodNotAllowed => 405,
             BodyTimeout => 408,
-            JobRunning | NotRetryable => 409,
+            JobRunning | NotRetryable | NotReady => 409,
             TooLarge => 413,
             UnsupportedMediaType => 415,
             RangeNotSatisfiable => 416,
             IdempotencyKeyReused => 422,
             QueueFull => 429,
-            Overloaded | ShuttingDown | NotReady | GpuUnavailable | Cancelled
-            | TooManyConnections => 503,
+            Overloaded | ShuttingDown | GpuUnavailable | Cancelled | TooManyConnections => 503,
             InsufficientStorage => 507,
             ModelLoadFailed | InferenceFailed | TranscriptionFailed | StorageError
             | InternalError => 500,

@@ -35,8 +35,7 @@ pub(super) async fn auth(State(s): State<Shared>, req: Request, next: Next) -> R
         {
             next.run(req).await
         }
-        _ => ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        _ => ApiError::of(
             ErrorCode::InvalidApiKey,
             "missing or invalid API key: send Authorization: Bearer <key>",
         )

@@ -32,6 +32,14 @@ impl ApiError {
             retry_after: None,
         }
     }
+
+    /// An error with its code's own status ([`ErrorCode::http_status`]).
+    pub fn of(code: ErrorCode, message: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(code.http_status())
+            .expect("ErrorCode::http_status gives valid statuses");
+        ApiError::new(status, code, message)
+    }
+
     pub(super) fn param(mut self, p: &'static str) -> Self {
         self.param = Some(p);
         self
@@ -42,11 +50,7 @@ impl ApiError {
     }
     pub(super) fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::InternalError,
-            format!("internal error: {e}"),
-        )
+        ApiError::of(ErrorCode::InternalError, format!("internal error: {e}"))
     }
 }
 
@@ -68,8 +72,7 @@ impl From<std::io::Error> for ApiError {
 }
 
 pub(super) fn disk_full() -> ApiError {
-    ApiError::new(
-        StatusCode::INSUFFICIENT_STORAGE,
+    ApiError::of(
         ErrorCode::InsufficientStorage,
         "the server's disk is full, so nothing was stored; retry later",
     )
@@ -144,8 +147,9 @@ pub(super) fn clip(s: &str, max: usize) -> String {
 }
 
 pub(super) fn job_error(j: &Job) -> ApiError {
-    // What the input did wrong keeps its code (400); a failure of the service is
-    // `transcription_failed` (500) with the stored message.
+    // What the input did wrong keeps its code, answered 400 whatever the code's own status
+    // (a stored file found too large at decoding is not an upload refused at 413); a failure
+    // of the service is `transcription_failed` (500) with the stored message.
     let code = j
         .error_code
         .as_deref()

@@ -31,8 +31,7 @@ pub(super) async fn create_job(
     check_disk(&s, &headers)?;
     let queued = s.queue.db.queued_count(None).map_err(ApiError::from)?;
     if queued as usize >= s.cfg.queue_limit {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+        return Err(ApiError::of(
             ErrorCode::QueueFull,
             format!(
                 "the queue holds {queued} jobs (limit {}); retry later",
@@ -47,13 +46,9 @@ pub(super) async fn create_job(
         .unwrap_or("")
         .to_string();
     let mut up = if ct.starts_with("multipart/form-data") {
-        let mp = Multipart::from_request(req, &s).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidMultipart,
-                e.body_text(),
-            )
-        })?;
+        let mp = Multipart::from_request(req, &s)
+            .await
+            .map_err(|e| ApiError::of(ErrorCode::InvalidMultipart, e.body_text()))?;
         read_multipart(&s, mp).await?
     } else if ct.starts_with("audio/")
         || ct.starts_with("video/")
@@ -67,8 +62,7 @@ pub(super) async fn create_job(
                 if e.to_string().contains("length limit") {
                     too_large(&s)
                 } else {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
+                    ApiError::of(
                         ErrorCode::InvalidBody,
                         format!("could not read the body: {e}"),
                     )
@@ -77,11 +71,7 @@ pub(super) async fn create_job(
             spool(&s, &mut blob, &chunk)?;
         }
         if blob.size() == 0 {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::Empty,
-                "the request body is empty",
-            ));
+            return Err(ApiError::of(ErrorCode::Empty, "the request body is empty"));
         }
         let filename = headers
             .get(header::CONTENT_DISPOSITION)
@@ -95,7 +85,7 @@ pub(super) async fn create_job(
             fields: HashMap::new(),
         }
     } else {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::UnsupportedMediaType, "send multipart/form-data with a 'file' field, or the audio itself with an audio/* Content-Type"));
+        return Err(ApiError::of(ErrorCode::UnsupportedMediaType, "send multipart/form-data with a 'file' field, or the audio itself with an audio/* Content-Type"));
     };
     // Query parameters fill in what form fields did not say.
     for (k, v) in [
@@ -129,8 +119,7 @@ pub(super) async fn create_job(
         .get("callback_url")
         .is_some_and(|u| u.len() > 2048)
     {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::of(
             ErrorCode::InvalidCallbackUrl,
             "callback_url is longer than 2048 bytes",
         )
@@ -146,10 +135,7 @@ pub(super) async fn create_job(
         tokio::task::spawn_blocking(move || crate::webhooks::check_url(&url, allow))
             .await
             .map_err(ApiError::internal)?
-            .map_err(|m| {
-                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidCallbackUrl, m)
-                    .param("callback_url")
-            })?;
+            .map_err(|m| ApiError::of(ErrorCode::InvalidCallbackUrl, m).param("callback_url"))?;
     }
     let meta = Meta {
         external_id: up.fields.get("external_id").cloned(),
@@ -164,8 +150,7 @@ pub(super) async fn create_job(
         }
         Submitted::Replayed(job) => (job, true),
         Submitted::KeyReused(job) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(ApiError::of(
                 ErrorCode::IdempotencyKeyReused,
                 format!(
                     "this Idempotency-Key was used for job {} with different audio",
@@ -205,8 +190,7 @@ pub(super) async fn list_jobs(
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(x) => Some(Status::parse(x).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
+            ApiError::of(
                 ErrorCode::InvalidValue,
                 "status must be queued, running, done or failed",
             )
@@ -215,8 +199,7 @@ pub(super) async fn list_jobs(
     };
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::of(
             ErrorCode::InvalidValue,
             format!("limit must be from 1 to 1000, not {limit}"),
         )
@@ -227,8 +210,7 @@ pub(super) async fn list_jobs(
         .as_deref()
         .filter(|b| uuid::Uuid::parse_str(b).is_err())
     {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::of(
             ErrorCode::InvalidValue,
             format!(
                 "before must be a job id (from a previous page), not '{}'",
@@ -242,8 +224,7 @@ pub(super) async fn list_jobs(
         Some("needed") => Some(true),
         Some("ok") => Some(false),
         Some(x) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::of(
                 ErrorCode::InvalidValue,
                 format!("review must be needed or ok, not '{}'", clip(x, 40)),
             )
@@ -269,13 +250,11 @@ pub(super) async fn list_jobs(
 }
 
 pub(super) fn find(s: &AppState, id: &str) -> ApiResult<Job> {
-    s.queue.db.get(id).map_err(ApiError::from)?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::JobNotFound,
-            format!("no job with id '{id}'"),
-        )
-    })
+    s.queue
+        .db
+        .get(id)
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::of(ErrorCode::JobNotFound, format!("no job with id '{id}'")))
 }
 
 pub(super) async fn get_job(
@@ -301,14 +280,11 @@ pub(super) async fn get_transcript(
         .as_deref()
         .unwrap_or("json")
         .parse::<Format>()
-        .map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidValue, e).param("format")
-        })?;
+        .map_err(|e| ApiError::of(ErrorCode::InvalidValue, e).param("format"))?;
     match j.status {
         Status::Done => render_transcript(&j, format),
         Status::Failed => Err(job_error(&j)),
-        _ => Err(ApiError::new(
-            StatusCode::CONFLICT,
+        _ => Err(ApiError::of(
             ErrorCode::NotReady,
             format!("job {id} is {}; poll GET /v1/jobs/{id}", j.status.as_str()),
         )),
@@ -415,8 +391,7 @@ pub(super) async fn retry_job(
 ) -> ApiResult<Response> {
     let j = find(&s, &id)?;
     if j.status == Status::Running || j.status == Status::Queued {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(ApiError::of(
             ErrorCode::NotRetryable,
             format!("job {id} is {}", j.status.as_str()),
         ));
@@ -432,8 +407,7 @@ pub(super) async fn delete_job(
 ) -> ApiResult<Json<Value>> {
     let j = find(&s, &id)?;
     if j.status == Status::Running {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(ApiError::of(
             ErrorCode::JobRunning,
             format!("job {id} is running; delete it when it is done"),
         ));

@@ -105,8 +105,7 @@ pub fn router(state: Shared) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
+            ApiError::of(
                 ErrorCode::NotFound,
                 "no such route; the API is under /v1 (see docs/api.md)",
             )

@@ -34,8 +34,7 @@ pub(super) async fn sync_request(
     // Back-pressure: a slot is reserved before the body is read; with every slot taken,
     // say so now, before storing anything.
     let overloaded = || {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        ApiError::of(
             ErrorCode::Overloaded,
             "all workers are busy; retry shortly or use POST /v1/jobs",
         )
@@ -88,9 +87,7 @@ pub(super) async fn sync_request(
                 .get(&job.id)?
                 .is_some_and(|j| j.status == Status::Queued)
         {
-            let mut r = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::ShuttingDown,
+            let mut r = ApiError::of(ErrorCode::ShuttingDown,
                 format!("the service is restarting; job {} is stored and will run after it, see GET /v1/jobs/{}", job.id, job.id),
             )
             .retry_after(10)

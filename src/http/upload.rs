@@ -25,9 +25,7 @@ pub(super) fn check_disk(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
         .unwrap_or(0)
         .div_ceil(1024 * 1024);
     match free_disk_mb(&s.cfg.data_dir) {
-        Some(free) if free < s.cfg.min_free_disk_mb + incoming_mb => Err(ApiError::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            ErrorCode::InsufficientStorage,
+        Some(free) if free < s.cfg.min_free_disk_mb + incoming_mb => Err(ApiError::of(ErrorCode::InsufficientStorage,
             format!(
                 "the server's disk is nearly full ({free} MiB free, {} MiB kept free); nothing was stored, retry later",
                 s.cfg.min_free_disk_mb
@@ -58,8 +56,7 @@ pub(super) fn cap_filename(name: String) -> String {
 /// Refuse an identifier longer than [`MAX_ID_BYTES`].
 pub(super) fn check_id_len(what: &'static str, v: Option<&String>) -> ApiResult<()> {
     match v {
-        Some(v) if v.len() > MAX_ID_BYTES => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        Some(v) if v.len() > MAX_ID_BYTES => Err(ApiError::of(
             ErrorCode::InvalidValue,
             format!(
                 "{what} is {} bytes long; at most {MAX_ID_BYTES} are accepted",
@@ -72,8 +69,7 @@ pub(super) fn check_id_len(what: &'static str, v: Option<&String>) -> ApiResult<
 }
 
 pub(super) fn too_large(s: &AppState) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
+    ApiError::of(
         ErrorCode::TooLarge,
         format!(
             "upload is larger than the limit of {} bytes",
@@ -105,8 +101,7 @@ pub(super) async fn read_multipart(s: &AppState, mut mp: Multipart) -> ApiResult
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large(s)
         } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
+            ApiError::of(
                 ErrorCode::InvalidMultipart,
                 format!("could not read the multipart body: {e}"),
             )
@@ -135,20 +130,14 @@ pub(super) async fn read_multipart(s: &AppState, mut mp: Multipart) -> ApiResult
         }
     }
     let (blob, filename, content_type) = upload.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
+        ApiError::of(
             ErrorCode::MissingFile,
             "the multipart field 'file' is required",
         )
         .param("file")
     })?;
     if blob.size() == 0 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::Empty,
-            "the uploaded file is empty",
-        )
-        .param("file"));
+        return Err(ApiError::of(ErrorCode::Empty, "the uploaded file is empty").param("file"));
     }
     Ok(Upload {
         blob,
@@ -166,8 +155,7 @@ pub(super) fn parse_options(
 ) -> ApiResult<(JobOptions, Format)> {
     if let Some(m) = f.get("model") {
         if m != "whisper-1" && m != &s.model_name {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
+            return Err(ApiError::of(
                 ErrorCode::ModelNotFound,
                 format!(
                     "the model '{m}' does not exist here; use 'whisper-1' or '{}'",
@@ -185,8 +173,7 @@ pub(super) fn parse_options(
             .ok()
             .filter(|f| *f != Format::Txt)
             .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
+                ApiError::of(
                     ErrorCode::InvalidValue,
                     format!(
                         "response_format must be json, text, srt, verbose_json or vtt, not '{x}'"
@@ -206,8 +193,7 @@ pub(super) fn parse_options(
         opts.language = Some("auto".into());
     } else if let Some(l) = f.get("language").filter(|l| !l.is_empty()) {
         let Some(code) = crate::engine::language::code(l) else {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::of(
                 ErrorCode::InvalidLanguage,
                 format!(
                     "unknown language '{}'; use an ISO 639-1 code such as ru or en",
@@ -220,12 +206,10 @@ pub(super) fn parse_options(
     }
     if let Some(p) = f.get("prompt") {
         if p.contains('\0') {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidValue,
-                "prompt must not contain NUL bytes",
-            )
-            .param("prompt"));
+            return Err(
+                ApiError::of(ErrorCode::InvalidValue, "prompt must not contain NUL bytes")
+                    .param("prompt"),
+            );
         }
         opts.prompt = Some(p.clone());
     }
@@ -235,8 +219,7 @@ pub(super) fn parse_options(
             .ok()
             .filter(|t: &f64| (0.0..=1.0).contains(t))
             .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
+                ApiError::of(
                     ErrorCode::InvalidValue,
                     "temperature must be a number between 0 and 1",
                 )
@@ -248,8 +231,7 @@ pub(super) fn parse_options(
         None | Some("" | "false" | "0") => {}
         Some("true" | "1") => opts.accurate = true,
         Some(x) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::of(
                 ErrorCode::InvalidValue,
                 format!("accurate must be true or false, not '{x}'"),
             )
@@ -262,8 +244,7 @@ pub(super) fn parse_options(
                 "word" => opts.word_timestamps = true,
                 "segment" | "" => {}
                 x => {
-                    return Err(ApiError::new(
-                        StatusCode::BAD_REQUEST,
+                    return Err(ApiError::of(
                         ErrorCode::InvalidValue,
                         format!("timestamp_granularities[] takes word or segment, not '{x}'"),
                     )
