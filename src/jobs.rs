@@ -156,19 +156,14 @@ impl Queue {
         Ok(submitted)
     }
 
-    /// Delete a job's record, and its audio when no other record points at it. `false`
-    /// when there is no such job.
-    pub fn delete(&self, id: &str) -> Result<bool, StorageError> {
+    /// Delete a job's record (if there is one), and its audio when no other record points
+    /// at it.
+    pub fn delete(&self, id: &str) -> Result<(), StorageError> {
         let _refs = self.lock_audio_refs();
-        match self.db.delete(id)? {
-            None => Ok(false),
-            Some(unreferenced) => {
-                if let Some(sha) = unreferenced {
-                    self.blobs.remove(&sha)?;
-                }
-                Ok(true)
-            }
+        if let Some(Some(sha)) = self.db.delete(id)? {
+            self.blobs.remove(&sha)?;
         }
+        Ok(())
     }
 
     /// Tell idle workers there is work.
@@ -353,7 +348,7 @@ impl JobOptions {
     /// A stored job's options. (Storage keeps them as JSON so that it need not know this
     /// type; every row is written from one.)
     pub fn of(job: &Job) -> JobOptions {
-        serde_json::from_value(job.options.clone()).unwrap_or_else(|e| {
+        JobOptions::deserialize(&job.options).unwrap_or_else(|e| {
             tracing::warn!(id = %job.id, error = %e, "stored options unreadable; using the defaults");
             JobOptions::default()
         })
@@ -418,7 +413,7 @@ impl JobResult {
     /// (logged).
     pub fn of(job: &Job) -> Option<JobResult> {
         let v = job.transcript.as_ref()?;
-        serde_json::from_value(v.clone())
+        JobResult::deserialize(v)
             .map_err(|e| tracing::error!(id = %job.id, error = %e, "stored transcript unreadable"))
             .ok()
     }

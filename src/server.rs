@@ -82,7 +82,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                     Ok(ids) => {
                         for id in ids {
                             match queue.delete(&id) {
-                                Ok(_) => tracing::info!(id = %id, days, "deleted by the retention policy"),
+                                Ok(()) => tracing::info!(id = %id, days, "deleted by the retention policy"),
                                 Err(e) => tracing::error!(id = %id, error = %e, "retention could not delete a job"),
                             }
                         }
