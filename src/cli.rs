@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::audio::Limits;
 use crate::engine::{self, AudioCtx, Options};
+use crate::jobs::JobOptions;
 use crate::output::{self, Format};
 use crate::telemetry::{self, LogFormat};
 
@@ -118,33 +119,36 @@ fn parse_audio_ctx(s: &str) -> Result<AudioCtx, String> {
 }
 
 impl DecodeArgs {
-    pub fn options(&self, threads: usize) -> Options {
-        let o = Options {
-            language: Some(self.language.clone()).filter(|l| l != "auto"),
-            translate: self.translate,
+    /// The request options, as the API's [`JobOptions`] holds them.
+    pub fn job_options(&self) -> JobOptions {
+        JobOptions {
+            language: Some(self.language.clone()),
             prompt: self.prompt.clone(),
-            beam_size: None,
+            translate: self.translate,
+            temperature: Some(self.temperature as f64),
+            word_timestamps: self.word_timestamps,
+            accurate: self.accurate,
+            beam_size: Some(self.beam_size),
+        }
+    }
+
+    /// The decoder options: the expert flags, with [`DecodeArgs::job_options`] over them.
+    pub fn options(&self, threads: usize) -> Options {
+        self.job_options().apply(Options {
             best_of: self.best_of,
-            temperature: self.temperature,
             temperature_increment: if self.no_fallback {
                 0.0
             } else {
                 engine::TEMPERATURE_INCREMENT
             },
             threads: self.threads.unwrap_or(threads),
-            word_timestamps: self.word_timestamps,
             no_speech_threshold: self.no_speech_threshold,
             logprob_threshold: self.logprob_threshold,
             compression_ratio_threshold: self.compression_ratio_threshold,
             audio_ctx: self.audio_ctx,
             trim_silence: !self.keep_silence,
-        }
-        .with_beam(self.beam_size);
-        if self.accurate {
-            o.accurate()
-        } else {
-            o
-        }
+            ..Options::default()
+        })
     }
 
     pub fn limits(&self) -> Limits {

@@ -141,6 +141,14 @@ impl PartialEq<&str> for ErrorCode {
     }
 }
 
+/// At most `max` characters of `s`, with "…" when cut: user input quoted in a message.
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::audio::Limits;
 use crate::config::ServeConfig;
 use crate::http::{self, AppState};
-use crate::jobs::Queue;
+use crate::jobs::Service;
 use crate::storage::{BlobStore, Db};
 
 /// Run the service until SIGTERM/SIGINT.
@@ -56,11 +56,19 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         max_bytes: cfg.max_upload_bytes,
         max_duration_s: cfg.max_duration,
     };
-    let queue = Queue::new(db, blobs, engine, limits, par.jobs, par.threads, defaults);
+    let queue = Service::new(
+        db.clone(),
+        blobs,
+        engine,
+        limits,
+        par.jobs,
+        par.threads,
+        defaults,
+    );
     let workers = queue.start();
     {
         let (db, secret, allow) = (
-            queue.db.clone(),
+            db,
             cfg.webhook_secret.as_ref().map(|s| s.expose().to_string()),
             cfg.webhook_allow_private,
         );
@@ -78,13 +86,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         std::thread::Builder::new()
             .name("earshot-retention".into())
             .spawn(move || loop {
-                match queue.db.expired(days) {
+                match queue.expire(days) {
                     Ok(ids) => {
                         for id in ids {
-                            match queue.delete(&id) {
-                                Ok(()) => tracing::info!(id = %id, days, "deleted by the retention policy"),
-                                Err(e) => tracing::error!(id = %id, error = %e, "retention could not delete a job"),
-                            }
+                            tracing::info!(id = %id, days, "deleted by the retention policy");
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "retention sweep failed"),

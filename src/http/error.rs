@@ -65,6 +65,24 @@ impl From<crate::storage::StorageError> for ApiError {
     }
 }
 
+/// A form field that does not hold what it should: 400 with its code and the field named.
+impl From<crate::jobs::FormError> for ApiError {
+    fn from(e: crate::jobs::FormError) -> Self {
+        ApiError::of(e.code, e.message).param(e.param)
+    }
+}
+
+/// The job service's refusals, each with its code; storage failures as above.
+impl From<crate::jobs::JobError> for ApiError {
+    fn from(e: crate::jobs::JobError) -> Self {
+        match e {
+            crate::jobs::JobError::Storage(e) => ApiError::from(e),
+            crate::jobs::JobError::Stopped => ApiError::internal(e),
+            e => ApiError::of(e.code(), e.to_string()),
+        }
+    }
+}
+
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> Self {
         ApiError::from(crate::storage::StorageError::Io(e))
@@ -138,13 +156,7 @@ pub(super) async fn json_errors(req: Request, next: Next) -> Response {
     out
 }
 
-/// At most `max` characters of `s`, with "…" when cut: user input quoted in a message.
-pub(super) fn clip(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
+pub(super) use crate::error::clip;
 
 pub(super) fn job_error(j: &Job) -> ApiError {
     // What the input did wrong keeps its code, answered 400 whatever the code's own status

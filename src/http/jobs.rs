@@ -5,32 +5,21 @@ use super::*;
 
 /// A job as the API shows it, with its webhook's delivery state.
 pub(super) fn job_view(s: &AppState, j: &Job) -> Value {
-    let mut v = crate::jobs::job_json(j, s.queue.db.latest_delivery(&j.id).ok().flatten().as_ref());
+    let mut v = crate::jobs::job_json(j, s.queue.latest_delivery(&j.id).as_ref());
     v["audio_url"] = Value::String(s.audio_url(&j.id));
     v
 }
 
-#[derive(serde::Deserialize)]
-pub(super) struct CreateQuery {
-    external_id: Option<String>,
-    callback_url: Option<String>,
-    source: Option<String>,
-    language: Option<String>,
-    prompt: Option<String>,
-    translate: Option<bool>,
-    accurate: Option<String>,
-}
-
 pub(super) async fn create_job(
     State(s): State<Shared>,
-    Query(q): Query<CreateQuery>,
+    Query(query): Query<HashMap<String, String>>,
     req: Request,
 ) -> ApiResult<Response> {
     let headers = req.headers().clone();
     check_length(&s, &headers)?;
     check_disk(&s, &headers)?;
-    let queued = s.queue.db.queued_count(None).map_err(ApiError::from)?;
-    if queued as usize >= s.cfg.queue_limit {
+    let queued = s.queue.queued(None)?;
+    if queued >= s.cfg.queue_limit {
         return Err(ApiError::of(
             ErrorCode::QueueFull,
             format!(
@@ -55,7 +44,7 @@ pub(super) async fn create_job(
         || ct == "application/ogg"
         || ct == "application/octet-stream"
     {
-        let mut blob = s.queue.blobs.begin().map_err(ApiError::from)?;
+        let mut blob = s.queue.begin_upload()?;
         let mut stream = req.into_body().into_data_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
@@ -87,25 +76,11 @@ pub(super) async fn create_job(
     } else {
         return Err(ApiError::of(ErrorCode::UnsupportedMediaType, "send multipart/form-data with a 'file' field, or the audio itself with an audio/* Content-Type"));
     };
-    // Query parameters fill in what form fields did not say.
-    for (k, v) in [
-        ("external_id", q.external_id),
-        ("callback_url", q.callback_url),
-        ("source", q.source),
-        ("language", q.language),
-        ("prompt", q.prompt),
-        ("accurate", q.accurate),
-    ] {
-        if let Some(v) = v {
-            up.fields.entry(k.to_string()).or_insert(v);
-        }
+    // Query parameters fill in what form fields did not say: every option can be either.
+    for (k, v) in query {
+        up.fields.entry(k).or_insert(v);
     }
-    let translate = up
-        .fields
-        .get("translate")
-        .map(|t| t == "true")
-        .or(q.translate)
-        .unwrap_or(false);
+    let translate = crate::jobs::flag(&up.fields, "translate")?;
     let (opts, _) = parse_options(&s, &up.fields, translate)?;
     let idem = headers
         .get("idempotency-key")
@@ -231,18 +206,14 @@ pub(super) async fn list_jobs(
             .param("review"))
         }
     };
-    let jobs = s
-        .queue
-        .db
-        .list(&ListFilter {
-            status,
-            external_id: q.external_id,
-            before: q.before,
-            search: q.q,
-            review_needed,
-            limit,
-        })
-        .map_err(ApiError::from)?;
+    let jobs = s.queue.list(&ListFilter {
+        status,
+        external_id: q.external_id,
+        before: q.before,
+        search: q.q,
+        review_needed,
+        limit,
+    })?;
     let has_more = jobs.len() == limit;
     Ok(Json(
         json!({"object": "list", "data": jobs.iter().map(|j| job_view(&s, j)).collect::<Vec<_>>(), "has_more": has_more}),
@@ -250,11 +221,7 @@ pub(super) async fn list_jobs(
 }
 
 pub(super) fn find(s: &AppState, id: &str) -> ApiResult<Job> {
-    s.queue
-        .db
-        .get(id)
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::of(ErrorCode::JobNotFound, format!("no job with id '{id}'")))
+    Ok(s.queue.get(id)?)
 }
 
 pub(super) async fn get_job(
@@ -299,7 +266,7 @@ pub(super) async fn get_audio(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let j = find(&s, &id)?;
-    let path = s.queue.blobs.path(&j.sha256);
+    let path = s.queue.audio_path(&j);
     let data = tokio::fs::read(&path).await.map_err(ApiError::from)?;
     let total = data.len() as u64;
     let ct = j
@@ -389,30 +356,15 @@ pub(super) async fn retry_job(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let j = find(&s, &id)?;
-    if j.status == Status::Running || j.status == Status::Queued {
-        return Err(ApiError::of(
-            ErrorCode::NotRetryable,
-            format!("job {id} is {}", j.status.as_str()),
-        ));
-    }
-    s.queue.db.requeue(&id, true).map_err(ApiError::from)?;
-    s.queue.notify();
-    Ok((StatusCode::ACCEPTED, Json(job_view(&s, &find(&s, &id)?))).into_response())
+    let j = s.queue.retry(&id)?;
+    Ok((StatusCode::ACCEPTED, Json(job_view(&s, &j))).into_response())
 }
 
 pub(super) async fn delete_job(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let j = find(&s, &id)?;
-    if j.status == Status::Running {
-        return Err(ApiError::of(
-            ErrorCode::JobRunning,
-            format!("job {id} is running; delete it when it is done"),
-        ));
-    }
-    s.queue.delete(&id).map_err(ApiError::from)?;
+    s.queue.delete(&id)?;
     Ok(Json(
         json!({"id": id, "object": "transcription.job", "deleted": true}),
     ))

@@ -20,7 +20,6 @@ mod upload;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
@@ -36,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Secret, ServeConfig};
 use crate::error::ErrorCode;
-use crate::jobs::{JobOptions, JobResult, Queue, Submitted};
+use crate::jobs::{JobOptions, JobResult, Service, Submitted, Waited};
 use crate::output::{self, Format};
 use crate::storage::{Job, ListFilter, NewJob, PendingBlob, Status};
 
@@ -50,7 +49,7 @@ use upload::*;
 /// Shared state of the running service.
 pub struct AppState {
     pub cfg: ServeConfig,
-    pub queue: Arc<Queue>,
+    pub queue: Arc<Service>,
     pub model_name: String,
     requests: Mutex<HashMap<(String, u16), u64>>,
     /// Key for signed audio URLs (see [`AppState::audio_url`]).
@@ -125,7 +124,7 @@ pub fn router(state: Shared) -> Router {
 }
 
 impl AppState {
-    pub fn new(cfg: ServeConfig, queue: Arc<Queue>, model_name: String) -> Shared {
+    pub fn new(cfg: ServeConfig, queue: Arc<Service>, model_name: String) -> Shared {
         Arc::new(AppState {
             url_key: url_key(&cfg.api_keys),
             cfg,

@@ -43,14 +43,11 @@ pub(super) async fn sync_request(
     let _slot = SyncSlot::reserve(&s).ok_or_else(overloaded)?;
     // Also when every worker is taken and stored synchronous jobs (their clients may have
     // gone) already wait for each of them.
-    let busy = s.queue.stats.busy.load(Ordering::SeqCst);
-    let waiting_sync = s.queue.db.queued_count(Some(0))? as usize;
-    if busy >= s.queue.workers && waiting_sync >= s.queue.workers {
+    if s.queue.saturated()? {
         return Err(overloaded());
     }
     let up = read_multipart(&s, mp).await?;
     let (opts, format) = parse_options(&s, &up.fields, translate)?;
-    let mut finished = s.queue.finished.subscribe();
     let job = match store(
         &s,
         up,
@@ -68,41 +65,24 @@ pub(super) async fn sync_request(
     };
     tracing::info!(id = %job.id, size = job.size, "synchronous transcription accepted");
     // The job runs to the end even if this client goes away; it stays retrievable by id.
-    loop {
-        let job_now = s.queue.db.get(&job.id).map_err(ApiError::from)?;
-        if let Some(j) = job_now.filter(|j| matches!(j.status, Status::Done | Status::Failed)) {
-            let mut r = match j.status {
-                Status::Done => render_transcript(&j, format)?,
-                _ => job_error(&j).into_response(),
-            };
-            r.headers_mut().insert(
-                "x-earshot-job-id",
-                HeaderValue::from_str(&j.id).map_err(ApiError::internal)?,
-            );
-            return Ok(r);
-        }
-        if s.queue.is_stopping()
-            && s.queue
-                .db
-                .get(&job.id)?
-                .is_some_and(|j| j.status == Status::Queued)
-        {
-            let mut r = ApiError::of(ErrorCode::ShuttingDown,
-                format!("the service is restarting; job {} is stored and will run after it, see GET /v1/jobs/{}", job.id, job.id),
-            )
-            .retry_after(10)
-            .into_response();
-            r.headers_mut().insert(
-                "x-earshot-job-id",
-                HeaderValue::from_str(&job.id).map_err(ApiError::internal)?,
-            );
-            return Ok(r);
-        }
-        match tokio::time::timeout(Duration::from_secs(2), finished.recv()).await {
-            Ok(Ok(_)) | Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-            Ok(Err(_)) => return Err(ApiError::internal("the worker pool stopped")),
-        }
-    }
+    let mut r = match s.queue.wait(&job.id).await? {
+        Waited::Finished(j) if j.status == Status::Done => render_transcript(&j, format)?,
+        Waited::Finished(j) => job_error(&j).into_response(),
+        Waited::Stopped(j) => ApiError::of(
+            ErrorCode::ShuttingDown,
+            format!(
+                "the service is restarting; job {} is stored and will run after it, see GET /v1/jobs/{}",
+                j.id, j.id
+            ),
+        )
+        .retry_after(10)
+        .into_response(),
+    };
+    r.headers_mut().insert(
+        "x-earshot-job-id",
+        HeaderValue::from_str(&job.id).map_err(ApiError::internal)?,
+    );
+    Ok(r)
 }
 
 pub(super) fn render_transcript(j: &Job, format: Format) -> ApiResult<Response> {

@@ -18,7 +18,7 @@ pub(super) async fn count_requests(State(s): State<Shared>, req: Request, next: 
 }
 
 pub(super) async fn readyz(State(s): State<Shared>) -> Response {
-    let db_ok = s.queue.db.writable();
+    let db_ok = s.queue.writable();
     let free = free_disk_mb(&s.cfg.data_dir);
     let disk_ok = free.is_some_and(|f| f >= s.cfg.min_free_disk_mb);
     let body = json!({
@@ -47,13 +47,7 @@ pub(super) async fn metrics(State(s): State<Shared>) -> Response {
         );
     }
     out.push_str("# HELP earshot_jobs Jobs by status.\n# TYPE earshot_jobs gauge\n");
-    let counts: HashMap<String, i64> = s
-        .queue
-        .db
-        .count_by_status()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let counts: HashMap<String, i64> = s.queue.count_by_status().into_iter().collect();
     for st in ["queued", "running", "done", "failed"] {
         let _ = writeln!(
             out,

@@ -110,7 +110,7 @@ pub(super) async fn read_multipart(s: &AppState, mut mp: Multipart) -> ApiResult
     while let Some(mut field) = mp.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
-            let mut blob = s.queue.blobs.begin().map_err(ApiError::from)?;
+            let mut blob = s.queue.begin_upload()?;
             let filename = field.file_name().map(|f| cap_filename(f.to_string()));
             let ct = field.content_type().map(str::to_string);
             while let Some(chunk) = field.chunk().await.map_err(bad)? {
@@ -182,78 +182,7 @@ pub(super) fn parse_options(
                 .param("response_format")
             })?,
     };
-    let mut opts = JobOptions {
-        translate,
-        ..JobOptions::default()
-    };
-    // An explicit "auto" is kept: it overrides the service's --language.
-    if f.get("language")
-        .is_some_and(|l| l.eq_ignore_ascii_case("auto"))
-    {
-        opts.language = Some("auto".into());
-    } else if let Some(l) = f.get("language").filter(|l| !l.is_empty()) {
-        let Some(code) = crate::engine::language::code(l) else {
-            return Err(ApiError::of(
-                ErrorCode::InvalidLanguage,
-                format!(
-                    "unknown language '{}'; use an ISO 639-1 code such as ru or en",
-                    clip(l, 40)
-                ),
-            )
-            .param("language"));
-        };
-        opts.language = Some(code.to_string());
-    }
-    if let Some(p) = f.get("prompt") {
-        if p.contains('\0') {
-            return Err(
-                ApiError::of(ErrorCode::InvalidValue, "prompt must not contain NUL bytes")
-                    .param("prompt"),
-            );
-        }
-        opts.prompt = Some(p.clone());
-    }
-    if let Some(t) = f.get("temperature").filter(|t| !t.is_empty()) {
-        let t: f64 = t
-            .parse()
-            .ok()
-            .filter(|t: &f64| (0.0..=1.0).contains(t))
-            .ok_or_else(|| {
-                ApiError::of(
-                    ErrorCode::InvalidValue,
-                    "temperature must be a number between 0 and 1",
-                )
-                .param("temperature")
-            })?;
-        opts.temperature = Some(t);
-    }
-    match f.get("accurate").map(|a| a.trim()) {
-        None | Some("" | "false" | "0") => {}
-        Some("true" | "1") => opts.accurate = true,
-        Some(x) => {
-            return Err(ApiError::of(
-                ErrorCode::InvalidValue,
-                format!("accurate must be true or false, not '{x}'"),
-            )
-            .param("accurate"))
-        }
-    }
-    if let Some(g) = f.get("timestamp_granularities") {
-        for part in g.split(',') {
-            match part.trim() {
-                "word" => opts.word_timestamps = true,
-                "segment" | "" => {}
-                x => {
-                    return Err(ApiError::of(
-                        ErrorCode::InvalidValue,
-                        format!("timestamp_granularities[] takes word or segment, not '{x}'"),
-                    )
-                    .param("timestamp_granularities[]"))
-                }
-            }
-        }
-    }
-    Ok((opts, format))
+    Ok((JobOptions::from_form(f, translate)?, format))
 }
 
 /// What a record says beside its audio and options.
@@ -265,7 +194,7 @@ pub(super) struct Meta {
     pub(super) callback_url: Option<String>,
 }
 
-/// Durably store an upload and insert its record (see [`Queue::submit`]).
+/// Durably store an upload and insert its record (see [`Service::submit`]).
 pub(super) async fn store(
     s: &Shared,
     up: Upload,

@@ -156,6 +156,8 @@ fn openai_endpoint_answers_every_format_and_keeps_a_job() {
     bad(&[("language", "klingon")], "language", 400);
     bad(&[("temperature", "7")], "temperature", 400);
     bad(&[("accurate", "very")], "accurate", 400);
+    bad(&[("beam_size", "0")], "beam_size", 400);
+    bad(&[("beam_size", "wide")], "beam_size", 400);
     // The careful settings on request: the same text, and the job remembers them.
     let r = s.multipart(
         "/v1/audio/transcriptions",
@@ -192,7 +194,7 @@ fn jobs_lifecycle_range_retry_delete() {
     // Raw body with an audio/* type, a path-traversing filename kept only as metadata.
     let r = s.req(
         "POST",
-        "/v1/jobs?external_id=wa-123&source=whatsapp",
+        "/v1/jobs?external_id=wa-123&source=whatsapp&beam_size=3",
         &[
             ("Content-Type", "audio/flac"),
             (
@@ -208,6 +210,8 @@ fn jobs_lifecycle_range_retry_delete() {
         (job["status"].as_str(), job["external_id"].as_str()),
         (Some("queued"), Some("wa-123"))
     );
+    // Every option can come as a query parameter too; the job keeps what it asked.
+    assert_eq!(job["options"]["beam_size"], 3);
     let id = job["id"].as_str().unwrap().to_string();
     let done = s.wait_job(&id, Duration::from_secs(120));
     assert_eq!(done["status"], "done");

@@ -1,0 +1,316 @@
+//! Jobs: the [`Service`] the API calls (submit, get, list, retry, delete, wait), the workers
+//! that run the queue ([`worker`]), and the typed options and results a job carries
+//! ([`options`]).
+//!
+//! The service owns the job rules: the Idempotency-Key decision, deduplication by content,
+//! and the audio files' lifetime (a file goes when the last record pointing at it goes, in
+//! the same step). Handlers parse, call it, and render.
+
+mod options;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::audio::Limits;
+use crate::config::Defaults;
+use crate::engine::Engine;
+use crate::error::ErrorCode;
+use crate::storage::{
+    BlobStore, Db, Delivery, Job, ListFilter, NewJob, PendingBlob, Status, StorageError,
+};
+
+pub use options::{flag, job_json, FormError, JobOptions, JobResult, MAX_BEAM};
+pub use worker::{Stats, BUCKETS_S, MAX_ATTEMPTS};
+
+/// What the workers share.
+pub struct Service {
+    db: Arc<Db>,
+    blobs: Arc<BlobStore>,
+    pub engine: Arc<Engine>,
+    pub limits: Limits,
+    pub threads_per_job: usize,
+    pub workers: usize,
+    /// The service-wide language and prompt, for jobs that do not bring their own.
+    pub defaults: Defaults,
+    pub stats: Stats,
+    pub finished: broadcast::Sender<String>,
+    wake: (Mutex<u64>, Condvar),
+    stopping: AtomicBool,
+    /// Held while an audio file and the rows that point at it change together: storing an
+    /// upload (the file, deduplicated by hash, then its row) and deleting a job (its row,
+    /// then the file when no other row points at it). Without it, an upload of bytes that
+    /// are already stored could find the file present, a delete could then remove it as
+    /// unreferenced, and the upload's row would point at nothing.
+    audio_refs: Mutex<()>,
+}
+
+impl Service {
+    pub fn new(
+        db: Arc<Db>,
+        blobs: Arc<BlobStore>,
+        engine: Arc<Engine>,
+        limits: Limits,
+        workers: usize,
+        threads_per_job: usize,
+        defaults: Defaults,
+    ) -> Arc<Service> {
+        let (finished, _) = broadcast::channel(1024);
+        Arc::new(Service {
+            db,
+            blobs,
+            engine,
+            limits,
+            threads_per_job,
+            workers,
+            defaults,
+            stats: Stats::default(),
+            finished,
+            wake: (Mutex::new(0), Condvar::new()),
+            stopping: AtomicBool::new(false),
+            audio_refs: Mutex::new(()),
+        })
+    }
+
+    fn lock_audio_refs(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.audio_refs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Make an upload durable and record its job: the audio file first (deduplicated by
+    /// hash), then the row, as one step against [`Service::delete`]; wake a worker for a new
+    /// job. `job` builds the row from the audio's hash and size. The Idempotency-Key rule
+    /// lives here: the same key with the same bytes is the same job; the same key with other
+    /// bytes is refused, and the bytes just stored go unless another job uses them.
+    pub fn submit(
+        &self,
+        blob: PendingBlob,
+        job: impl FnOnce(String, u64) -> NewJob,
+    ) -> Result<Submitted, StorageError> {
+        let submitted = {
+            let _refs = self.lock_audio_refs();
+            let (sha, size) = self.blobs.commit(blob)?;
+            let (stored, created) = self.db.insert(job(sha.clone(), size))?;
+            if created {
+                Submitted::Created(stored)
+            } else if stored.sha256 == sha {
+                Submitted::Replayed(stored)
+            } else {
+                if !self.db.sha_in_use(&sha)? {
+                    self.blobs.remove(&sha)?;
+                }
+                Submitted::KeyReused(stored)
+            }
+        };
+        if let Submitted::Created(_) = submitted {
+            self.notify();
+        }
+        Ok(submitted)
+    }
+
+    /// A job by id.
+    pub fn get(&self, id: &str) -> Result<Job, JobError> {
+        self.db
+            .get(id)?
+            .ok_or_else(|| JobError::NotFound(id.to_string()))
+    }
+
+    /// Jobs, newest first, as `filter` picks them.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<Job>, JobError> {
+        Ok(self.db.list(filter)?)
+    }
+
+    /// A job's latest webhook delivery, if it has one (an unreadable one is logged and left
+    /// out: the job itself still shows).
+    pub fn latest_delivery(&self, id: &str) -> Option<Delivery> {
+        self.db
+            .latest_delivery(id)
+            .map_err(|e| tracing::warn!(id, error = %e, "webhook delivery unreadable"))
+            .ok()
+            .flatten()
+    }
+
+    /// Jobs waiting to run: all of them, or those of one priority (0: synchronous requests).
+    pub fn queued(&self, priority: Option<i32>) -> Result<usize, JobError> {
+        Ok(self.db.queued_count(priority)? as usize)
+    }
+
+    /// Whether a synchronous request would only wait: every worker is busy and as many
+    /// stored synchronous jobs (whose clients may have gone) already wait for them.
+    pub fn saturated(&self) -> Result<bool, JobError> {
+        let busy = self.stats.busy.load(Ordering::SeqCst);
+        Ok(busy >= self.workers && self.queued(Some(0))? >= self.workers)
+    }
+
+    /// Start spooling an upload's bytes; [`Service::submit`] makes them durable.
+    pub fn begin_upload(&self) -> Result<PendingBlob, JobError> {
+        Ok(self.blobs.begin().map_err(StorageError::Io)?)
+    }
+
+    /// Where a job's audio is stored.
+    pub fn audio_path(&self, job: &Job) -> std::path::PathBuf {
+        self.blobs.path(&job.sha256)
+    }
+
+    /// Jobs by status (metrics); empty when the database cannot say.
+    pub fn count_by_status(&self) -> Vec<(String, i64)> {
+        self.db.count_by_status().unwrap_or_default()
+    }
+
+    /// Whether the database takes writes (readiness).
+    pub fn writable(&self) -> bool {
+        self.db.writable()
+    }
+
+    /// Queue a done or failed job again, its attempts counted from zero; the job as queued.
+    pub fn retry(&self, id: &str) -> Result<Job, JobError> {
+        let job = self.get(id)?;
+        if matches!(job.status, Status::Running | Status::Queued) {
+            return Err(JobError::NotRetryable {
+                id: id.to_string(),
+                status: job.status,
+            });
+        }
+        self.db.requeue(id, true)?;
+        self.notify();
+        self.get(id)
+    }
+
+    /// Delete a job that is not running: its record, and its audio when no other record
+    /// points at it.
+    pub fn delete(&self, id: &str) -> Result<(), JobError> {
+        if self.get(id)?.status == Status::Running {
+            return Err(JobError::Running(id.to_string()));
+        }
+        Ok(self.remove(id)?)
+    }
+
+    /// Delete the jobs created more than `days` ago, whatever their state (the retention
+    /// policy); the ids deleted.
+    pub fn expire(&self, days: u64) -> Result<Vec<String>, JobError> {
+        let mut gone = Vec::new();
+        for id in self.db.expired(days)? {
+            match self.remove(&id) {
+                Ok(()) => gone.push(id),
+                Err(e) => tracing::error!(id = %id, error = %e, "retention could not delete a job"),
+            }
+        }
+        Ok(gone)
+    }
+
+    /// A job's record (if there is one), and its audio when no other record points at it,
+    /// as one step against [`Service::submit`].
+    fn remove(&self, id: &str) -> Result<(), StorageError> {
+        let _refs = self.lock_audio_refs();
+        if let Some(Some(sha)) = self.db.delete(id)? {
+            self.blobs.remove(&sha)?;
+        }
+        Ok(())
+    }
+
+    /// Wait until a job is done or failed, or until the service stops while the job is still
+    /// queued. The job keeps running if the caller stops waiting.
+    pub async fn wait(&self, id: &str) -> Result<Waited, JobError> {
+        let mut finished = self.finished.subscribe();
+        loop {
+            let job = self.get(id)?;
+            if matches!(job.status, Status::Done | Status::Failed) {
+                return Ok(Waited::Finished(job));
+            }
+            if self.is_stopping() && job.status == Status::Queued {
+                return Ok(Waited::Stopped(job));
+            }
+            // Woken by any job's end; the state is read again either way, so a missed or
+            // lagged message costs at most the 2 s poll.
+            match tokio::time::timeout(Duration::from_secs(2), finished.recv()).await {
+                Ok(Ok(_)) | Err(_) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(JobError::Stopped),
+            }
+        }
+    }
+
+    /// Tell idle workers there is work.
+    pub fn notify(&self) {
+        let (m, c) = &self.wake;
+        *m.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        c.notify_all();
+    }
+
+    /// Start the worker threads.
+    pub fn start(self: &Arc<Self>) -> Vec<std::thread::JoinHandle<()>> {
+        (0..self.workers)
+            .map(|i| {
+                let q = self.clone();
+                std::thread::Builder::new()
+                    .name(format!("earshot-worker-{i}"))
+                    .spawn(move || q.work())
+                    .expect("spawn worker")
+            })
+            .collect()
+    }
+
+    /// Stop claiming new jobs; running ones finish (or are cancelled through the engine).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.notify();
+        // Wake synchronous requests, which answer 503 for a job that will not run now.
+        let _ = self.finished.send(String::new());
+    }
+
+    /// Whether the service is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// What became of a submitted upload.
+#[derive(Debug)]
+pub enum Submitted {
+    /// A new job, queued.
+    Created(Job),
+    /// Its Idempotency-Key was seen before with the same bytes: that job.
+    Replayed(Job),
+    /// Its Idempotency-Key was seen before with other bytes: nothing was stored; the job
+    /// that holds the key.
+    KeyReused(Job),
+}
+
+/// How a wait for a job ended.
+#[derive(Debug)]
+pub enum Waited {
+    /// It is done or failed.
+    Finished(Job),
+    /// The service is stopping and the job is still queued: it runs after the restart.
+    Stopped(Job),
+}
+
+/// Why the service refused a request about a job.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("no job with id '{0}'")]
+    NotFound(String),
+    #[error("job {id} is {}", status.as_str())]
+    NotRetryable { id: String, status: Status },
+    #[error("job {0} is running; delete it when it is done")]
+    Running(String),
+    #[error("the worker pool stopped")]
+    Stopped,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl JobError {
+    /// The API's code for it.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            JobError::NotFound(_) => ErrorCode::JobNotFound,
+            JobError::NotRetryable { .. } => ErrorCode::NotRetryable,
+            JobError::Running(_) => ErrorCode::JobRunning,
+            JobError::Stopped => ErrorCode::InternalError,
+            JobError::Storage(e) if e.is_full() => ErrorCode::InsufficientStorage,
+            JobError::Storage(_) => ErrorCode::StorageError,
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! The types a job carries: [`JobOptions`], what a request asks (parsed once, stored with
+//! the job, turned into decoder options by the worker), and [`JobResult`], what a finished
+//! job keeps (rendered to a format only when read).
+
+use serde::{Deserialize, Serialize};
+
+use crate::audio::Warning;
+use crate::config::Defaults;
+use crate::engine::{Options, Transcript};
+use crate::error::{clip, ErrorCode};
+use crate::output::{self, Format};
+use crate::storage::{Delivery, Job};
+
+/// The widest beam a request may ask for (whisper.cpp's decoders are allocated per beam).
+pub const MAX_BEAM: u32 = 8;
+
+/// What a request asks of its transcription: parsed once by the API, stored with the job
+/// (as JSON, in the `options` column), and turned into decoder options by the worker. A new
+/// request option is a field here and its use. Unknown keys in a stored row are ignored, and
+/// missing ones take their defaults, so rows written by earlier versions still read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobOptions {
+    /// ISO 639-1 code; `"auto"` detects even when the service has a `--language`; `None`
+    /// takes the service's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Initial prompt (names, vocabulary); `None` takes the service's `--prompt`/`--glossary`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Translate to English instead of transcribing.
+    pub translate: bool,
+    /// Sampling temperature (0-1); `None`: 0 with fallback. (f64, so that 0.3 is stored and
+    /// shown as 0.3.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Return word times (they are always computed and stored; this says whether to show them).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub word_timestamps: bool,
+    /// The careful settings ([`Options::accurate`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub accurate: bool,
+    /// Beam width (1-8); `None`: greedy with the careful retry, or 5 when `accurate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beam_size: Option<u32>,
+}
+
+/// A request field that does not hold what it should: the code, the field, and a sentence
+/// for the caller.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct FormError {
+    pub code: ErrorCode,
+    pub param: &'static str,
+    pub message: String,
+}
+
+fn invalid(param: &'static str, message: impl Into<String>) -> FormError {
+    FormError {
+        code: ErrorCode::InvalidValue,
+        param,
+        message: message.into(),
+    }
+}
+
+/// A yes/no form field: `true`/`1` or `false`/`0`; absent or empty is no.
+pub fn flag(
+    fields: &std::collections::HashMap<String, String>,
+    name: &'static str,
+) -> Result<bool, FormError> {
+    match fields.get(name).map(|v| v.trim()) {
+        None | Some("" | "false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(x) => Err(invalid(
+            name,
+            format!("{name} must be true or false, not '{}'", clip(x, 40)),
+        )),
+    }
+}
+
+impl JobOptions {
+    /// The options a request's form fields ask for (the names of OpenAI's transcription API,
+    /// plus earshot's own), each checked. `translate` comes from the route.
+    pub fn from_form(
+        fields: &std::collections::HashMap<String, String>,
+        translate: bool,
+    ) -> Result<JobOptions, FormError> {
+        let mut opts = JobOptions {
+            translate,
+            ..JobOptions::default()
+        };
+        let field = |k: &str| fields.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        // An explicit "auto" is kept: it overrides the service's --language.
+        match field("language") {
+            None => {}
+            Some(l) if l.eq_ignore_ascii_case("auto") => opts.language = Some("auto".into()),
+            Some(l) => {
+                let code = crate::engine::language::code(l).ok_or_else(|| FormError {
+                    code: ErrorCode::InvalidLanguage,
+                    param: "language",
+                    message: format!(
+                        "unknown language '{}'; use an ISO 639-1 code such as ru or en",
+                        clip(l, 40)
+                    ),
+                })?;
+                opts.language = Some(code.to_string());
+            }
+        }
+        if let Some(p) = fields.get("prompt") {
+            if p.contains('\0') {
+                return Err(invalid("prompt", "prompt must not contain NUL bytes"));
+            }
+            opts.prompt = Some(p.clone());
+        }
+        if let Some(t) = field("temperature") {
+            let t = t
+                .parse::<f64>()
+                .ok()
+                .filter(|t| (0.0..=1.0).contains(t))
+                .ok_or_else(|| {
+                    invalid(
+                        "temperature",
+                        "temperature must be a number between 0 and 1",
+                    )
+                })?;
+            opts.temperature = Some(t);
+        }
+        opts.accurate = flag(fields, "accurate")?;
+        if let Some(b) = field("beam_size") {
+            let b = b
+                .parse::<u32>()
+                .ok()
+                .filter(|b| (1..=MAX_BEAM).contains(b))
+                .ok_or_else(|| {
+                    invalid(
+                        "beam_size",
+                        format!("beam_size must be a whole number from 1 to {MAX_BEAM}"),
+                    )
+                })?;
+            opts.beam_size = Some(b);
+        }
+        if let Some(g) = fields.get("timestamp_granularities") {
+            for part in g.split(',') {
+                match part.trim() {
+                    "word" => opts.word_timestamps = true,
+                    "segment" | "" => {}
+                    x => {
+                        return Err(FormError {
+                            param: "timestamp_granularities[]",
+                            ..invalid(
+                                "",
+                                format!(
+                                    "timestamp_granularities[] takes word or segment, not '{}'",
+                                    clip(x, 40)
+                                ),
+                            )
+                        })
+                    }
+                }
+            }
+        }
+        Ok(opts)
+    }
+
+    /// A stored job's options. (Storage keeps them as JSON so that it need not know this
+    /// type; every row is written from one.)
+    pub fn of(job: &Job) -> JobOptions {
+        JobOptions::deserialize(&job.options).unwrap_or_else(|e| {
+            tracing::warn!(id = %job.id, error = %e, "stored options unreadable; using the defaults");
+            JobOptions::default()
+        })
+    }
+
+    /// The options as stored.
+    pub fn to_stored(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("JobOptions serializes")
+    }
+
+    /// The decoder options for this job, on top of the service-wide defaults.
+    pub fn to_engine(&self, defaults: &Defaults, threads: usize) -> Options {
+        self.apply(Options {
+            language: defaults.language.clone(),
+            prompt: defaults.prompt.clone(),
+            threads,
+            ..Options::default()
+        })
+    }
+
+    /// These options over `base`: what the job leaves out keeps `base`'s value. (The
+    /// command line's base carries its expert flags: thresholds, context, fallback.)
+    pub fn apply(&self, base: Options) -> Options {
+        let mut o = base;
+        if let Some(l) = self.language.as_deref().filter(|l| !l.is_empty()) {
+            o.language = Some(l.to_string()).filter(|l| l != "auto");
+        }
+        if let Some(p) = self.prompt.as_deref().filter(|p| !p.trim().is_empty()) {
+            o.prompt = Some(p.to_string());
+        }
+        o.translate = self.translate;
+        if let Some(t) = self.temperature {
+            o.temperature = t as f32;
+        }
+        o.word_timestamps = self.word_timestamps;
+        if let Some(b) = self.beam_size {
+            o = o.with_beam(b);
+        }
+        if self.accurate {
+            o = o.accurate();
+        }
+        o
+    }
+
+    /// The task, as `verbose_json` names it.
+    pub fn task(&self) -> &'static str {
+        if self.translate {
+            "translate"
+        } else {
+            "transcribe"
+        }
+    }
+}
+
+/// What a finished job keeps: the transcript as the engine made it (full precision, the
+/// language as a code), what the decoder noticed, and the task. Stored as JSON with the
+/// transcript's fields at the top level, so the database can reach `$.text` (search) and
+/// `$.review.needed` (the review filter); rendered to `verbose_json`, SRT, ... only when read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    #[serde(flatten)]
+    pub transcript: Transcript,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+    /// `transcribe` or `translate`.
+    pub task: String,
+}
+
+impl JobResult {
+    /// A done job's result; `None` before it is done, or for a row this version cannot read
+    /// (logged).
+    pub fn of(job: &Job) -> Option<JobResult> {
+        let v = job.transcript.as_ref()?;
+        JobResult::deserialize(v)
+            .map_err(|e| tracing::error!(id = %job.id, error = %e, "stored transcript unreadable"))
+            .ok()
+    }
+
+    /// As stored.
+    pub fn to_stored(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("JobResult serializes")
+    }
+
+    /// OpenAI's `verbose_json`, with the decoder's warnings when there are any.
+    pub fn verbose_json(&self) -> serde_json::Value {
+        let mut v = output::to_json(&self.transcript, Format::VerboseJson, &self.task)
+            .expect("verbose_json is a JSON format");
+        if !self.warnings.is_empty() {
+            v["warnings"] = serde_json::json!(self.warnings);
+        }
+        v
+    }
+}
+
+/// A job as the API shows it (`GET /v1/jobs/{id}`, and the webhook body).
+pub fn job_json(j: &Job, delivery: Option<&Delivery>) -> serde_json::Value {
+    let result = JobResult::of(j);
+    serde_json::json!({
+        "id": j.id,
+        "object": "transcription.job",
+        "status": j.status,
+        "created_at": j.created_at / 1000,
+        "filename": j.filename,
+        "content_type": j.content_type,
+        "size": j.size,
+        "sha256": j.sha256,
+        "external_id": j.external_id,
+        "source": j.source,
+        "attempts": j.attempts,
+        "error": j.error_code.as_ref().map(|c| serde_json::json!({"code": c, "message": j.error_message})),
+        "language": j.language,
+        "duration": j.duration,
+        "text": result.as_ref().map(|r| &r.transcript.text),
+        "review": result.as_ref().map(|r| &r.transcript.review),
+        "transcript": result.as_ref().map(JobResult::verbose_json),
+        "options": j.options,
+        "callback_url": j.callback_url,
+        "webhook": delivery.map(|d| serde_json::json!({
+            "delivery_id": d.id, "event": d.event, "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
+        })),
+    })
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::review::Review;
+    use crate::storage::Status;
+
+    fn job(options: serde_json::Value) -> Job {
+        Job {
+            id: "j".into(),
+            created_at: 0,
+            sha256: String::new(),
+            size: 0,
+            content_type: None,
+            filename: None,
+            external_id: None,
+            source: None,
+            status: Status::Queued,
+            attempts: 0,
+            error_code: None,
+            error_message: None,
+            language: None,
+            duration: None,
+            transcript: None,
+            options,
+            priority: 1,
+            idempotency_key: None,
+            callback_url: None,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn job_options_read_rows_written_before_they_were_typed() {
+        // What the API stored before `JobOptions` existed, key by key.
+        let old = serde_json::json!({"translate": false, "language": "auto", "prompt": "ООО Ромашка",
+            "temperature": 0.3, "word_timestamps": true, "accurate": true});
+        let o = JobOptions::of(&job(old));
+        assert_eq!(o.language.as_deref(), Some("auto"));
+        assert_eq!(o.prompt.as_deref(), Some("ООО Ромашка"));
+        assert_eq!(o.temperature, Some(0.3));
+        assert_eq!(o.to_stored()["temperature"], 0.3);
+        assert!(o.word_timestamps && o.accurate && !o.translate);
+        // Stored again, it reads the same, and unset fields stay out of the JSON.
+        assert_eq!(
+            serde_json::from_value::<JobOptions>(o.to_stored()).unwrap(),
+            o
+        );
+        assert_eq!(
+            JobOptions::default().to_stored(),
+            serde_json::json!({"translate": false})
+        );
+        // A row this version cannot read falls back to the defaults instead of failing.
+        let bad = job(serde_json::json!({"temperature": "hot"}));
+        assert_eq!(JobOptions::of(&bad), JobOptions::default());
+    }
+
+    /// Rows finished before `JobResult` hold rendered `verbose_json`; the migration makes
+    /// them read as results, and what the API shows from them stays the same.
+    #[test]
+    fn results_stored_as_verbose_json_read_after_the_migration() {
+        use crate::storage::{Db, NewJob};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite");
+        let t = Transcript {
+            text: "Где мой заказ?".into(),
+            language: "ru".into(),
+            language_probability: Some(0.97),
+            duration: 2.5,
+            segments: vec![crate::engine::Segment {
+                id: 0,
+                start: 0.0,
+                end: 2.34,
+                text: "Где мой заказ?".into(),
+                tokens: vec![1, 2, 3],
+                temperature: 0.0,
+                avg_logprob: -0.2,
+                compression_ratio: 1.0,
+                no_speech_prob: 0.01,
+                suspect: false,
+            }],
+            words: None,
+            review: Review::default(),
+        };
+        let result = JobResult {
+            transcript: t.clone(),
+            warnings: vec![Warning {
+                code: "truncated".into(),
+                message: "cut".into(),
+            }],
+            task: "transcribe".into(),
+        };
+        let id = {
+            let db = Db::open(&path).unwrap();
+            let (job, _) = db
+                .insert(NewJob {
+                    sha256: "00".repeat(32),
+                    size: 1,
+                    content_type: None,
+                    filename: Some("a.oga".into()),
+                    external_id: None,
+                    source: None,
+                    options: JobOptions::default().to_stored(),
+                    priority: 1,
+                    idempotency_key: None,
+                    callback_url: None,
+                })
+                .unwrap();
+            // What the worker stored before: the rendered verbose_json, warnings added.
+            db.finish_done(&job.id, "ru", 2.5, &result.verbose_json())
+                .unwrap();
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let v: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            conn.pragma_update(None, "user_version", v - 1).unwrap();
+            job.id
+        };
+        let db = Db::open(&path).unwrap();
+        let job = db.get(&id).unwrap().unwrap();
+        let read = JobResult::of(&job).expect("an old row reads");
+        assert_eq!(read, result);
+        assert_eq!(job_json(&job, None)["transcript"], result.verbose_json());
+        assert_eq!(job_json(&job, None)["transcript"]["language"], "russian");
+        // Search still finds it.
+        let found = db
+            .list(&crate::storage::ListFilter {
+                search: Some("заказ".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn form_fields_become_checked_options() {
+        let form = |pairs: &[(&str, &str)]| {
+            let f: std::collections::HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            JobOptions::from_form(&f, false)
+        };
+        let o = form(&[
+            ("language", "Russian"),
+            ("prompt", "ООО Ромашка"),
+            ("temperature", "0.3"),
+            ("accurate", "1"),
+            ("beam_size", "3"),
+            ("timestamp_granularities", "segment,word"),
+        ])
+        .unwrap();
+        assert_eq!(
+            o,
+            JobOptions {
+                language: Some("ru".into()),
+                prompt: Some("ООО Ромашка".into()),
+                translate: false,
+                temperature: Some(0.3),
+                word_timestamps: true,
+                accurate: true,
+                beam_size: Some(3),
+            }
+        );
+        // Accurate widens a narrower beam to 5; a wider one stays.
+        assert_eq!(o.to_engine(&Defaults::default(), 1).beam_size, Some(5));
+        let wide = JobOptions {
+            beam_size: Some(8),
+            ..o.clone()
+        };
+        assert_eq!(wide.to_engine(&Defaults::default(), 1).beam_size, Some(8));
+        assert_eq!(
+            form(&[("language", "auto")]).unwrap().language.as_deref(),
+            Some("auto")
+        );
+        assert_eq!(form(&[]).unwrap(), JobOptions::default());
+        for (field, value, code) in [
+            ("language", "klingon", ErrorCode::InvalidLanguage),
+            ("prompt", "a\0b", ErrorCode::InvalidValue),
+            ("temperature", "1.5", ErrorCode::InvalidValue),
+            ("accurate", "very", ErrorCode::InvalidValue),
+            ("beam_size", "0", ErrorCode::InvalidValue),
+            ("beam_size", "9", ErrorCode::InvalidValue),
+            ("timestamp_granularities", "char", ErrorCode::InvalidValue),
+        ] {
+            let e = form(&[(field, value)]).unwrap_err();
+            assert_eq!(e.code, code, "{field}={value}");
+            assert!(e.param.starts_with(field), "{field}: {}", e.param);
+        }
+    }
+
+    #[test]
+    fn job_options_over_the_service_defaults() {
+        let service = Defaults {
+            language: Some("ru".into()),
+            prompt: Some("Ромашка".into()),
+        };
+        // Nothing asked: the service's language and prompt.
+        let o = JobOptions::default().to_engine(&service, 3);
+        assert_eq!(o.language.as_deref(), Some("ru"));
+        assert_eq!(o.prompt.as_deref(), Some("Ромашка"));
+        assert_eq!(o.threads, 3);
+        // "auto" detects even though the service names a language; a prompt replaces its.
+        let asked = JobOptions {
+            language: Some("auto".into()),
+            prompt: Some("Лютик".into()),
+            accurate: true,
+            ..JobOptions::default()
+        };
+        let o = asked.to_engine(&service, 3);
+        assert_eq!(o.language, None);
+        assert_eq!(o.prompt.as_deref(), Some("Лютик"));
+        assert_eq!(o.beam_size, Some(5));
+        assert_eq!(o.threads, 3);
+    }
+}
