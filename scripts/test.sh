@@ -24,6 +24,7 @@ if [ ${#pyneed[@]} -gt 0 ]; then
 fi
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+python3 scripts/modgraph.py --quiet   # the module graph has no loop (README, Architecture)
 cargo test
 # After cargo test: the OpenAI SDK test drives the binary it built.
 python3 -m unittest discover -s tests -p 'test_*.py' -v

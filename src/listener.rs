@@ -34,6 +34,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::Service;
 
+/// Seconds a client has to send a request's headers, by default.
+pub const HEADER_TIMEOUT_S: u64 = 30;
+/// Seconds a request body may pause, by default.
+pub const BODY_IDLE_TIMEOUT_S: u64 = 60;
+/// Seconds an idle keep-alive connection stays open, by default.
+pub const KEEP_ALIVE_TIMEOUT_S: u64 = 75;
+/// Open connections at most, by default.
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// Per-connection time limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {

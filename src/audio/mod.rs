@@ -7,11 +7,13 @@
 //! [`DecodeError`] every caller reports. It never panics on input and never reads past the
 //! configured limits: decoding stops the moment one is crossed.
 
+mod header;
 pub mod mkv;
 pub mod mp4;
 pub mod ogg;
 mod opus;
 pub mod resample;
+mod sink;
 pub mod sniff;
 
 use crate::error::ErrorCode;
@@ -26,7 +28,10 @@ use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
 use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
 use symphonia::core::meta::MetadataOptions;
 
+pub use header::MAX_CHANNELS;
+use header::{check_format, check_wav_fmt};
 pub use resample::WHISPER_RATE;
+use sink::{downmix_into, Sink};
 use sniff::Sniffed;
 
 /// Limits applied while decoding untrusted input.
@@ -118,80 +123,6 @@ impl Audio {
     }
 }
 
-/// More channels than any real recording has (7.1.4 is 12; WAVE_FORMAT_EXTENSIBLE names 18):
-/// a header claiming more is damaged, and decoders size their buffers by it.
-pub const MAX_CHANNELS: usize = 32;
-
-/// Refuse a header's sample rate or channel count before a decoder or resampler allocates
-/// anything for it.
-fn check_format(container: &str, rate: u32, channels: usize) -> Result<(), DecodeError> {
-    let bad = |detail: String| DecodeError::Corrupt {
-        detail: format!("{container}: {detail}"),
-        offset: None,
-    };
-    if rate != 0 && !(resample::MIN_RATE..=resample::MAX_RATE).contains(&rate) {
-        return Err(bad(format!(
-            "the header's sample rate of {rate} Hz is outside {}..{} Hz",
-            resample::MIN_RATE,
-            resample::MAX_RATE
-        )));
-    }
-    if channels > MAX_CHANNELS {
-        return Err(bad(format!(
-            "the header claims {channels} channels (at most {MAX_CHANNELS})"
-        )));
-    }
-    Ok(())
-}
-
-/// Check every RIFF/WAVE header in the first MiB (symphonia's probe looks past leading
-/// junk, so a file sniffed as something else can still reach its WAV reader) and its `fmt `
-/// chunk before symphonia reads it: channels 1..=[`MAX_CHANNELS`],
-/// a sample rate [`check_format`] accepts, and at most 64 bits per sample. (A missing or
-/// short chunk is left to the demuxer, which reports it.)
-fn check_wav_fmt(d: &[u8]) -> Result<(), DecodeError> {
-    let head = &d[..d.len().min(1 << 20)];
-    let mut from = 0;
-    while let Some(i) = head[from..].windows(4).position(|w| w == b"RIFF") {
-        let at = from + i;
-        if head.get(at + 8..at + 12) == Some(b"WAVE") {
-            check_wav_fmt_at(&d[at..])?;
-        }
-        from = at + 4;
-    }
-    Ok(())
-}
-
-/// [`check_wav_fmt`] for a RIFF/WAVE header at the start of `d`.
-fn check_wav_fmt_at(d: &[u8]) -> Result<(), DecodeError> {
-    let bad = |detail: String| DecodeError::Corrupt {
-        detail: format!("wav: {detail}"),
-        offset: None,
-    };
-    let mut at = 12;
-    while at + 8 <= d.len() {
-        let id = &d[at..at + 4];
-        let size = u32::from_le_bytes([d[at + 4], d[at + 5], d[at + 6], d[at + 7]]) as usize;
-        if id == b"fmt " {
-            let Some(f) = d.get(at + 8..at + 24) else {
-                return Ok(());
-            };
-            let channels = u16::from_le_bytes([f[2], f[3]]) as usize;
-            let rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
-            let bits = u16::from_le_bytes([f[14], f[15]]);
-            if channels == 0 {
-                return Err(bad("the header claims 0 channels".into()));
-            }
-            if bits > 64 {
-                return Err(bad(format!("the header claims {bits} bits per sample")));
-            }
-            return check_format("wav", rate, channels);
-        }
-        at = at.saturating_add(8).saturating_add(size + (size & 1));
-    }
-    Ok(())
-}
-
 /// After this many undecodable packets in a row, stop and keep what decoded.
 const MAX_BAD_PACKETS_IN_A_ROW: usize = 16;
 
@@ -280,55 +211,6 @@ struct Raw {
     rate: u32,
     channels: usize,
     codec: String,
-}
-
-/// Where decoded mono samples go, packet by packet: drops what the container says to drop
-/// at the start (Opus pre-skip, MP4 edit-list priming) and keeps only what it says to keep
-/// at the end (MP4 edit duration), then resamples to 16 kHz on the fly.
-struct Sink {
-    /// Source samples still to drop from the start.
-    skip: usize,
-    /// Source samples still to keep after the skip (`None`: all).
-    keep: Option<usize>,
-    /// MP4 edit list, applied once the rate is known.
-    edit: Option<mp4::Edit>,
-    /// Source samples accepted after trimming.
-    accepted: usize,
-    stream: Option<resample::Stream>,
-}
-
-impl Sink {
-    fn push(&mut self, mut samples: &[f32], rate: u32) -> Result<(), String> {
-        if self.stream.is_none() {
-            let stream = resample::Stream::new(rate)?;
-            if let Some(e) = self.edit.take().filter(|e| e.media_timescale > 0) {
-                let scale = rate as f64 / e.media_timescale as f64;
-                self.skip += (e.skip as f64 * scale).round() as usize;
-                self.keep = e.duration.map(|d| (d as f64 * scale).round() as usize);
-            }
-            self.stream = Some(stream);
-        }
-        let skip = self.skip.min(samples.len());
-        self.skip -= skip;
-        samples = &samples[skip..];
-        if let Some(keep) = self.keep.as_mut() {
-            let n = (*keep).min(samples.len());
-            *keep -= n;
-            samples = &samples[..n];
-        }
-        self.accepted += samples.len();
-        match self.stream.as_mut() {
-            Some(s) => s.push(samples),
-            None => Ok(()),
-        }
-    }
-
-    fn finish(self) -> Result<Vec<f32>, String> {
-        match self.stream {
-            Some(s) => s.finish(),
-            None => Ok(Vec::new()),
-        }
-    }
 }
 
 enum Dec {
@@ -567,20 +449,6 @@ fn demux_and_decode(
         channels,
         codec,
     })
-}
-
-/// Average `channels` interleaved channels into mono (never clips: it is a mean).
-fn downmix_into(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
-    if channels <= 1 {
-        out.extend_from_slice(interleaved);
-        return;
-    }
-    let inv = 1.0 / channels as f32;
-    out.extend(
-        interleaved
-            .chunks_exact(channels)
-            .map(|f| f.iter().sum::<f32>() * inv),
-    );
 }
 
 #[cfg(test)]

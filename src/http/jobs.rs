@@ -3,13 +3,6 @@
 
 use super::*;
 
-/// A job as the API shows it, with its webhook's delivery state.
-pub(super) fn job_view(s: &AppState, j: &Job) -> Value {
-    let mut v = crate::jobs::job_json(j, s.queue.latest_delivery(&j.id).as_ref());
-    v["audio_url"] = Value::String(s.audio_url(&j.id));
-    v
-}
-
 pub(super) async fn create_job(
     State(s): State<Shared>,
     Query(query): Query<HashMap<String, String>>,

@@ -7,8 +7,9 @@
 //!
 //! One file per concern: `error` (the error shape), `auth` (keys, signed URLs), `upload`
 //! (multipart, limits, options, storing), `openai` (the OpenAI routes), `jobs` (the job
-//! routes), `ops` (health, readiness, metrics). This module holds the state and the router;
-//! handlers parse, call the queue and storage, and render.
+//! routes), `views` (a job and a transcript as shown), `ops` (health, readiness, metrics).
+//! This module holds the state and the router; handlers parse, call [`crate::jobs::Service`],
+//! and render.
 
 mod auth;
 mod error;
@@ -16,6 +17,7 @@ mod jobs;
 mod openai;
 mod ops;
 mod upload;
+mod views;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,6 +47,7 @@ use jobs::*;
 use openai::*;
 use ops::*;
 use upload::*;
+use views::*;
 
 /// Shared state of the running service.
 pub struct AppState {

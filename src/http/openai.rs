@@ -1,5 +1,5 @@
 //! OpenAI's `/v1/audio/transcriptions` and `/translations` (synchronous, each also a durable
-//! job), `/v1/models`, and rendering a stored result in the format asked for.
+//! job), and `/v1/models`.
 
 use super::*;
 
@@ -83,42 +83,6 @@ pub(super) async fn sync_request(
         HeaderValue::from_str(&job.id).map_err(ApiError::internal)?,
     );
     Ok(r)
-}
-
-pub(super) fn render_transcript(j: &Job, format: Format) -> ApiResult<Response> {
-    let result = JobResult::of(j)
-        .ok_or_else(|| ApiError::internal("the stored transcript is unreadable"))?;
-    let mut t = result.transcript.clone();
-    // Words are always stored (the inbox seeks by them); the API returns them when asked.
-    let opts = JobOptions::of(j);
-    if !opts.word_timestamps {
-        t.words = None;
-    }
-    let task = opts.task();
-    Ok(match format {
-        Format::Json | Format::VerboseJson => {
-            let mut v = output::to_json(&t, format, task).unwrap_or_default();
-            if format == Format::VerboseJson && !result.warnings.is_empty() {
-                v["warnings"] = json!(result.warnings);
-            }
-            Json(v).into_response()
-        }
-        Format::Txt => (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            output::render(&t, format, task),
-        )
-            .into_response(),
-        Format::Srt => (
-            [(header::CONTENT_TYPE, "application/x-subrip; charset=utf-8")],
-            output::render(&t, format, task),
-        )
-            .into_response(),
-        Format::Vtt => (
-            [(header::CONTENT_TYPE, "text/vtt; charset=utf-8")],
-            output::render(&t, format, task),
-        )
-            .into_response(),
-    })
 }
 
 pub(super) async fn models(State(s): State<Shared>) -> Json<Value> {

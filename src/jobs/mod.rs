@@ -16,14 +16,13 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::audio::Limits;
-use crate::config::Defaults;
 use crate::engine::Engine;
 use crate::error::ErrorCode;
 use crate::storage::{
     BlobStore, Db, Delivery, Job, ListFilter, NewJob, PendingBlob, Status, StorageError,
 };
 
-pub use options::{flag, job_json, FormError, JobOptions, JobResult, MAX_BEAM};
+pub use options::{flag, job_json, Defaults, FormError, JobOptions, JobResult, MAX_BEAM};
 pub use worker::{Stats, BUCKETS_S, MAX_ATTEMPTS};
 
 /// What the workers share.
@@ -264,6 +263,9 @@ impl Service {
         self.stopping.load(Ordering::SeqCst)
     }
 }
+
+/// Queued jobs accepted before `POST /v1/jobs` answers 429 (`--queue-limit`).
+pub const QUEUE_LIMIT: usize = 10_000;
 
 /// What became of a submitted upload.
 #[derive(Debug)]

@@ -5,11 +5,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audio::Warning;
-use crate::config::Defaults;
 use crate::engine::{Options, Transcript};
 use crate::error::{clip, ErrorCode};
 use crate::output::{self, Format};
 use crate::storage::{Delivery, Job};
+
+/// What a note gets when its request leaves it out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Defaults {
+    /// ISO 639-1 code; `None` detects.
+    pub language: Option<String>,
+    /// Glossary and prompt together.
+    pub prompt: Option<String>,
+}
 
 /// The widest beam a request may ask for (whisper.cpp's decoders are allocated per beam).
 pub const MAX_BEAM: u32 = 8;

@@ -1,265 +1,13 @@
-//! Durable storage, embedded: audio blobs in a folder, job records in SQLite.
-//!
-//! The write order is the promise: an upload is streamed to a temp file while hashed,
-//! fsynced, renamed to `audio/ab/cd/<sha256>`, and the folder fsynced; only then is the row
-//! inserted, and only after the insert commits (WAL, `synchronous=FULL`) does anyone answer
-//! 2xx. Identical audio is stored once; rows point at blobs by hash. Nothing is deleted
-//! except by an explicit delete. SQLite is used through rusqlite: synchronous calls that
-//! the server runs on its blocking pool, with no async driver or connection pool to carry.
+//! The job records in SQLite: jobs, their full-text index, and the webhook outbox. One
+//! connection behind a mutex; every state change is one transaction.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-/// Storage failures.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("storage I/O: {0}")]
-    Io(#[from] io::Error),
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
-}
-
-impl StorageError {
-    /// Whether the disk (or the quota) is full: the caller answers 507, not 500.
-    pub fn is_full(&self) -> bool {
-        match self {
-            StorageError::Io(e) => io_is_full(e),
-            StorageError::Db(rusqlite::Error::SqliteFailure(e, _)) => {
-                e.code == rusqlite::ErrorCode::DiskFull
-            }
-            StorageError::Db(_) => false,
-        }
-    }
-}
-
-/// Whether an I/O error means "no space left" (ENOSPC) or "quota exceeded" (EDQUOT).
-pub fn io_is_full(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::StorageFull
-        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-}
-
-/// Where the audio lives.
-pub struct BlobStore {
-    root: PathBuf,
-}
-
-/// An upload being written: hash and size accumulate as chunks arrive.
-pub struct PendingBlob {
-    file: File,
-    tmp: PathBuf,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl PendingBlob {
-    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        self.hasher.update(chunk);
-        self.size += chunk.len() as u64;
-        self.file.write_all(chunk)
-    }
-
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-}
-
-impl Drop for PendingBlob {
-    fn drop(&mut self) {
-        // Abandoned (refused or failed) uploads leave nothing behind.
-        let _ = fs::remove_file(&self.tmp);
-    }
-}
-
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-impl BlobStore {
-    pub fn open(root: &Path) -> io::Result<BlobStore> {
-        fs::create_dir_all(root.join("tmp"))?;
-        // Temp files from a crash are never referenced by a row: clear them.
-        for e in fs::read_dir(root.join("tmp"))?.flatten() {
-            let _ = fs::remove_file(e.path());
-        }
-        Ok(BlobStore {
-            root: root.to_path_buf(),
-        })
-    }
-
-    pub fn begin(&self) -> io::Result<PendingBlob> {
-        let tmp = self.root.join("tmp").join(uuid::Uuid::now_v7().to_string());
-        let file = File::create(&tmp)?;
-        Ok(PendingBlob {
-            file,
-            tmp,
-            hasher: Sha256::new(),
-            size: 0,
-        })
-    }
-
-    /// Make the upload durable under its hash; returns (sha256, size).
-    pub fn commit(&self, mut p: PendingBlob) -> io::Result<(String, u64)> {
-        p.file.flush()?;
-        p.file.sync_all()?;
-        let sha = hex::encode(p.hasher.clone().finalize());
-        let dest = self.path(&sha);
-        let dir = dest.parent().expect("blob paths have a parent");
-        fs::create_dir_all(dir)?;
-        if dest.exists() {
-            fs::remove_file(&p.tmp)?; // deduplicated: the same bytes are already durable
-        } else {
-            fs::rename(&p.tmp, &dest)?;
-            fsync_dir(dir)?;
-        }
-        Ok((sha, p.size))
-    }
-
-    pub fn path(&self, sha: &str) -> PathBuf {
-        self.root.join(&sha[0..2]).join(&sha[2..4]).join(sha)
-    }
-
-    pub fn remove(&self, sha: &str) -> io::Result<()> {
-        match fs::remove_file(self.path(sha)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// A job's life: `queued` → `running` → `done` | `failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Queued,
-    Running,
-    Done,
-    Failed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Running => "running",
-            Status::Done => "done",
-            Status::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Some(match s {
-            "queued" => Status::Queued,
-            "running" => Status::Running,
-            "done" => Status::Done,
-            "failed" => Status::Failed,
-            _ => return None,
-        })
-    }
-}
-
-/// One voice note.
-#[derive(Debug, Clone, Serialize)]
-pub struct Job {
-    pub id: String,
-    pub created_at: i64,
-    pub sha256: String,
-    pub size: u64,
-    pub content_type: Option<String>,
-    pub filename: Option<String>,
-    pub external_id: Option<String>,
-    pub source: Option<String>,
-    pub status: Status,
-    pub attempts: u32,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    pub language: Option<String>,
-    pub duration: Option<f64>,
-    /// The result (`jobs::JobResult`) as JSON, once done.
-    pub transcript: Option<serde_json::Value>,
-    /// Decoding options as JSON (language, prompt, translate, temperature...).
-    pub options: serde_json::Value,
-    /// 0 for synchronous requests (served first), 1 for queued jobs.
-    pub priority: i32,
-    pub idempotency_key: Option<String>,
-    pub callback_url: Option<String>,
-    pub updated_at: i64,
-}
-
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE jobs (
-        id TEXT PRIMARY KEY,
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL,
-        sha256 TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        content_type TEXT,
-        filename TEXT,
-        external_id TEXT,
-        source TEXT,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        error_code TEXT,
-        error_message TEXT,
-        language TEXT,
-        duration REAL,
-        transcript TEXT,
-        options TEXT NOT NULL,
-        priority INTEGER NOT NULL DEFAULT 1,
-        idempotency_key TEXT UNIQUE,
-        lease_until INTEGER
-    );
-    CREATE INDEX jobs_status ON jobs(status, priority, size);
-    CREATE INDEX jobs_external ON jobs(external_id);
-    CREATE INDEX jobs_sha ON jobs(sha256);",
-    "ALTER TABLE jobs ADD COLUMN callback_url TEXT;
-    CREATE TABLE deliveries (
-        id TEXT PRIMARY KEY,
-        job_id TEXT NOT NULL,
-        url TEXT NOT NULL,
-        event TEXT NOT NULL,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at INTEGER NOT NULL,
-        last_error TEXT,
-        created_at INTEGER NOT NULL,
-        delivered_at INTEGER
-    );
-    CREATE INDEX deliveries_due ON deliveries(status, next_attempt_at);
-    CREATE INDEX deliveries_job ON deliveries(job_id);",
-    // Full-text search over transcripts, file names and external ids (the inbox's search box),
-    // kept in step with `jobs` by triggers. ё is indexed as е (unicode61 folds Latin
-    // diacritics only), and [`fts_query`] does the same to the query.
-    "CREATE VIRTUAL TABLE jobs_fts USING fts5(
-        text, filename, external_id, tokenize = 'unicode61 remove_diacritics 2'
-    );
-    CREATE TRIGGER jobs_fts_insert AFTER INSERT ON jobs BEGIN
-        INSERT INTO jobs_fts(rowid, text, filename, external_id)
-        VALUES (new.rowid, replace(replace(json_extract(new.transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(new.filename, 'ё', 'е'), 'Ё', 'Е'), new.external_id);
-    END;
-    CREATE TRIGGER jobs_fts_update AFTER UPDATE OF transcript, filename, external_id ON jobs BEGIN
-        DELETE FROM jobs_fts WHERE rowid = old.rowid;
-        INSERT INTO jobs_fts(rowid, text, filename, external_id)
-        VALUES (new.rowid, replace(replace(json_extract(new.transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(new.filename, 'ё', 'е'), 'Ё', 'Е'), new.external_id);
-    END;
-    CREATE TRIGGER jobs_fts_delete AFTER DELETE ON jobs BEGIN
-        DELETE FROM jobs_fts WHERE rowid = old.rowid;
-    END;
-    INSERT INTO jobs_fts(rowid, text, filename, external_id)
-        SELECT rowid, replace(replace(json_extract(transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(filename, 'ё', 'е'), 'Ё', 'Е'), external_id FROM jobs;",
-    // Transcripts were stored as rendered `verbose_json`; now as `jobs::JobResult`, the
-    // engine's transcript with its fields at the top level. The shapes agree but for the
-    // language, a name there ("russian") and a code here: the `language` column has the code.
-    // (Times stay as they were rounded, to the millisecond.) Text and review keep their paths,
-    // so search and the review filter are untouched.
-    "UPDATE jobs SET transcript = json_set(transcript, '$.language', language)
-        WHERE transcript IS NOT NULL AND language IS NOT NULL;",
-];
+use super::schema::MIGRATIONS;
+use super::{now_ms, Delivery, Job, ListFilter, NewJob, Status, StorageError};
 
 /// An FTS5 query matching every word of `q` as a prefix, with FTS syntax neutralised:
 /// `cafe "x` becomes `"cafe"* "x"*`. `None` when `q` has no words.
@@ -272,20 +20,6 @@ pub fn fts_query(q: &str) -> Option<String> {
         .collect();
     (!words.is_empty()).then(|| words.join(" "))
 }
-
-/// A webhook delivery in the outbox.
-#[derive(Debug, Clone, Serialize)]
-pub struct Delivery {
-    pub id: String,
-    pub job_id: String,
-    pub url: String,
-    pub event: String,
-    /// `pending`, `delivered` or `failed` (given up).
-    pub status: String,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-}
-
 fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
         id: r.get("id")?,
@@ -336,15 +70,6 @@ fn fail_crashed(tx: &rusqlite::Transaction<'_>, ids: &[String]) -> rusqlite::Res
     }
     Ok(())
 }
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The job table.
 pub struct Db {
     conn: Mutex<Connection>,
@@ -377,34 +102,6 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         callback_url: r.get("callback_url")?,
     })
 }
-
-/// A new record, before insertion.
-pub struct NewJob {
-    pub sha256: String,
-    pub size: u64,
-    pub content_type: Option<String>,
-    pub filename: Option<String>,
-    pub external_id: Option<String>,
-    pub source: Option<String>,
-    pub options: serde_json::Value,
-    pub priority: i32,
-    pub idempotency_key: Option<String>,
-    pub callback_url: Option<String>,
-}
-
-/// Filters for listing jobs.
-#[derive(Debug, Default)]
-pub struct ListFilter {
-    pub status: Option<Status>,
-    pub external_id: Option<String>,
-    pub before: Option<String>,
-    /// Words that must all occur (as prefixes) in the transcript, file name or external id.
-    pub search: Option<String>,
-    /// Only finished jobs whose review verdict is this (`review.needed` in the transcript).
-    pub review_needed: Option<bool>,
-    pub limit: usize,
-}
-
 impl Db {
     pub fn open(path: &Path) -> Result<Db, StorageError> {
         let conn = Connection::open(path)?;
@@ -714,7 +411,6 @@ impl Db {
             .is_ok()
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

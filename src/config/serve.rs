@@ -1,0 +1,269 @@
+//! `earshot serve`'s flags, each defaulting to a const of the module that owns the setting,
+//! and what start-up derives from them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{cores, parallelism, ModelArgs, Parallelism, Secret};
+use crate::engine::Backend;
+use crate::jobs::Defaults;
+use crate::listener::{
+    BODY_IDLE_TIMEOUT_S, HEADER_TIMEOUT_S, KEEP_ALIVE_TIMEOUT_S, MAX_CONNECTIONS,
+};
+
+/// Where the service listens unless told.
+pub const LISTEN: &str = "127.0.0.1:8000";
+/// The data folder unless told.
+pub const DATA_DIR: &str = "data";
+/// Seconds running jobs get to finish on SIGTERM/SIGINT.
+pub const SHUTDOWN_GRACE_S: u64 = 30;
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "EARSHOT_LISTEN", default_value = LISTEN)]
+    pub listen: SocketAddr,
+    /// Folder for earshot.sqlite and audio/.
+    #[arg(long, env = "EARSHOT_DATA_DIR", default_value = DATA_DIR)]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The language of every note that does not name its own (ISO 639-1, e.g. ru), or auto.
+    /// Saves the detection pass and its wrong guesses on short notes.
+    #[arg(long, env = "EARSHOT_LANGUAGE", default_value = "auto")]
+    pub language: String,
+    /// Initial prompt for every note that does not bring its own: shop vocabulary.
+    #[arg(long, env = "EARSHOT_PROMPT")]
+    pub prompt: Option<String>,
+    /// A file of product, brand, people and street names (one per line, # comments), given
+    /// to Whisper ahead of --prompt. Refused at start-up when the two together are longer
+    /// than the model reads (224 tokens).
+    #[arg(long, env = "EARSHOT_GLOSSARY")]
+    pub glossary: Option<PathBuf>,
+    /// Concurrent transcriptions (default: CPU cores / threads per job; 4-16 on a GPU,
+    /// by its memory).
+    #[arg(long, env = "EARSHOT_WORKERS")]
+    pub workers: Option<usize>,
+    /// CPU threads per transcription (default: 1 up to 4 cores, else 2).
+    #[arg(long, env = "EARSHOT_THREADS_PER_JOB")]
+    pub threads_per_job: Option<usize>,
+    /// Largest accepted upload in bytes.
+    #[arg(long, env = "EARSHOT_MAX_UPLOAD_BYTES", default_value_t = crate::audio::MAX_BYTES)]
+    pub max_upload_bytes: u64,
+    /// Longest accepted audio in seconds.
+    #[arg(long, env = "EARSHOT_MAX_DURATION", default_value_t = crate::audio::MAX_DURATION_S)]
+    pub max_duration: f64,
+    /// Queued jobs accepted before POST /v1/jobs answers 429.
+    #[arg(long, env = "EARSHOT_QUEUE_LIMIT", default_value_t = crate::jobs::QUEUE_LIMIT)]
+    pub queue_limit: usize,
+    /// API key required as `Authorization: Bearer KEY` on /v1 (repeatable).
+    #[arg(long = "api-key", env = "EARSHOT_API_KEYS", value_delimiter = ',')]
+    pub api_keys: Vec<Secret>,
+    /// Secret for the HMAC-SHA256 signature of webhook bodies (X-Earshot-Signature).
+    #[arg(long, env = "EARSHOT_WEBHOOK_SECRET")]
+    pub webhook_secret: Option<Secret>,
+    /// Allow callback URLs on loopback, private and link-local addresses.
+    #[arg(long, env = "EARSHOT_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Delete jobs and their audio this many days after creation (default: keep forever).
+    #[arg(long, env = "EARSHOT_RETENTION_DAYS")]
+    pub retention_days: Option<u64>,
+    /// Seconds running jobs get to finish on SIGTERM/SIGINT before they are requeued.
+    #[arg(long, env = "EARSHOT_SHUTDOWN_GRACE", default_value_t = SHUTDOWN_GRACE_S)]
+    pub shutdown_grace: u64,
+    /// Free disk (MiB) below which uploads are refused (507) and /readyz reports not ready.
+    #[arg(long, env = "EARSHOT_MIN_FREE_DISK_MB", default_value_t = crate::storage::MIN_FREE_DISK_MB)]
+    pub min_free_disk_mb: u64,
+    /// Seconds a client has to send a request's headers (from its first byte; a new
+    /// connection must start one within this time too).
+    #[arg(long, env = "EARSHOT_HEADER_TIMEOUT", default_value_t = HEADER_TIMEOUT_S)]
+    pub header_timeout: u64,
+    /// Seconds a request body may pause before the request fails with 408.
+    #[arg(long, env = "EARSHOT_BODY_IDLE_TIMEOUT", default_value_t = BODY_IDLE_TIMEOUT_S)]
+    pub body_idle_timeout: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, env = "EARSHOT_KEEP_ALIVE_TIMEOUT", default_value_t = KEEP_ALIVE_TIMEOUT_S)]
+    pub keep_alive_timeout: u64,
+    /// Open connections at most; more are answered 503. Lowered at start-up to fit the
+    /// process's file-descriptor limit.
+    #[arg(long, env = "EARSHOT_MAX_CONNECTIONS", default_value_t = MAX_CONNECTIONS)]
+    pub max_connections: usize,
+}
+impl ServeConfig {
+    /// The service-wide language and prompt (glossary first), checked against the model:
+    /// the language must be one it knows, the prompt must fit. The error is a sentence for
+    /// the operator.
+    pub fn defaults(&self, engine: &crate::engine::Engine) -> Result<Defaults, String> {
+        let language = match self.language.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => None,
+            l => Some(
+                crate::engine::language::code(l)
+                    .ok_or_else(|| {
+                        format!("--language {:?}: not a language Whisper knows (use an ISO 639-1 code such as ru or en, or auto)", self.language.chars().take(40).collect::<String>())
+                    })?
+                    .to_string(),
+            ),
+        };
+        if language.as_deref().is_some_and(|l| l != "en") && !engine.is_multilingual() {
+            return Err("--language: this model is English-only".into());
+        }
+        let mut parts = Vec::new();
+        if let Some(path) = &self.glossary {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--glossary {}: {e}", path.display()))?;
+            let names: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect();
+            if names.is_empty() {
+                return Err(format!(
+                    "--glossary {}: the file lists no names",
+                    path.display()
+                ));
+            }
+            parts.push(format!("{}.", names.join(", ")));
+        }
+        if let Some(p) = self
+            .prompt
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            parts.push(p.to_string());
+        }
+        let prompt = (!parts.is_empty()).then(|| parts.join(" ").replace('\0', " "));
+        if let Some(p) = &prompt {
+            let n = engine.prompt_tokens(p).map_err(|e| e.to_string())?;
+            let max = engine.max_prompt_tokens();
+            if n > max {
+                return Err(format!(
+                    "--glossary and --prompt together are {n} tokens; the model reads at most {max}. Shorten them (keep the names that are misheard most)"
+                ));
+            }
+        }
+        Ok(Defaults { language, prompt })
+    }
+
+    /// Workers and threads per worker on `backend` ([`parallelism`]).
+    pub fn parallelism(&self, backend: &Backend) -> Parallelism {
+        parallelism(backend, cores(), self.workers, self.threads_per_job)
+    }
+
+    /// The effective configuration, one `key=value` per line, API keys masked.
+    pub fn describe(&self) -> String {
+        let keys = if self.api_keys.is_empty() {
+            "none (no authentication)".to_string()
+        } else {
+            self.api_keys
+                .iter()
+                .map(Secret::masked)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        [
+            format!("listen={}", self.listen),
+            format!("data_dir={}", self.data_dir.display()),
+            format!(
+                "model={} (models_dir={})",
+                self.model.model,
+                self.model
+                    .models_dir
+                    .as_ref()
+                    .map_or("./models, then ~/.local/share/earshot/models".into(), |d| d
+                        .display()
+                        .to_string())
+            ),
+            format!(
+                "vad_model={} language={} prompt={} glossary={}",
+                self.model.vad_model,
+                self.language,
+                self.prompt
+                    .as_ref()
+                    .map_or("none".into(), |p| format!("{} chars", p.chars().count())),
+                self.glossary
+                    .as_ref()
+                    .map_or("none".into(), |g| g.display().to_string()),
+            ),
+            format!(
+                "workers={} threads_per_job={}",
+                self.workers.map_or("auto".into(), |w| w.to_string()),
+                self.threads_per_job
+                    .map_or("auto".into(), |t| t.to_string()),
+            ),
+            format!(
+                "gpu={} gpu_device={} require_gpu={} flash_attn={}",
+                if self.model.no_gpu {
+                    "off"
+                } else if self.model.gpu {
+                    "on"
+                } else {
+                    "auto"
+                },
+                self.model.gpu_device,
+                self.model.require_gpu,
+                self.model.flash_attn
+            ),
+            format!(
+                "max_upload_bytes={} max_duration={}s queue_limit={}",
+                self.max_upload_bytes, self.max_duration, self.queue_limit
+            ),
+            format!("api_keys={keys}"),
+            format!(
+                "webhook_secret={} webhook_allow_private={}",
+                if self.webhook_secret.is_some() {
+                    "set (masked)"
+                } else {
+                    "none (webhooks unsigned)"
+                },
+                self.webhook_allow_private
+            ),
+            format!(
+                "retention={}",
+                self.retention_days
+                    .map(|d| format!("{d} days"))
+                    .unwrap_or_else(|| "keep forever".into())
+            ),
+            format!(
+                "shutdown_grace={}s min_free_disk_mb={}",
+                self.shutdown_grace, self.min_free_disk_mb
+            ),
+            format!(
+                "header_timeout={}s body_idle_timeout={}s keep_alive_timeout={}s max_connections={}",
+                self.header_timeout,
+                self.body_idle_timeout,
+                self.keep_alive_timeout,
+                self.max_connections
+            ),
+        ]
+        .join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_reach_debug_or_the_start_up_lines() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Args {
+            #[command(flatten)]
+            serve: ServeConfig,
+        }
+        let key = "sk-very-secret-key-1";
+        let hook = "whsec-also-secret";
+        let a = Args::try_parse_from(["serve", "--api-key", key, "--webhook-secret", hook])
+            .expect("the flags parse");
+        for shown in [format!("{:?}", a.serve), a.serve.describe()] {
+            assert!(!shown.contains(key) && !shown.contains(hook), "{shown}");
+        }
+        assert!(a.serve.describe().contains("sk-…(20 chars)"));
+        assert_eq!(a.serve.api_keys[0].expose(), key);
+        // A key that is not ASCII is masked by characters, not cut inside one.
+        assert_eq!(Secret("ключ-секрет".into()).masked(), "клю…(11 chars)");
+    }
+}

@@ -1,0 +1,42 @@
+//! How stored things are shown: a job as the API shows it, and a finished job's transcript
+//! in the format asked for.
+
+use super::*;
+
+/// A job as the API shows it, with its webhook's delivery state.
+pub(super) fn job_view(s: &AppState, j: &Job) -> Value {
+    let mut v = crate::jobs::job_json(j, s.queue.latest_delivery(&j.id).as_ref());
+    v["audio_url"] = Value::String(s.audio_url(&j.id));
+    v
+}
+
+/// A done job's transcript in `format`, with the content type that format has.
+pub(super) fn render_transcript(j: &Job, format: Format) -> ApiResult<Response> {
+    let mut result = JobResult::of(j)
+        .ok_or_else(|| ApiError::internal("the stored transcript is unreadable"))?;
+    // Words are always stored (the inbox seeks by them); the API returns them when asked.
+    let opts = JobOptions::of(j);
+    if !opts.word_timestamps {
+        result.transcript.words = None;
+    }
+    let (t, task) = (&result.transcript, opts.task());
+    Ok(match format {
+        Format::VerboseJson => Json(result.verbose_json()).into_response(),
+        Format::Json => Json(output::to_json(t, format, task).unwrap_or_default()).into_response(),
+        Format::Txt => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            output::render(t, format, task),
+        )
+            .into_response(),
+        Format::Srt => (
+            [(header::CONTENT_TYPE, "application/x-subrip; charset=utf-8")],
+            output::render(t, format, task),
+        )
+            .into_response(),
+        Format::Vtt => (
+            [(header::CONTENT_TYPE, "text/vtt; charset=utf-8")],
+            output::render(t, format, task),
+        )
+            .into_response(),
+    })
+}

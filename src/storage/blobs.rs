@@ -1,0 +1,96 @@
+//! The audio files: written to a temp file while hashed, fsynced, renamed into place by
+//! their SHA-256, the folder fsynced; identical audio is stored once.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Where the audio lives.
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+/// An upload being written: hash and size accumulate as chunks arrive.
+pub struct PendingBlob {
+    file: File,
+    tmp: PathBuf,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl PendingBlob {
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file.write_all(chunk)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Drop for PendingBlob {
+    fn drop(&mut self) {
+        // Abandoned (refused or failed) uploads leave nothing behind.
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl BlobStore {
+    pub fn open(root: &Path) -> io::Result<BlobStore> {
+        fs::create_dir_all(root.join("tmp"))?;
+        // Temp files from a crash are never referenced by a row: clear them.
+        for e in fs::read_dir(root.join("tmp"))?.flatten() {
+            let _ = fs::remove_file(e.path());
+        }
+        Ok(BlobStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn begin(&self) -> io::Result<PendingBlob> {
+        let tmp = self.root.join("tmp").join(uuid::Uuid::now_v7().to_string());
+        let file = File::create(&tmp)?;
+        Ok(PendingBlob {
+            file,
+            tmp,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Make the upload durable under its hash; returns (sha256, size).
+    pub fn commit(&self, mut p: PendingBlob) -> io::Result<(String, u64)> {
+        p.file.flush()?;
+        p.file.sync_all()?;
+        let sha = hex::encode(p.hasher.clone().finalize());
+        let dest = self.path(&sha);
+        let dir = dest.parent().expect("blob paths have a parent");
+        fs::create_dir_all(dir)?;
+        if dest.exists() {
+            fs::remove_file(&p.tmp)?; // deduplicated: the same bytes are already durable
+        } else {
+            fs::rename(&p.tmp, &dest)?;
+            fsync_dir(dir)?;
+        }
+        Ok((sha, p.size))
+    }
+
+    pub fn path(&self, sha: &str) -> PathBuf {
+        self.root.join(&sha[0..2]).join(&sha[2..4]).join(sha)
+    }
+
+    pub fn remove(&self, sha: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(sha)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
