@@ -19,13 +19,17 @@ mod decode;
 pub mod language;
 pub mod level;
 mod options;
+pub mod pieces;
 pub mod plan;
 pub mod review;
 pub mod text;
 mod transcript;
 pub mod vad;
 
-pub use backend::{choose_backend, gpu_devices, Backend, GpuDevice, GpuMode, Hardware};
+pub use backend::{
+    choose_backend, cores, gpu_devices, parallelism, Backend, GpuDevice, GpuMode, Hardware,
+    Parallelism,
+};
 pub use options::{
     default_threads, fitted_ctx, AudioCtx, Options, BEST_OF, COMPRESSION_RATIO_THRESHOLD,
     CTX_MARGIN, LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, TEMPERATURE_INCREMENT,
@@ -37,7 +41,10 @@ use options::{CTX_DETECT, CTX_FULL, REDETECT_BELOW};
 
 use crate::error::ErrorCode;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
 
 use whisper_rs::{WhisperContext, WhisperContextParameters};
 
@@ -92,6 +99,18 @@ pub struct Engine {
     /// decoder steps, so running transcriptions stop within a fraction of a second.
     cancel: AtomicBool,
 }
+/// How far a long transcription has got: seconds of the note decoded, of how many.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Progress {
+    pub done_s: f64,
+    pub total_s: f64,
+}
+
+/// A mutex's guard, even if a thread panicked holding it (the data is still whole here).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Shortest input whisper.cpp accepts is 100 ms; shorter clips are padded with silence.
 const MIN_SAMPLES: usize = WHISPER_RATE as usize / 10 + 160;
 
@@ -189,6 +208,17 @@ impl Engine {
     }
     /// Transcribe 16 kHz mono samples. Blocks for the length of the inference.
     pub fn transcribe(&self, samples: &[f32], opts: &Options) -> Result<Transcript, EngineError> {
+        self.transcribe_with(samples, opts, &|_| {})
+    }
+
+    /// [`Engine::transcribe`], telling `progress` how far a long note has got after each of
+    /// its pieces (see [`pieces`]).
+    pub fn transcribe_with(
+        &self,
+        samples: &[f32],
+        opts: &Options,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<Transcript, EngineError> {
         let duration = samples.len() as f64 / WHISPER_RATE as f64;
         let multilingual = self.is_multilingual();
         let requested = opts
@@ -212,8 +242,12 @@ impl Engine {
         let level = Level::measure(samples);
         let raised = level.apply(samples);
         let samples = &raised[..];
-        let plan = match &self.vad {
-            Some(vad) => Plan::new(vad.speech(samples)?, samples.len(), opts.trim_silence),
+        let speech = match &self.vad {
+            Some(vad) => Some(vad.speech(samples)?),
+            None => None,
+        };
+        let plan = match &speech {
+            Some(s) => Plan::new(s.clone(), samples.len(), opts.trim_silence),
             None => Plan::from_gate(samples, opts.trim_silence),
         };
         let mut review = Review::default();
@@ -230,34 +264,19 @@ impl Engine {
                 }
             });
             return Ok(Transcript {
-                text: String::new(),
-                language,
-                language_probability: None,
                 duration,
-                segments: vec![],
-                words: opts.word_timestamps.then(Vec::new),
                 review,
+                ..Transcript::empty(&language, opts.word_timestamps)
             });
         }
-        let packed = plan.audio(samples);
-        let mut samples = &packed[..];
-        let padded;
-        if samples.len() < MIN_SAMPLES {
-            padded = [samples, &vec![0.0; MIN_SAMPLES - samples.len()]].concat();
-            samples = &padded[..];
-        }
-
-        let decoding = decode_plan(
-            opts,
-            PlanModel {
-                multilingual,
-                gpu: self.backend.is_gpu(),
-            },
-            samples.len(),
-        );
-        let mut state = DecoderState::new(self, opts.threads)?;
-        let mut t = Self::transcribe_on(&mut state, samples, opts, requested, &decoding)?;
-        t.map_to_note(&plan);
+        // Speech that does not fit one window is cut into pieces decoded side by side; a
+        // note that fits is decoded whole, as one piece.
+        let mut t = match &speech {
+            Some(speech) if plan.packed_len() > pieces::WHOLE_MAX => {
+                self.transcribe_pieces(samples, speech, opts, requested, progress)?
+            }
+            _ => self.transcribe_piece(samples, &plan, opts, requested)?,
+        };
         t.duration = duration;
         // A loop across segment boundaries is not cut (the segments stay as decoded) but
         // is flagged.
@@ -289,10 +308,145 @@ impl Engine {
             gain_db = level.gain_db,
             speech_dbfs = level.speech_dbfs,
             speech_s = plan.speech_seconds(),
-            decoded_s = samples.len() as f64 / WHISPER_RATE as f64,
+            decoded_s = plan.packed_len() as f64 / WHISPER_RATE as f64,
             "level and speech"
         );
         t.review = review;
+        Ok(t)
+    }
+
+    /// One piece of a note, decoded as `plan` says (its speech packed), with times in the
+    /// piece's own samples. `samples` are the piece's.
+    fn transcribe_piece(
+        &self,
+        samples: &[f32],
+        plan: &Plan,
+        opts: &Options,
+        language: Option<String>,
+    ) -> Result<Transcript, EngineError> {
+        let packed = self.packed(samples, plan);
+        let decoding = self.decode_plan(opts, packed.len());
+        let mut state = DecoderState::new(self, opts.threads)?;
+        let mut t = Self::transcribe_on(&mut state, &packed, opts, language, &decoding)?;
+        t.map_to_note(plan);
+        Ok(t)
+    }
+
+    /// The audio `plan` decodes, padded to the shortest input whisper.cpp takes.
+    fn packed(&self, samples: &[f32], plan: &Plan) -> Vec<f32> {
+        let mut packed = plan.audio(samples);
+        if packed.len() < MIN_SAMPLES {
+            packed.resize(MIN_SAMPLES, 0.0);
+        }
+        packed
+    }
+
+    fn decode_plan(&self, opts: &Options, samples: usize) -> DecodePlan {
+        let model = PlanModel {
+            multilingual: self.is_multilingual(),
+            gpu: self.backend.is_gpu(),
+        };
+        decode_plan(opts, model, samples)
+    }
+
+    /// A long note in pieces (see [`pieces`]): the language detected once, from the first
+    /// piece, unless given; then the pieces decoded side by side, as many at once as the
+    /// note's threads make lanes by the [`parallelism`] rule, each on a fresh state (so the
+    /// result does not depend on the order they ran in); then stitched in order, in the
+    /// note's times. `progress` hears after each piece.
+    fn transcribe_pieces(
+        &self,
+        samples: &[f32],
+        speech: &[std::ops::Range<usize>],
+        opts: &Options,
+        requested: Option<String>,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<Transcript, EngineError> {
+        let cuts = pieces::cut(speech, samples.len());
+        let plans: Vec<Plan> = cuts
+            .iter()
+            .map(|c| {
+                let inside = speech
+                    .iter()
+                    .filter(|r| r.start < c.end && r.end > c.start)
+                    .map(|r| r.start.max(c.start) - c.start..r.end.min(c.end) - c.start)
+                    .collect();
+                Plan::new(inside, c.len(), opts.trim_silence)
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let (language, probability) = match requested {
+            Some(l) => (l, None),
+            None => {
+                let first = plans.iter().position(Plan::has_speech).unwrap_or(0);
+                let packed = self.packed(&samples[cuts[first].clone()], &plans[first]);
+                let mut state = DecoderState::new(self, opts.threads)?;
+                let decoding = self.decode_plan(opts, packed.len());
+                Self::language(&mut state, &packed, None, &decoding)?
+            }
+        };
+        let par = parallelism(&self.backend, opts.threads.max(1), None, None);
+        let lanes = par.jobs.clamp(1, cuts.len());
+        let piece_opts = Options {
+            threads: par.threads,
+            ..opts.clone()
+        };
+        tracing::debug!(
+            pieces = cuts.len(),
+            lanes,
+            threads = par.threads,
+            "long note in pieces"
+        );
+        let total_s = samples.len() as f64 / WHISPER_RATE as f64;
+        let next = AtomicUsize::new(0);
+        let done = Mutex::new((0usize, vec![None; cuts.len()]));
+        let failed = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..lanes {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= cuts.len() || lock(&failed).is_some() {
+                        break;
+                    }
+                    let piece = &samples[cuts[i].clone()];
+                    let result = if plans[i].has_speech() {
+                        self.transcribe_piece(piece, &plans[i], &piece_opts, Some(language.clone()))
+                    } else {
+                        Ok(Transcript::empty(&language, piece_opts.word_timestamps))
+                    };
+                    match result {
+                        Ok(t) => {
+                            let mut d = lock(&done);
+                            d.0 += cuts[i].len();
+                            d.1[i] = Some(t);
+                            progress(Progress {
+                                done_s: d.0 as f64 / WHISPER_RATE as f64,
+                                total_s,
+                            });
+                        }
+                        Err(e) => {
+                            lock(&failed).get_or_insert(e);
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = lock(&failed).take() {
+            return Err(e);
+        }
+        let parts = std::mem::take(&mut lock(&done).1);
+        let mut t = Transcript::empty(&language, opts.word_timestamps);
+        for (cut, part) in cuts.iter().zip(parts) {
+            let mut part = part.expect("every piece is decoded when none failed");
+            part.shift(cut.start as f64 / WHISPER_RATE as f64);
+            t.append(part);
+        }
+        t.language_probability = probability;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            pieces = cuts.len(),
+            "pieces decoded"
+        );
         Ok(t)
     }
 
@@ -308,52 +462,11 @@ impl Engine {
     ) -> Result<Transcript, EngineError> {
         let duration = samples.len() as f64 / WHISPER_RATE as f64;
         let ctx = plan.ctx;
-        let started = std::time::Instant::now();
-        let (language, probability) = match requested {
-            Some(l) => (l, None),
-            None if !state.engine().is_multilingual() => ("en".to_string(), None),
-            None => {
-                // Detection runs the encoder once more before decoding: on 2 cores it is about
-                // 40% of a short note's time (the tuning half given its languages: 16.1 s;
-                // detecting them: 28.4 s). In `Auto` mode it first looks at the clip's own
-                // context (at most 5 s); on short clips that can be confidently wrong between
-                // close languages, so anything under 90% is detected again with the full
-                // window, as whisper.cpp does by default. Detecting again over the clip's
-                // own fitted context instead was 11-21% faster on the tuning half and its
-                // noisy copies, but read a Russian note of the measuring half as Ukrainian
-                // (p = 0.87 on the fitted context): the full window stays. The contexts
-                // come from the plan.
-                let mut found = None;
-                if let Some(c) = plan.detect_ctx {
-                    let (id, p) = state.detect(samples, c)?;
-                    tracing::debug!(
-                        ctx = c,
-                        p,
-                        language = language::code_of(id),
-                        "first language guess"
-                    );
-                    if p >= REDETECT_BELOW {
-                        found = Some((id, p));
-                    }
-                }
-                let (id, p) = match found {
-                    Some(f) => f,
-                    None => state.detect(samples, plan.redetect_ctx)?,
-                };
-                let lang = language::code_of(id).unwrap_or("en").to_string();
-                (lang, Some(p))
-            }
-        };
+        let (language, probability) = Self::language(state, samples, requested, plan)?;
         let with_probability = |mut t: Transcript| {
             t.language_probability = probability;
             t
         };
-        tracing::debug!(
-            ms = started.elapsed().as_millis() as u64,
-            language,
-            probability,
-            "language"
-        );
         let started = std::time::Instant::now();
         let first = state
             .decode(samples, opts, &language, duration, ctx)
@@ -397,6 +510,59 @@ impl Engine {
             }
         }
         Ok(again)
+    }
+
+    /// The language to decode `samples` in, and how sure detection was (`None` when it was
+    /// given, or the model knows only English).
+    fn language(
+        state: &mut DecoderState<'_>,
+        samples: &[f32],
+        requested: Option<String>,
+        plan: &DecodePlan,
+    ) -> Result<(String, Option<f32>), EngineError> {
+        let started = std::time::Instant::now();
+        let (language, probability) = match requested {
+            Some(l) => (l, None),
+            None if !state.engine().is_multilingual() => ("en".to_string(), None),
+            None => {
+                // Detection runs the encoder once more before decoding: on 2 cores it is about
+                // 40% of a short note's time (the tuning half given its languages: 16.1 s;
+                // detecting them: 28.4 s). In `Auto` mode it first looks at the clip's own
+                // context (at most 5 s); on short clips that can be confidently wrong between
+                // close languages, so anything under 90% is detected again with the full
+                // window, as whisper.cpp does by default. Detecting again over the clip's
+                // own fitted context instead was 11-21% faster on the tuning half and its
+                // noisy copies, but read a Russian note of the measuring half as Ukrainian
+                // (p = 0.87 on the fitted context): the full window stays. The contexts
+                // come from the plan.
+                let mut found = None;
+                if let Some(c) = plan.detect_ctx {
+                    let (id, p) = state.detect(samples, c)?;
+                    tracing::debug!(
+                        ctx = c,
+                        p,
+                        language = language::code_of(id),
+                        "first language guess"
+                    );
+                    if p >= REDETECT_BELOW {
+                        found = Some((id, p));
+                    }
+                }
+                let (id, p) = match found {
+                    Some(f) => f,
+                    None => state.detect(samples, plan.redetect_ctx)?,
+                };
+                let lang = language::code_of(id).unwrap_or("en").to_string();
+                (lang, Some(p))
+            }
+        };
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            language,
+            probability,
+            "language"
+        );
+        Ok((language, probability))
     }
 }
 

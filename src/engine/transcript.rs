@@ -52,6 +52,51 @@ pub struct Transcript {
 }
 
 impl Transcript {
+    /// No text, in `language`; an empty word list when words were asked for.
+    pub(super) fn empty(language: &str, words: bool) -> Transcript {
+        Transcript {
+            text: String::new(),
+            language: language.to_string(),
+            language_probability: None,
+            duration: 0.0,
+            segments: vec![],
+            words: words.then(Vec::new),
+            review: Review::default(),
+        }
+    }
+
+    /// Move every time `by` seconds later (a piece's times into the note's).
+    pub(super) fn shift(&mut self, by: f64) {
+        for s in &mut self.segments {
+            s.start += by;
+            s.end += by;
+        }
+        for w in self.words.iter_mut().flatten() {
+            w.start += by;
+            w.end += by;
+        }
+    }
+
+    /// Add `next` (the following piece, in the note's times) after this one: its segments
+    /// numbered on, its words and text appended.
+    pub(super) fn append(&mut self, next: Transcript) {
+        let base = self.segments.len();
+        self.segments
+            .extend(next.segments.into_iter().enumerate().map(|(i, mut s)| {
+                s.id = base + i;
+                s
+            }));
+        if let (Some(words), Some(more)) = (self.words.as_mut(), next.words) {
+            words.extend(more);
+        }
+        if !next.text.is_empty() {
+            if !self.text.is_empty() {
+                self.text.push(' ');
+            }
+            self.text.push_str(&next.text);
+        }
+    }
+
     /// Turn times in the decoded (packed) audio into times in the note, and drop segments
     /// (and their words) that lie wholly outside the speech the plan found.
     pub(super) fn map_to_note(&mut self, plan: &Plan) {

@@ -41,7 +41,7 @@ const SPEECH_OFF: f32 = 0.35;
 /// Shorter bursts are clicks and bumps, not words ("да" is about 200 ms).
 const MIN_SPEECH: usize = 5 * WINDOW;
 /// Audio kept around each speech range (0.4 s): quiet onsets and final consonants.
-const PAD: usize = 6_400;
+pub(super) const PAD: usize = 6_400;
 /// Pauses shorter than this (after padding) are kept whole; longer ones are cut out.
 const MIN_CUT: usize = 16_000;
 
@@ -203,9 +203,14 @@ impl Plan {
         self.speech.iter().map(|r| r.len()).sum::<usize>() as f64 / 16_000.0
     }
 
+    /// Samples in the packed audio.
+    pub fn packed_len(&self) -> usize {
+        self.pieces.iter().map(|(r, _)| r.len()).sum()
+    }
+
     /// The packed audio.
     pub fn audio(&self, samples: &[f32]) -> Vec<f32> {
-        let mut out = Vec::with_capacity(self.pieces.iter().map(|(r, _)| r.len()).sum());
+        let mut out = Vec::with_capacity(self.packed_len());
         for (r, _) in &self.pieces {
             out.extend_from_slice(&samples[r.clone()]);
         }
