@@ -60,8 +60,20 @@ pub fn transcribe_bytes(
     limits: &Limits,
     opts: &Options,
 ) -> Result<Outcome, Error> {
+    transcribe_bytes_with(engine, bytes, limits, opts, &|_| {})
+}
+
+/// [`transcribe_bytes`], with `watch` following a long recording (see
+/// [`Engine::transcribe_with`]).
+pub fn transcribe_bytes_with(
+    engine: &Engine,
+    bytes: &[u8],
+    limits: &Limits,
+    opts: &Options,
+    watch: &dyn engine::Watch,
+) -> Result<Outcome, Error> {
     let audio = audio::decode(bytes, limits)?;
-    let mut transcript = engine.transcribe(&audio.samples, opts)?;
+    let mut transcript = engine.transcribe_with(&audio.samples, opts, watch)?;
     if audio.warnings.iter().any(|w| w.code == "truncated") {
         transcript.review.flag(engine::review::Reason::Truncated);
     }

@@ -173,7 +173,18 @@ pub(super) fn transcribe(mut args: TranscribeArgs) -> i32 {
         "transcribe"
     };
     let single = inputs.len() == 1;
-    let show_progress = !args.quiet && std::io::stderr().is_terminal() && !single;
+    let terminal = !args.quiet && std::io::stderr().is_terminal();
+    let show_progress = terminal && !single;
+    // One long recording gets a bar of its own audio, drawn from its first piece on (a
+    // short note is done before a bar would help).
+    let audio_bar = (terminal && single).then(|| {
+        let b = indicatif::ProgressBar::hidden();
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {percent}% · {msg} · ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
 
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
@@ -181,12 +192,13 @@ pub(super) fn transcribe(mut args: TranscribeArgs) -> i32 {
     let (tx, rx) = mpsc::channel::<Done>();
     let mut workers = Vec::new();
     for _ in 0..jobs {
-        let (next, inputs, tx, engine, opts) = (
+        let (next, inputs, tx, engine, opts, audio_bar) = (
             next.clone(),
             inputs.clone(),
             tx.clone(),
             engine.clone(),
             opts.clone(),
+            audio_bar.clone(),
         );
         let (out_dir, formats, skip_existing) = (
             args.output_dir.clone(),
@@ -212,12 +224,29 @@ pub(super) fn transcribe(mut args: TranscribeArgs) -> i32 {
             }
             let span = tracing::info_span!("file", path = %input.path.display());
             let _g = span.enter();
+            let progress = |p: crate::engine::Progress| {
+                if let Some(b) = &audio_bar {
+                    if b.is_hidden() {
+                        b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                    }
+                    b.set_length((p.total_s * 1000.0) as u64);
+                    b.set_position((p.done_s * 1000.0) as u64);
+                    b.set_message(format!(
+                        "{} of {} of audio",
+                        human_duration(p.done_s),
+                        human_duration(p.total_s)
+                    ));
+                }
+            };
             let result = std::fs::read(&input.path)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| {
-                    crate::transcribe_bytes(&engine, &bytes, &limits, &opts)
+                    crate::transcribe_bytes_with(&engine, &bytes, &limits, &opts, &progress)
                         .map_err(|e| e.to_string())
                 });
+            if let Some(b) = &audio_bar {
+                b.finish_and_clear();
+            }
             if tx
                 .send(Done {
                     index,

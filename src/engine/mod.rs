@@ -106,10 +106,34 @@ pub struct Progress {
     pub total_s: f64,
 }
 
+/// Who follows a long transcription (see [`Engine::transcribe_with`]): its progress, and
+/// its finished pieces, which a service stores so that a run cut short (a crash, a restart)
+/// goes on from them. A piece is named by its samples in the note; the same audio is cut the
+/// same way every time. A plain `Fn(Progress)` follows progress only.
+pub trait Watch: Sync {
+    /// How far it has got.
+    fn progress(&self, _progress: Progress) {}
+    /// A piece is done: its transcript, in the piece's own times.
+    fn finished(&self, _piece: &std::ops::Range<usize>, _transcript: &Transcript) {}
+    /// A piece an earlier run finished, if it did.
+    fn stored(&self, _piece: &std::ops::Range<usize>) -> Option<Transcript> {
+        None
+    }
+}
+
+impl<F: Fn(Progress) + Sync> Watch for F {
+    fn progress(&self, progress: Progress) {
+        self(progress)
+    }
+}
+
 /// A mutex's guard, even if a thread panicked holding it (the data is still whole here).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// Speech that starts this long after a piece's text ends is speech the text left out.
+const TAIL_SLACK_S: f64 = 0.3;
 
 /// Shortest input whisper.cpp accepts is 100 ms; shorter clips are padded with silence.
 const MIN_SAMPLES: usize = WHISPER_RATE as usize / 10 + 160;
@@ -211,13 +235,14 @@ impl Engine {
         self.transcribe_with(samples, opts, &|_| {})
     }
 
-    /// [`Engine::transcribe`], telling `progress` how far a long note has got after each of
-    /// its pieces (see [`pieces`]).
+    /// [`Engine::transcribe`], telling `watch` how far a long note has got after each of its
+    /// pieces (see [`pieces`]), handing it each finished piece, and taking from it the
+    /// pieces an interrupted run finished before.
     pub fn transcribe_with(
         &self,
         samples: &[f32],
         opts: &Options,
-        progress: &(dyn Fn(Progress) + Sync),
+        watch: &dyn Watch,
     ) -> Result<Transcript, EngineError> {
         let duration = samples.len() as f64 / WHISPER_RATE as f64;
         let multilingual = self.is_multilingual();
@@ -273,7 +298,7 @@ impl Engine {
         // note that fits is decoded whole, as one piece.
         let mut t = match &speech {
             Some(speech) if plan.packed_len() > pieces::WHOLE_MAX => {
-                self.transcribe_pieces(samples, speech, opts, requested, progress)?
+                self.transcribe_pieces(samples, speech, opts, requested, watch)?
             }
             _ => self.transcribe_piece(samples, &plan, opts, requested)?,
         };
@@ -332,6 +357,34 @@ impl Engine {
         Ok(t)
     }
 
+    /// [`Engine::transcribe_piece`] in `language`, making sure the piece's last words are
+    /// there: Whisper often ends a window at a pause and drops a short utterance after it
+    /// (a test file lost "go forward ten meters" after Kennedy's 11 s in two pieces of six).
+    /// Speech the voice-activity model found after the end of the text is decoded again on
+    /// its own and appended.
+    fn transcribe_piece_whole(
+        &self,
+        samples: &[f32],
+        plan: &Plan,
+        opts: &Options,
+        language: &str,
+    ) -> Result<Transcript, EngineError> {
+        let mut t = self.transcribe_piece(samples, plan, opts, Some(language.to_string()))?;
+        let end = t.segments.last().map_or(0.0, |s| s.end);
+        let rest = plan.speech_after(end + TAIL_SLACK_S);
+        if !rest.is_empty() {
+            tracing::debug!(
+                after_s = end,
+                ranges = rest.len(),
+                "speech after the text's end: decoding it on its own"
+            );
+            let tail = Plan::new(rest, samples.len(), opts.trim_silence);
+            let more = self.transcribe_piece(samples, &tail, opts, Some(language.to_string()))?;
+            t.append(more);
+        }
+        Ok(t)
+    }
+
     /// The audio `plan` decodes, padded to the shortest input whisper.cpp takes.
     fn packed(&self, samples: &[f32], plan: &Plan) -> Vec<f32> {
         let mut packed = plan.audio(samples);
@@ -353,14 +406,14 @@ impl Engine {
     /// piece, unless given; then the pieces decoded side by side, as many at once as the
     /// note's threads make lanes by the [`parallelism`] rule, each on a fresh state (so the
     /// result does not depend on the order they ran in); then stitched in order, in the
-    /// note's times. `progress` hears after each piece.
+    /// note's times. `watch` hears after each piece, and may have some already.
     fn transcribe_pieces(
         &self,
         samples: &[f32],
         speech: &[std::ops::Range<usize>],
         opts: &Options,
         requested: Option<String>,
-        progress: &(dyn Fn(Progress) + Sync),
+        watch: &dyn Watch,
     ) -> Result<Transcript, EngineError> {
         let cuts = pieces::cut(speech, samples.len());
         let plans: Vec<Plan> = cuts
@@ -375,9 +428,25 @@ impl Engine {
             })
             .collect();
         let started = std::time::Instant::now();
-        let (language, probability) = match requested {
-            Some(l) => (l, None),
-            None => {
+        let stored: Vec<Option<Transcript>> = cuts.iter().map(|c| watch.stored(c)).collect();
+        let resumed = stored.iter().flatten().count();
+        if resumed > 0 {
+            tracing::info!(
+                pieces = resumed,
+                of = cuts.len(),
+                "resuming from stored pieces"
+            );
+        }
+        // A resumed run keeps the language the stored pieces were decoded in.
+        let known = stored
+            .iter()
+            .flatten()
+            .next()
+            .map(|t| (t.language.clone(), t.language_probability));
+        let (language, probability) = match (requested, known) {
+            (Some(l), _) => (l, None),
+            (None, Some(k)) => k,
+            (None, None) => {
                 let first = plans.iter().position(Plan::has_speech).unwrap_or(0);
                 let packed = self.packed(&samples[cuts[first].clone()], &plans[first]);
                 let mut state = DecoderState::new(self, opts.threads)?;
@@ -398,8 +467,18 @@ impl Engine {
             "long note in pieces"
         );
         let total_s = samples.len() as f64 / WHISPER_RATE as f64;
+        let resumed_samples: usize = cuts
+            .iter()
+            .zip(&stored)
+            .filter(|(_, t)| t.is_some())
+            .map(|(c, _)| c.len())
+            .sum();
+        watch.progress(Progress {
+            done_s: resumed_samples as f64 / WHISPER_RATE as f64,
+            total_s,
+        });
         let next = AtomicUsize::new(0);
-        let done = Mutex::new((0usize, vec![None; cuts.len()]));
+        let done = Mutex::new((resumed_samples, stored));
         let failed = Mutex::new(None);
         std::thread::scope(|scope| {
             for _ in 0..lanes {
@@ -408,18 +487,23 @@ impl Engine {
                     if i >= cuts.len() || lock(&failed).is_some() {
                         break;
                     }
+                    if lock(&done).1[i].is_some() {
+                        continue; // finished by an earlier run
+                    }
                     let piece = &samples[cuts[i].clone()];
                     let result = if plans[i].has_speech() {
-                        self.transcribe_piece(piece, &plans[i], &piece_opts, Some(language.clone()))
+                        self.transcribe_piece_whole(piece, &plans[i], &piece_opts, &language)
                     } else {
                         Ok(Transcript::empty(&language, piece_opts.word_timestamps))
                     };
                     match result {
-                        Ok(t) => {
+                        Ok(mut t) => {
+                            t.language_probability = probability;
+                            watch.finished(&cuts[i], &t);
                             let mut d = lock(&done);
                             d.0 += cuts[i].len();
                             d.1[i] = Some(t);
-                            progress(Progress {
+                            watch.progress(Progress {
                                 done_s: d.0 as f64 / WHISPER_RATE as f64,
                                 total_s,
                             });

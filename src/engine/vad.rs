@@ -246,6 +246,16 @@ impl Plan {
         }
     }
 
+    /// The speech found after `t` seconds (ranges wholly after it, in samples).
+    pub fn speech_after(&self, t: f64) -> Vec<Range<usize>> {
+        let s = (t.max(0.0) * 16_000.0) as usize;
+        self.speech
+            .iter()
+            .filter(|r| r.start >= s)
+            .cloned()
+            .collect()
+    }
+
     /// Whether a span of the note (seconds) touches the speech, with [`PAD`] of slack.
     pub fn touches_speech(&self, start: f64, end: f64) -> bool {
         let (a, b) = ((start * 16_000.0) as usize, (end * 16_000.0) as usize);

@@ -7,6 +7,19 @@ use super::*;
 pub(super) fn job_view(s: &AppState, j: &Job) -> Value {
     let mut v = crate::jobs::job_json(j, s.queue.latest_delivery(&j.id).as_ref());
     v["audio_url"] = Value::String(s.audio_url(&j.id));
+    // A running recording long enough to go in pieces says how far it has got.
+    v["progress"] = match s
+        .queue
+        .progress(&j.id)
+        .filter(|_| j.status == Status::Running)
+    {
+        Some(p) => json!({
+            "fraction": if p.total_s > 0.0 { (p.done_s / p.total_s).clamp(0.0, 1.0) } else { 0.0 },
+            "audio_seconds_done": p.done_s,
+            "audio_seconds": p.total_s,
+        }),
+        None => Value::Null,
+    };
     v
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::audio::Limits;
-use crate::engine::Engine;
+use crate::engine::{Engine, Progress};
 use crate::error::ErrorCode;
 use crate::storage::{
     BlobStore, Db, Delivery, Job, ListFilter, NewJob, PendingBlob, Status, StorageError,
@@ -39,6 +39,8 @@ pub struct Service {
     pub finished: broadcast::Sender<String>,
     wake: (Mutex<u64>, Condvar),
     stopping: AtomicBool,
+    /// How far each running long job has got (see [`Service::progress`]).
+    progress: Mutex<std::collections::HashMap<String, Progress>>,
     /// Held while an audio file and the rows that point at it change together: storing an
     /// upload (the file, deduplicated by hash, then its row) and deleting a job (its row,
     /// then the file when no other row points at it). Without it, an upload of bytes that
@@ -71,6 +73,7 @@ impl Service {
             wake: (Mutex::new(0), Condvar::new()),
             stopping: AtomicBool::new(false),
             audio_refs: Mutex::new(()),
+            progress: Mutex::new(Default::default()),
         })
     }
 
@@ -129,6 +132,25 @@ impl Service {
             .map_err(|e| tracing::warn!(id, error = %e, "webhook delivery unreadable"))
             .ok()
             .flatten()
+    }
+
+    /// How far a running job has got: seconds of audio done, of how many. Known for a
+    /// recording long enough to be decoded in pieces, from its first piece on; `None`
+    /// otherwise (a short note is done in one step).
+    pub fn progress(&self, id: &str) -> Option<Progress> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+    }
+
+    pub(super) fn set_progress(&self, id: &str, progress: Option<Progress>) {
+        let mut map = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        match progress {
+            Some(p) => map.insert(id.to_string(), p),
+            None => map.remove(id),
+        };
     }
 
     /// Jobs waiting to run: all of them, or those of one priority (0: synchronous requests).

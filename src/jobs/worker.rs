@@ -12,6 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::engine::review::{Reason, Review};
+use std::collections::HashMap;
+use std::ops::Range;
+
+use serde::Deserialize;
+
+use crate::engine::{Progress, Transcript, Watch};
 use crate::storage::Job;
 
 use super::{JobOptions, JobResult, Service};
@@ -132,7 +138,11 @@ impl Service {
         } else {
             "transcribe"
         };
-        match crate::transcribe_bytes(&self.engine, &bytes, &self.limits, &opts) {
+        let watch = JobWatch::new(self, &job.id);
+        let result =
+            crate::transcribe_bytes_with(&self.engine, &bytes, &self.limits, &opts, &watch);
+        self.set_progress(&job.id, None);
+        match result {
             Ok(outcome) => {
                 let t = &outcome.transcript;
                 let v = JobResult {
@@ -170,5 +180,53 @@ impl Service {
                 let _ = self.db.finish_failed(&job.id, e.code(), &e.to_string());
             }
         }
+    }
+}
+
+/// A running job's [`Watch`]: its progress for `GET /v1/jobs/{id}`, and its finished pieces
+/// kept in the database, so a job cut short by a crash or a restart goes on from them.
+struct JobWatch<'a> {
+    service: &'a Service,
+    id: &'a str,
+    stored: HashMap<(usize, usize), Transcript>,
+}
+
+impl<'a> JobWatch<'a> {
+    fn new(service: &'a Service, id: &'a str) -> JobWatch<'a> {
+        let stored = service
+            .db
+            .pieces(id)
+            .map_err(|e| tracing::warn!(error = %e, "stored pieces unreadable; starting over"))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(a, b, t)| Some(((a, b), Transcript::deserialize(t).ok()?)))
+            .collect();
+        JobWatch {
+            service,
+            id,
+            stored,
+        }
+    }
+}
+
+impl Watch for JobWatch<'_> {
+    fn progress(&self, progress: Progress) {
+        self.service.set_progress(self.id, Some(progress));
+    }
+
+    fn finished(&self, piece: &Range<usize>, transcript: &Transcript) {
+        let stored = serde_json::to_value(transcript).expect("a transcript serializes");
+        if let Err(e) = self
+            .service
+            .db
+            .save_piece(self.id, piece.start, piece.end, &stored)
+        {
+            // Only a resume would miss it: the job itself goes on.
+            tracing::warn!(error = %e, "could not keep a finished piece");
+        }
+    }
+
+    fn stored(&self, piece: &Range<usize>) -> Option<Transcript> {
+        self.stored.get(&(piece.start, piece.end)).cloned()
     }
 }

@@ -324,6 +324,38 @@ impl Db {
     }
 
     /// Put a job back in the queue (engine error to retry, shutdown, explicit retry).
+    /// Keep a finished piece of a running job (samples `start..end` of its audio).
+    pub fn save_piece(
+        &self,
+        id: &str,
+        start: usize,
+        end: usize,
+        transcript: &serde_json::Value,
+    ) -> Result<(), StorageError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO pieces (job_id, start_sample, end_sample, transcript) VALUES (?1, ?2, ?3, ?4)",
+            params![id, start as i64, end as i64, transcript.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The pieces kept for a job: `(start, end, transcript)`.
+    pub fn pieces(&self, id: &str) -> Result<Vec<(usize, usize, serde_json::Value)>, StorageError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT start_sample, end_sample, transcript FROM pieces WHERE job_id = ?1 ORDER BY start_sample",
+        )?;
+        let rows = st.query_map([id], |r| {
+            let t: String = r.get(2)?;
+            Ok((
+                r.get::<_, i64>(0)? as usize,
+                r.get::<_, i64>(1)? as usize,
+                serde_json::from_str(&t).unwrap_or(serde_json::Value::Null),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn requeue(&self, id: &str, reset_attempts: bool) -> Result<bool, StorageError> {
         let n = self.conn().execute(
             "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?2,

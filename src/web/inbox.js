@@ -168,7 +168,7 @@ function reason(job) {
 function signature(j) {
   return [j.status, j.text, j.error && j.error.code, j.error && j.error.message, j.attempts,
     j.language, j.duration, j.audio_url, j.filename, j.external_id,
-    JSON.stringify(j.review || null)].join("\u0001");
+    JSON.stringify(j.review || null), JSON.stringify(j.progress || null)].join("\u0001");
 }
 
 /** The review verdict in words ("very quiet recording; the words are uncertain"). */
@@ -268,7 +268,11 @@ function fillRow(row, j) {
   p.time.textContent = when(j.created_at);
   p.time.setAttribute("datetime", new Date(j.created_at * 1000).toISOString());
   p.meta.textContent = [duration(j.duration), languageName(j.language)].filter(Boolean).join(" · ");
-  p.status.textContent = T[j.status] || j.status;
+  // A long recording in progress says how far it has got: "Transcribing… 42% (4:12 / 10:03)".
+  const pr = j.status === "running" && j.progress;
+  p.status.textContent = (T[j.status] || j.status) + (pr
+    ? " " + Math.round(100 * pr.fraction) + "% (" + duration(pr.audio_seconds_done) + " / " + duration(pr.audio_seconds) + ")"
+    : "");
   p.status.className = "status " + j.status;
   row.li.className = "job " + j.status;
   const done = j.status === "done";

@@ -7,5 +7,6 @@ mod cli;
 mod decode;
 mod hardening;
 mod inbox;
+mod long;
 mod serve;
 mod transcribe;

@@ -11,6 +11,8 @@ pub struct Server {
     pub child: Child,
     pub addr: String,
     pub data_dir: PathBuf,
+    /// Every line the server wrote to stderr (JSON log lines), as it wrote them.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -48,6 +50,8 @@ impl Server {
             .expect("earshot serve starts");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -60,6 +64,7 @@ impl Server {
                 if std::env::var_os("EARSHOT_TEST_SERVER_LOG").is_some() {
                     eprintln!("[server] {line}");
                 }
+                kept.lock().unwrap().push(line);
             }
         });
         let addr = rx
@@ -69,6 +74,7 @@ impl Server {
             child,
             addr,
             data_dir: data_dir.to_path_buf(),
+            log,
             _tmp: None,
         }
     }
