@@ -38,6 +38,8 @@ from score import edits, invented, loops, normalize  # noqa: E402
 def half(name):
     """'tune' or 'measure': a fixed split of the evaluation clips by a hash of the name."""
     stem = os.path.splitext(os.path.basename(name))[0]
+    if stem.startswith("long_"):
+        return "measure"  # the long files are made from the measuring half only
     for prefix in ("noisy_",):
         stem = stem[len(prefix):] if stem.startswith(prefix) else stem
     return "tune" if int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) % 2 == 0 else "measure"
@@ -72,6 +74,11 @@ import json, sys, time
 from faster_whisper import WhisperModel
 ct2, threads, beam, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 model = WhisperModel(ct2, device="cpu", compute_type="int8", cpu_threads=threads, num_workers=1)
+if "--batched" in files:
+    # faster-whisper's BatchedInferencePipeline at its defaults (VAD cuts, batch size 8).
+    from faster_whisper import BatchedInferencePipeline
+    files.remove("--batched")
+    model = BatchedInferencePipeline(model=model)
 for f in files:
     segments, info = model.transcribe(f, beam_size=beam)
     text = "".join(s.text for s in segments).strip()
@@ -155,34 +162,42 @@ def make_corpus(a):
                     "-ac", "1", "-ar", "16000", noisy_wav])
             corpus["noisy"].append(clip(name, noisy_wav, r["language"], r["reference"]))
     if not a.smoke and not a.no_long:
-        # About 10 minutes of Russian: the Russian clips, read one after another, as often as needed.
+        # Long Russian recordings from the measuring half's Russian clips only (the piece
+        # length was tuned on the tuning half's), read one after another as often as needed,
+        # with natural pauses between them: 0.5-2.4 s, fixed by position.
         ru = [r for r in rows if r["language"] == "ru"] or rows
         if os.path.exists(manifest):
             with open(manifest, encoding="utf-8") as f:
                 ru = [dict(r, src=os.path.join(a.eval, "clips", r["file"]))
                       for r in csv.DictReader(f, delimiter="\t") if r["language"] == "ru"]
-        listing, refs, total = os.path.join(work, "long.txt"), [], 0.0
-        gap = os.path.join(work, "gap.wav")
-        sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-            "anullsrc=r=16000:cl=mono", "-t", "0.8", "-c:a", "pcm_s16le", gap])
-        parts = []
-        while total < a.long_seconds:
-            for r in ru:
-                wav = os.path.join(work, "long_" + os.path.splitext(r["file"])[0] + ".wav")
-                if not os.path.exists(wav):
-                    sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", r["src"], "-ac", "1",
-                        "-ar", "16000", "-c:a", "pcm_s16le", wav])
-                parts += [wav, gap]
-                refs.append(r["reference"])
-                total += float(r["duration_s"]) + 0.8
-                if total >= a.long_seconds:
-                    break
-        with open(listing, "w") as f:
-            f.writelines(f"file '{p}'\n" for p in parts)
-        joined = os.path.join(work, "long_joined.wav")
-        sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i",
-            listing, "-c:a", "pcm_s16le", joined])
-        corpus["long"] = [clip("long_ru_%dmin" % round(total / 60), joined, "ru", " ".join(refs))]
+        ru = [r for r in ru if half(r["file"]) == "measure"] or ru
+        for seconds in sorted(float(s) for s in str(a.long_seconds).split(",")):
+            listing, refs, total, parts, k = os.path.join(work, "long.txt"), [], 0.0, [], 0
+            while total < seconds:
+                for r in ru:
+                    wav = os.path.join(work, "long_" + os.path.splitext(r["file"])[0] + ".wav")
+                    if not os.path.exists(wav):
+                        sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", r["src"], "-ac", "1",
+                            "-ar", "16000", "-c:a", "pcm_s16le", wav])
+                    g = 0.5 + int(hashlib.sha1(str(k).encode()).hexdigest()[:4], 16) % 20 / 10
+                    gap = os.path.join(work, f"gap_{g:.1f}.wav")
+                    if not os.path.exists(gap):
+                        sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                            "anullsrc=r=16000:cl=mono", "-t", f"{g:.1f}", "-c:a", "pcm_s16le", gap])
+                    parts += [wav, gap]
+                    refs.append(r["reference"])
+                    total += float(r["duration_s"]) + g
+                    k += 1
+                    if total >= seconds:
+                        break
+            with open(listing, "w") as f:
+                f.writelines(f"file '{p}'\n" for p in parts)
+            name = "long_ru_%dmin" % round(total / 60)
+            joined = os.path.join(work, name + "_src.wav")
+            if not os.path.exists(joined):
+                sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0",
+                    "-i", listing, "-c:a", "pcm_s16le", joined])
+            corpus["long"].append(clip(name, joined, "ru", " ".join(refs)))
     return corpus
 
 
@@ -261,8 +276,10 @@ class WhisperCli:
 class FasterWhisper:
     label = "faster-whisper int8"
 
-    def __init__(self, a):
-        self.a = a
+    def __init__(self, a, batched=False):
+        self.a, self.batched = a, batched
+        if batched:
+            self.label = "faster-whisper int8 batched"
         self.script = os.path.join(a.work, "fw_bench.py")
         with open(self.script, "w") as f:
             f.write(FW_SCRIPT)
@@ -270,6 +287,8 @@ class FasterWhisper:
     def run(self, clips, beam):
         a = self.a
         cmd = [a.fw_python, self.script, a.ct2, str(a.threads), str(beam)] + [c["oga"] for c in clips]
+        if self.batched:
+            cmd.append("--batched")
         out, wall, rss = run_timed(cmd)
         texts = {}
         for line in out.splitlines():
@@ -374,7 +393,7 @@ def table(rows, a):
     for r in rows:
         run = {"short": f"short notes ×{a.n_short}, warm",
                "cold": f"one note per process ×{a.n_cold}",
-               "long": "one ~10 min file",
+               "long": f"one {r['audio'] / 60:.0f} min file",
                "noisy": f"noisy notes ×{a.n_noisy}, warm"}[r["what"]]
         settings = ("greedy" if r["beam"] == 1 else f"beam {r['beam']}") + f", {a.threads} threads"
         if r["system"].startswith("earshot defaults"):
@@ -403,7 +422,8 @@ def main():
     p.add_argument("--long-rounds", type=int, default=None)
     p.add_argument("--clips", type=int, default=0, help="use this many short clips (0: all)")
     p.add_argument("--cold-clips", type=int, default=3)
-    p.add_argument("--long-seconds", type=float, default=600)
+    p.add_argument("--long-seconds", default="60,600,3600",
+                   help="lengths of the long files, comma-separated seconds")
     p.add_argument("--full", action="store_true", help="also beam 5 for every system")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--no-long", action="store_true")
@@ -446,6 +466,8 @@ def main():
             clips = by_len.get(r["what"], [])
             if r["what"] == "cold":
                 clips = corpus["short"][:len(r["texts"])]
+            elif r["what"] == "long":
+                clips = [c for c in corpus["long"] if abs(c["dur"] - r["audio"]) < 1]
             elif len(clips) != len(r["texts"]):
                 clips = [c for c in clips if half(c["name"]) == a.half][:len(r["texts"])]
             assert len(clips) == len(r["texts"]) and all(c["oga"] in every for c in clips)
@@ -483,9 +505,16 @@ def main():
                 rows += bench(systems, short[:a.n_cold], beam, a.rounds, "cold", a.work)
             if corpus["noisy"]:
                 rows += bench(systems, corpus["noisy"], beam, a.rounds, "noisy", a.work)
-            if corpus["long"] and beam == 1:  # the long file greedy only: it takes a while
-                long_systems = [s for s in systems if "full context" not in s.label]
-                rows += bench(long_systems, corpus["long"], beam, a.long_rounds or a.rounds, "long", a.work)
+        if corpus["long"]:
+            # Each long file alone, every system at its own defaults (faster-whisper's are
+            # beam 5, plain and batched), one process per file: peak RSS is the file's.
+            long_systems = [s for s in systems + [FasterWhisper(a, batched=True)]
+                            if "full context" not in s.label and "f16" not in s.label
+                            and "beam 5" not in s.label and not isinstance(s, WhisperCli)]
+            if a.systems:
+                long_systems = [s for s in long_systems if any(w == s.label for w in want)]
+            for c in corpus["long"]:
+                rows += bench(long_systems, [c], 5, a.long_rounds or a.rounds, "long", a.work)
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:

@@ -99,6 +99,9 @@ def loops(words, min_reps=3):
 
 
 def edits(a, b):
+    """Levenshtein distance between two sequences (characters or words)."""
+    if len(a) * len(b) > 4_000_000:
+        return edits_long(a, b)
     prev = list(range(len(b) + 1))
     for i, x in enumerate(a):
         cur = [i + 1]
@@ -106,6 +109,24 @@ def edits(a, b):
             cur.append(min(prev[j] + (x != y), prev[j + 1] + 1, cur[j] + 1))
         prev = cur
     return prev[-1]
+
+
+def edits_long(a, b):
+    """`edits` for long recordings (an hour is ~50,000 characters), a row at a time in numpy:
+    with d = the row before and c = this row, c[j] = min(d[j-1] + cost, d[j] + 1) and then
+    c[j] = min(c[j], c[j-1] + 1), which is j + the running minimum of c[k] - k."""
+    import numpy as np
+    ids = {}
+    xs = [ids.setdefault(x, len(ids)) for x in a]
+    ys = np.array([ids.setdefault(y, len(ids)) for y in b], dtype=np.int64)
+    j = np.arange(len(ys) + 1, dtype=np.int64)
+    prev = j.copy()
+    cur = np.empty_like(prev)
+    for i, x in enumerate(xs):
+        cur[0] = i + 1
+        np.minimum(prev[:-1] + (ys != x), prev[1:] + 1, out=cur[1:])
+        prev = j + np.minimum.accumulate(cur - j)
+    return int(prev[-1])
 
 
 def main():

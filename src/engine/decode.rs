@@ -20,6 +20,12 @@ unsafe extern "C" fn abort_requested(data: *mut std::ffi::c_void) -> bool {
     unsafe { (*(data as *const AtomicBool)).load(Ordering::Relaxed) }
 }
 
+impl Drop for DecoderState<'_> {
+    fn drop(&mut self) {
+        self.engine.states.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A fresh whisper.cpp state on an engine, with the audio context it has set.
 pub(super) struct DecoderState<'e> {
     engine: &'e Engine,
@@ -35,6 +41,7 @@ impl<'e> DecoderState<'e> {
             .ctx
             .create_state()
             .map_err(|e| EngineError::Inference(format!("could not create a state: {e}")))?;
+        engine.states.fetch_add(1, Ordering::SeqCst);
         Ok(DecoderState {
             engine,
             state,

@@ -98,7 +98,10 @@ pub struct Engine {
     /// Set by [`Engine::cancel`]: whisper.cpp's abort callback reads it between encoder and
     /// decoder steps, so running transcriptions stop within a fraction of a second.
     cancel: AtomicBool,
+    /// Decoder states alive now (see [`Engine::lanes`]).
+    states: AtomicUsize,
 }
+
 /// How far a long transcription has got: seconds of the note decoded, of how many.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Progress {
@@ -182,6 +185,7 @@ impl Engine {
             backend: backend.clone(),
             vad: None,
             cancel: AtomicBool::new(false),
+            states: AtomicUsize::new(0),
         })
     }
 
@@ -402,6 +406,19 @@ impl Engine {
         decode_plan(opts, model, samples)
     }
 
+    /// How many pieces of a long note may decode at once, of the `wanted` the parallelism
+    /// rule gives. On a CPU the rule already divides the job's own threads. On a GPU it gives
+    /// the card's whole count of states whatever the threads, so the states other jobs hold
+    /// now are taken off: several long jobs at once share the card instead of each making
+    /// a full set (about 300 MiB each with `base`).
+    fn lanes(&self, wanted: usize) -> usize {
+        if !self.backend.is_gpu() {
+            return wanted;
+        }
+        let others = self.states.load(Ordering::SeqCst);
+        wanted.saturating_sub(others).max(1)
+    }
+
     /// A long note in pieces (see [`pieces`]): the language detected once, from the first
     /// piece, unless given; then the pieces decoded side by side, as many at once as the
     /// note's threads make lanes by the [`parallelism`] rule, each on a fresh state (so the
@@ -455,7 +472,7 @@ impl Engine {
             }
         };
         let par = parallelism(&self.backend, opts.threads.max(1), None, None);
-        let lanes = par.jobs.clamp(1, cuts.len());
+        let lanes = self.lanes(par.jobs).clamp(1, cuts.len());
         let piece_opts = Options {
             threads: par.threads,
             ..opts.clone()

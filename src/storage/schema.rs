@@ -71,18 +71,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE transcript IS NOT NULL AND language IS NOT NULL;",
     // The finished pieces of a long recording still running (`engine::Watch`), so that a run
     // cut short goes on from them; gone when the job is done, failed or deleted.
-    "CREATE TABLE pieces (
+    "CREATE TABLE IF NOT EXISTS pieces (
         job_id TEXT NOT NULL,
         start_sample INTEGER NOT NULL,
         end_sample INTEGER NOT NULL,
         transcript TEXT NOT NULL,
         PRIMARY KEY (job_id, start_sample, end_sample)
     );
-    CREATE TRIGGER pieces_finished AFTER UPDATE OF status ON jobs
+    CREATE TRIGGER IF NOT EXISTS pieces_finished AFTER UPDATE OF status ON jobs
         WHEN new.status IN ('done', 'failed') BEGIN
         DELETE FROM pieces WHERE job_id = new.id;
     END;
-    CREATE TRIGGER pieces_deleted AFTER DELETE ON jobs BEGIN
+    CREATE TRIGGER IF NOT EXISTS pieces_deleted AFTER DELETE ON jobs BEGIN
         DELETE FROM pieces WHERE job_id = old.id;
     END;",
 ];
