@@ -1,6 +1,6 @@
 //! Jobs: the [`Service`] the API calls (submit, get, list, retry, delete, wait), the workers
-//! that run the queue ([`worker`]), and the typed options and results a job carries
-//! ([`options`]).
+//! that run the queue (`worker`), and the typed options and results a job carries
+//! (`options`).
 //!
 //! The service owns the job rules: the Idempotency-Key decision, deduplication by content,
 //! and the audio files' lifetime (a file goes when the last record pointing at it goes, in
@@ -25,7 +25,7 @@ use crate::storage::{
 pub use options::{flag, job_json, Defaults, FormError, JobOptions, JobResult, MAX_BEAM};
 pub use worker::{Stats, BUCKETS_S, MAX_ATTEMPTS};
 
-/// What the workers share.
+/// The job service: what the API calls, and what the workers share.
 pub struct Service {
     db: Arc<Db>,
     blobs: Arc<BlobStore>,
