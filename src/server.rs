@@ -6,14 +6,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::audio::Limits;
-use crate::config::ServeConfig;
+use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::jobs::Service;
 use crate::storage::{BlobStore, Db};
 
 /// Run the service until SIGTERM/SIGINT.
-pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+pub async fn run(cfg: Settings) -> anyhow::Result<()> {
     eprintln!("earshot serve: effective configuration\n{}", cfg.describe());
     if cfg.api_keys.is_empty() && !cfg.listen.ip().is_loopback() {
         tracing::warn!(listen = %cfg.listen, "NO API KEY IS SET and the service listens beyond this machine: anyone who can reach it can use it. Set --api-key / EARSHOT_API_KEYS.");
@@ -52,10 +51,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         par.jobs, par.threads
     );
     tracing::info!(model = %engine.model_path().display(), took_ms = started.elapsed().as_millis() as u64, backend = %backend, "model loaded");
-    let limits = Limits {
-        max_bytes: cfg.max_upload_bytes,
-        max_duration_s: cfg.max_duration,
-    };
+    let limits = cfg.limits;
     let queue = Service::new(
         db.clone(),
         blobs,
@@ -98,14 +94,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             })?;
     }
     let model_name = cfg.model.model.clone();
-    let grace = Duration::from_secs(cfg.shutdown_grace);
+    let grace = cfg.shutdown_grace;
     let limits = crate::listener::Limits {
-        timeouts: crate::listener::Timeouts {
-            header: Duration::from_secs(cfg.header_timeout.max(1)),
-            body_idle: Duration::from_secs(cfg.body_idle_timeout.max(1)),
-            keep_alive: Duration::from_secs(cfg.keep_alive_timeout.max(1)),
-        },
-        max_connections: fit_connections(cfg.max_connections),
+        max_connections: fit_connections(cfg.connections.max_connections),
+        ..cfg.connections
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -44,7 +44,7 @@ pub enum Command {
     /// Transcribe audio files and folders (recursively).
     Transcribe(TranscribeArgs),
     /// Run the HTTP service (OpenAI-compatible API and durable jobs).
-    Serve(crate::config::ServeConfig),
+    Serve(crate::config::ServeArgs),
 }
 /// Parse arguments and run; returns the process exit code.
 pub fn main() -> i32 {
@@ -63,7 +63,7 @@ pub fn main() -> i32 {
                     return 1;
                 }
             };
-            match rt.block_on(crate::server::run(cfg)) {
+            match rt.block_on(crate::server::run(cfg.into())) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");

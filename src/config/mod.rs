@@ -1,6 +1,7 @@
 //! Configuration: the flags, each with an `EARSHOT_*` environment variable behind it, and
 //! what is derived from them. `model` holds the model and hardware flags (`transcribe` and
-//! `serve`), `serve` the service's ([`ServeConfig::describe`] is what start-up prints, keys
+//! `serve`), `serve` the service's: clap reads [`ServeArgs`], and the service runs with the
+//! plain [`Settings`] made from them ([`Settings::describe`] is what start-up prints, keys
 //! masked); this module holds what they share: [`Secret`], and the core-count rule
 //! ([`parallelism`], kept with the hardware in `engine`). The service-wide language and
 //! prompt live with the jobs ([`crate::jobs::Defaults`]). Nothing here imports the command
@@ -11,7 +12,7 @@ mod serve;
 
 pub use crate::engine::{cores, parallelism, Parallelism};
 pub use model::ModelArgs;
-pub use serve::ServeConfig;
+pub use serve::{ServeArgs, Settings};
 
 /// A secret from the command line or the environment (an API key, the webhook secret).
 /// `Debug` shows its length only, so the configuration can be logged whole; the value is

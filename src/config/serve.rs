@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -20,8 +21,9 @@ pub const DATA_DIR: &str = "data";
 /// Seconds running jobs get to finish on SIGTERM/SIGINT.
 pub const SHUTDOWN_GRACE_S: u64 = 30;
 
+/// `earshot serve`'s flags as clap reads them; [`Settings`] is what the service runs with.
 #[derive(Debug, Args, Clone)]
-pub struct ServeConfig {
+pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "EARSHOT_LISTEN", default_value = LISTEN)]
     pub listen: SocketAddr,
@@ -91,7 +93,68 @@ pub struct ServeConfig {
     #[arg(long, env = "EARSHOT_MAX_CONNECTIONS", default_value_t = MAX_CONNECTIONS)]
     pub max_connections: usize,
 }
-impl ServeConfig {
+/// What `earshot serve` runs with: its flags resolved into the types their users take
+/// (limits, durations, the listener's limits), with no parsing concerns. Secrets stay
+/// wrapped in [`Secret`], so `Debug` and [`Settings::describe`] never show them.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub model: ModelArgs,
+    pub language: String,
+    pub prompt: Option<String>,
+    pub glossary: Option<PathBuf>,
+    pub workers: Option<usize>,
+    pub threads_per_job: Option<usize>,
+    /// Largest upload and longest audio.
+    pub limits: crate::audio::Limits,
+    pub queue_limit: usize,
+    pub api_keys: Vec<Secret>,
+    pub webhook_secret: Option<Secret>,
+    pub webhook_allow_private: bool,
+    pub retention_days: Option<u64>,
+    pub shutdown_grace: Duration,
+    pub min_free_disk_mb: u64,
+    /// Per-connection timeouts (at least a second each) and the connection cap.
+    pub connections: crate::listener::Limits,
+}
+
+impl From<ServeArgs> for Settings {
+    fn from(a: ServeArgs) -> Settings {
+        let secs = |s: u64| Duration::from_secs(s.max(1));
+        Settings {
+            listen: a.listen,
+            data_dir: a.data_dir,
+            model: a.model,
+            language: a.language,
+            prompt: a.prompt,
+            glossary: a.glossary,
+            workers: a.workers,
+            threads_per_job: a.threads_per_job,
+            limits: crate::audio::Limits {
+                max_bytes: a.max_upload_bytes,
+                max_duration_s: a.max_duration,
+            },
+            queue_limit: a.queue_limit,
+            api_keys: a.api_keys,
+            webhook_secret: a.webhook_secret,
+            webhook_allow_private: a.webhook_allow_private,
+            retention_days: a.retention_days,
+            shutdown_grace: Duration::from_secs(a.shutdown_grace),
+            min_free_disk_mb: a.min_free_disk_mb,
+            connections: crate::listener::Limits {
+                timeouts: crate::listener::Timeouts {
+                    header: secs(a.header_timeout),
+                    body_idle: secs(a.body_idle_timeout),
+                    keep_alive: secs(a.keep_alive_timeout),
+                },
+                max_connections: a.max_connections,
+            },
+        }
+    }
+}
+
+impl Settings {
     /// The service-wide language and prompt (glossary first), checked against the model:
     /// the language must be one it knows, the prompt must fit. The error is a sentence for
     /// the operator.
@@ -208,7 +271,7 @@ impl ServeConfig {
             ),
             format!(
                 "max_upload_bytes={} max_duration={}s queue_limit={}",
-                self.max_upload_bytes, self.max_duration, self.queue_limit
+                self.limits.max_bytes, self.limits.max_duration_s, self.queue_limit
             ),
             format!("api_keys={keys}"),
             format!(
@@ -228,14 +291,15 @@ impl ServeConfig {
             ),
             format!(
                 "shutdown_grace={}s min_free_disk_mb={}",
-                self.shutdown_grace, self.min_free_disk_mb
+                self.shutdown_grace.as_secs(),
+                self.min_free_disk_mb
             ),
             format!(
                 "header_timeout={}s body_idle_timeout={}s keep_alive_timeout={}s max_connections={}",
-                self.header_timeout,
-                self.body_idle_timeout,
-                self.keep_alive_timeout,
-                self.max_connections
+                self.connections.timeouts.header.as_secs(),
+                self.connections.timeouts.body_idle.as_secs(),
+                self.connections.timeouts.keep_alive.as_secs(),
+                self.connections.max_connections
             ),
         ]
         .join("\n")
@@ -252,16 +316,21 @@ mod tests {
         #[derive(Parser)]
         struct Args {
             #[command(flatten)]
-            serve: ServeConfig,
+            serve: ServeArgs,
         }
         let key = "sk-very-secret-key-1";
         let hook = "whsec-also-secret";
         let a = Args::try_parse_from(["serve", "--api-key", key, "--webhook-secret", hook])
             .expect("the flags parse");
-        for shown in [format!("{:?}", a.serve), a.serve.describe()] {
+        let settings = Settings::from(a.serve.clone());
+        for shown in [
+            format!("{:?}", a.serve),
+            format!("{settings:?}"),
+            settings.describe(),
+        ] {
             assert!(!shown.contains(key) && !shown.contains(hook), "{shown}");
         }
-        assert!(a.serve.describe().contains("sk-…(20 chars)"));
+        assert!(settings.describe().contains("sk-…(20 chars)"));
         assert_eq!(a.serve.api_keys[0].expose(), key);
         // A key that is not ASCII is masked by characters, not cut inside one.
         assert_eq!(Secret("ключ-секрет".into()).masked(), "клю…(11 chars)");

@@ -35,7 +35,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Secret, ServeConfig};
+use crate::config::{Secret, Settings};
 use crate::error::ErrorCode;
 use crate::jobs::{JobOptions, JobResult, Service, Submitted, Waited};
 use crate::output::{self, Format};
@@ -51,7 +51,7 @@ use views::*;
 
 /// Shared state of the running service.
 pub struct AppState {
-    pub cfg: ServeConfig,
+    pub cfg: Settings,
     pub queue: Arc<Service>,
     pub model_name: String,
     requests: Mutex<HashMap<(String, u16), u64>>,
@@ -89,7 +89,7 @@ pub type Shared = Arc<AppState>;
 
 /// Build the router.
 pub fn router(state: Shared) -> Router {
-    let limit = state.cfg.max_upload_bytes as usize + 1024 * 1024;
+    let limit = state.cfg.limits.max_bytes as usize + 1024 * 1024;
     let v1 = Router::new()
         .route("/v1/audio/transcriptions", post(transcriptions))
         .route("/v1/audio/translations", post(translations))
@@ -127,7 +127,7 @@ pub fn router(state: Shared) -> Router {
 }
 
 impl AppState {
-    pub fn new(cfg: ServeConfig, queue: Arc<Service>, model_name: String) -> Shared {
+    pub fn new(cfg: Settings, queue: Arc<Service>, model_name: String) -> Shared {
         Arc::new(AppState {
             url_key: url_key(&cfg.api_keys),
             cfg,

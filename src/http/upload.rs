@@ -10,7 +10,7 @@ pub(super) fn check_length(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match len {
-        Some(n) if n > s.cfg.max_upload_bytes + 64 * 1024 => Err(too_large(s)),
+        Some(n) if n > s.cfg.limits.max_bytes + 64 * 1024 => Err(too_large(s)),
         _ => Ok(()),
     }
 }
@@ -73,7 +73,7 @@ pub(super) fn too_large(s: &AppState) -> ApiError {
         ErrorCode::TooLarge,
         format!(
             "upload is larger than the limit of {} bytes",
-            s.cfg.max_upload_bytes
+            s.cfg.limits.max_bytes
         ),
     )
 }
@@ -87,7 +87,7 @@ pub(super) struct Upload {
 }
 
 pub(super) fn spool(s: &AppState, blob: &mut PendingBlob, chunk: &[u8]) -> ApiResult<()> {
-    if blob.size() + chunk.len() as u64 > s.cfg.max_upload_bytes {
+    if blob.size() + chunk.len() as u64 > s.cfg.limits.max_bytes {
         return Err(too_large(s));
     }
     // Small synchronous writes to a local temp file; the fsync happens once, in commit.
