@@ -34,6 +34,7 @@ pub use options::{
     default_threads, fitted_ctx, AudioCtx, Options, BEST_OF, COMPRESSION_RATIO_THRESHOLD,
     CTX_MARGIN, LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, TEMPERATURE_INCREMENT,
 };
+pub use pieces::{Progress, Watch};
 pub use transcript::{Segment, Transcript, Word};
 
 use decode::DecoderState;
@@ -42,9 +43,6 @@ use options::{CTX_DETECT, CTX_FULL, REDETECT_BELOW};
 use crate::error::ErrorCode;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
-
-use serde::Serialize;
 
 use whisper_rs::{WhisperContext, WhisperContextParameters};
 
@@ -101,42 +99,6 @@ pub struct Engine {
     /// Decoder states alive now (see [`Engine::lanes`]).
     states: AtomicUsize,
 }
-
-/// How far a long transcription has got: seconds of the note decoded, of how many.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Progress {
-    pub done_s: f64,
-    pub total_s: f64,
-}
-
-/// Who follows a long transcription (see [`Engine::transcribe_with`]): its progress, and
-/// its finished pieces, which a service stores so that a run cut short (a crash, a restart)
-/// goes on from them. A piece is named by its samples in the note; the same audio is cut the
-/// same way every time. A plain `Fn(Progress)` follows progress only.
-pub trait Watch: Sync {
-    /// How far it has got.
-    fn progress(&self, _progress: Progress) {}
-    /// A piece is done: its transcript, in the piece's own times.
-    fn finished(&self, _piece: &std::ops::Range<usize>, _transcript: &Transcript) {}
-    /// A piece an earlier run finished, if it did.
-    fn stored(&self, _piece: &std::ops::Range<usize>) -> Option<Transcript> {
-        None
-    }
-}
-
-impl<F: Fn(Progress) + Sync> Watch for F {
-    fn progress(&self, progress: Progress) {
-        self(progress)
-    }
-}
-
-/// A mutex's guard, even if a thread panicked holding it (the data is still whole here).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Speech that starts this long after a piece's text ends is speech the text left out.
-const TAIL_SLACK_S: f64 = 0.3;
 
 /// Shortest input whisper.cpp accepts is 100 ms; shorter clips are padded with silence.
 const MIN_SAMPLES: usize = WHISPER_RATE as usize / 10 + 160;
@@ -361,34 +323,6 @@ impl Engine {
         Ok(t)
     }
 
-    /// [`Engine::transcribe_piece`] in `language`, making sure the piece's last words are
-    /// there: Whisper often ends a window at a pause and drops a short utterance after it
-    /// (a test file lost "go forward ten meters" after Kennedy's 11 s in two pieces of six).
-    /// Speech the voice-activity model found after the end of the text is decoded again on
-    /// its own and appended.
-    fn transcribe_piece_whole(
-        &self,
-        samples: &[f32],
-        plan: &Plan,
-        opts: &Options,
-        language: &str,
-    ) -> Result<Transcript, EngineError> {
-        let mut t = self.transcribe_piece(samples, plan, opts, Some(language.to_string()))?;
-        let end = t.segments.last().map_or(0.0, |s| s.end);
-        let rest = plan.speech_after(end + TAIL_SLACK_S);
-        if !rest.is_empty() {
-            tracing::debug!(
-                after_s = end,
-                ranges = rest.len(),
-                "speech after the text's end: decoding it on its own"
-            );
-            let tail = Plan::new(rest, samples.len(), opts.trim_silence);
-            let more = self.transcribe_piece(samples, &tail, opts, Some(language.to_string()))?;
-            t.append(more);
-        }
-        Ok(t)
-    }
-
     /// The audio `plan` decodes, padded to the shortest input whisper.cpp takes.
     fn packed(&self, samples: &[f32], plan: &Plan) -> Vec<f32> {
         let mut packed = plan.audio(samples);
@@ -404,151 +338,6 @@ impl Engine {
             gpu: self.backend.is_gpu(),
         };
         decode_plan(opts, model, samples)
-    }
-
-    /// How many pieces of a long note may decode at once, of the `wanted` the parallelism
-    /// rule gives. On a CPU the rule already divides the job's own threads. On a GPU it gives
-    /// the card's whole count of states whatever the threads, so the states other jobs hold
-    /// now are taken off: several long jobs at once share the card instead of each making
-    /// a full set (about 300 MiB each with `base`).
-    fn lanes(&self, wanted: usize) -> usize {
-        if !self.backend.is_gpu() {
-            return wanted;
-        }
-        let others = self.states.load(Ordering::SeqCst);
-        wanted.saturating_sub(others).max(1)
-    }
-
-    /// A long note in pieces (see [`pieces`]): the language detected once, from the first
-    /// piece, unless given; then the pieces decoded side by side, as many at once as the
-    /// note's threads make lanes by the [`parallelism`] rule, each on a fresh state (so the
-    /// result does not depend on the order they ran in); then stitched in order, in the
-    /// note's times. `watch` hears after each piece, and may have some already.
-    fn transcribe_pieces(
-        &self,
-        samples: &[f32],
-        speech: &[std::ops::Range<usize>],
-        opts: &Options,
-        requested: Option<String>,
-        watch: &dyn Watch,
-    ) -> Result<Transcript, EngineError> {
-        let cuts = pieces::cut(speech, samples.len());
-        let plans: Vec<Plan> = cuts
-            .iter()
-            .map(|c| {
-                let inside = speech
-                    .iter()
-                    .filter(|r| r.start < c.end && r.end > c.start)
-                    .map(|r| r.start.max(c.start) - c.start..r.end.min(c.end) - c.start)
-                    .collect();
-                Plan::new(inside, c.len(), opts.trim_silence)
-            })
-            .collect();
-        let started = std::time::Instant::now();
-        let stored: Vec<Option<Transcript>> = cuts.iter().map(|c| watch.stored(c)).collect();
-        let resumed = stored.iter().flatten().count();
-        if resumed > 0 {
-            tracing::info!(
-                pieces = resumed,
-                of = cuts.len(),
-                "resuming from stored pieces"
-            );
-        }
-        // A resumed run keeps the language the stored pieces were decoded in.
-        let known = stored
-            .iter()
-            .flatten()
-            .next()
-            .map(|t| (t.language.clone(), t.language_probability));
-        let (language, probability) = match (requested, known) {
-            (Some(l), _) => (l, None),
-            (None, Some(k)) => k,
-            (None, None) => {
-                let first = plans.iter().position(Plan::has_speech).unwrap_or(0);
-                let packed = self.packed(&samples[cuts[first].clone()], &plans[first]);
-                let mut state = DecoderState::new(self, opts.threads)?;
-                let decoding = self.decode_plan(opts, packed.len());
-                Self::language(&mut state, &packed, None, &decoding)?
-            }
-        };
-        let par = parallelism(&self.backend, opts.threads.max(1), None, None);
-        let lanes = self.lanes(par.jobs).clamp(1, cuts.len());
-        let piece_opts = Options {
-            threads: par.threads,
-            ..opts.clone()
-        };
-        tracing::debug!(
-            pieces = cuts.len(),
-            lanes,
-            threads = par.threads,
-            "long note in pieces"
-        );
-        let total_s = samples.len() as f64 / WHISPER_RATE as f64;
-        let resumed_samples: usize = cuts
-            .iter()
-            .zip(&stored)
-            .filter(|(_, t)| t.is_some())
-            .map(|(c, _)| c.len())
-            .sum();
-        watch.progress(Progress {
-            done_s: resumed_samples as f64 / WHISPER_RATE as f64,
-            total_s,
-        });
-        let next = AtomicUsize::new(0);
-        let done = Mutex::new((resumed_samples, stored));
-        let failed = Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..lanes {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= cuts.len() || lock(&failed).is_some() {
-                        break;
-                    }
-                    if lock(&done).1[i].is_some() {
-                        continue; // finished by an earlier run
-                    }
-                    let piece = &samples[cuts[i].clone()];
-                    let result = if plans[i].has_speech() {
-                        self.transcribe_piece_whole(piece, &plans[i], &piece_opts, &language)
-                    } else {
-                        Ok(Transcript::empty(&language, piece_opts.word_timestamps))
-                    };
-                    match result {
-                        Ok(mut t) => {
-                            t.language_probability = probability;
-                            watch.finished(&cuts[i], &t);
-                            let mut d = lock(&done);
-                            d.0 += cuts[i].len();
-                            d.1[i] = Some(t);
-                            watch.progress(Progress {
-                                done_s: d.0 as f64 / WHISPER_RATE as f64,
-                                total_s,
-                            });
-                        }
-                        Err(e) => {
-                            lock(&failed).get_or_insert(e);
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = lock(&failed).take() {
-            return Err(e);
-        }
-        let parts = std::mem::take(&mut lock(&done).1);
-        let mut t = Transcript::empty(&language, opts.word_timestamps);
-        for (cut, part) in cuts.iter().zip(parts) {
-            let mut part = part.expect("every piece is decoded when none failed");
-            part.shift(cut.start as f64 / WHISPER_RATE as f64);
-            t.append(part);
-        }
-        t.language_probability = probability;
-        tracing::debug!(
-            ms = started.elapsed().as_millis() as u64,
-            pieces = cuts.len(),
-            "pieces decoded"
-        );
-        Ok(t)
     }
 
     /// Detect the language (unless given), decode as `plan` says, and decode again with the
