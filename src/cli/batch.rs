@@ -167,11 +167,7 @@ pub(super) fn transcribe(mut args: TranscribeArgs) -> i32 {
     let jobs = par.jobs;
     let opts = Arc::new(args.decode.options(par.threads));
     let limits = args.decode.limits();
-    let task = if args.decode.translate {
-        "translate"
-    } else {
-        "transcribe"
-    };
+    let task = args.decode.job_options().task();
     let single = inputs.len() == 1;
     let terminal = !args.quiet && std::io::stderr().is_terminal();
     let show_progress = terminal && !single;

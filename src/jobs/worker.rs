@@ -129,15 +129,12 @@ impl Service {
                 return;
             }
         };
-        let mut opts = JobOptions::of(job).to_engine(&self.defaults, self.threads_per_job);
+        let asked = JobOptions::of(job);
+        let task = asked.task();
+        let mut opts = asked.to_engine(&self.defaults, self.threads_per_job);
         // Word times cost next to nothing and do not change the text; the inbox needs them
         // to mark unsure words and seek to a word. The API shows them only when asked.
         opts.word_timestamps = true;
-        let task = if opts.translate {
-            "translate"
-        } else {
-            "transcribe"
-        };
         let watch = JobWatch::new(self, &job.id);
         let result =
             crate::transcribe_bytes_with(&self.engine, &bytes, &self.limits, &opts, &watch);
