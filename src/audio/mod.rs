@@ -127,8 +127,49 @@ impl Audio {
 /// After this many undecodable packets in a row, stop and keep what decoded.
 const MAX_BAD_PACKETS_IN_A_ROW: usize = 16;
 
+/// What [`decode_into`] learned of an input, besides the samples it handed out.
+#[derive(Debug, Clone)]
+pub struct Info {
+    /// The container, as sniffed ("ogg", "mp4", ...).
+    pub container: String,
+    /// The codec's short name ("opus", "aac", ...).
+    pub codec: String,
+    /// The source's sample rate and channel count.
+    pub source_rate: u32,
+    pub source_channels: usize,
+    /// `truncated` (a cut-off file: the part that arrived is here), `skipped_packets`.
+    pub warnings: Vec<Warning>,
+    /// How many 16 kHz samples went out.
+    pub samples: usize,
+}
+
 /// Decode a whole input held in memory.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
+    let mut samples = Vec::new();
+    let info = decode_into(bytes, limits, &mut |s| {
+        samples.extend_from_slice(s);
+        true
+    })?;
+    Ok(Audio {
+        samples,
+        container: info.container,
+        codec: info.codec,
+        source_rate: info.source_rate,
+        source_channels: info.source_channels,
+        warnings: info.warnings,
+    })
+}
+
+/// Decode an input held in memory as a stream: the 16 kHz samples go to `out` a packet at
+/// a time, and are not kept. `out` returns `false` to stop early (the rest is not decoded).
+/// The input itself is copied only when it must be repaired (a cut-off MP4 or Matroska
+/// file, a damaged Ogg Opus header), so a long recording costs its compressed size and a
+/// packet's worth of samples, whatever its length.
+pub fn decode_into(
+    bytes: &[u8],
+    limits: &Limits,
+    out: &mut dyn FnMut(&[f32]) -> bool,
+) -> Result<Info, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -146,20 +187,26 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
         Sniffed::NotAudio(k) => return Err(DecodeError::NotAudio { looks_like: k }),
     };
     let mut warnings = Vec::new();
-    let mut data = bytes.to_vec();
+    let mut data = std::borrow::Cow::Borrowed(bytes);
     let mut edit = None;
     if container == "mp4" {
-        if mp4::patch_truncated_mdat(&mut data) {
+        if mp4::patch_truncated_mdat(data.to_mut()) {
             warnings.push(truncated_warning("the file ends inside its audio data"));
         }
-        if mp4::patch_truncated_moov(&mut data) {
+        if mp4::patch_truncated_moov(data.to_mut()) {
             warnings.push(truncated_warning(
                 "the file ends inside the metadata after its index",
             ));
         }
         edit = mp4::audio_edit(&data);
     }
-    if container == "ogg" && ogg::repair_opus_headers(&mut data) {
+    // The header pages sit at the start: a copy of the first megabyte tells whether they
+    // need repair, and only then is the whole file copied.
+    let head = &bytes[..bytes.len().min(1 << 20)];
+    if container == "ogg"
+        && ogg::repair_opus_headers(&mut head.to_vec())
+        && ogg::repair_opus_headers(data.to_mut())
+    {
         warnings.push(Warning {
             code: "damaged_header".into(),
             message: "the file's header pages were damaged or missing; repaired them and \
@@ -167,7 +214,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
                 .into(),
         });
     }
-    if container == "matroska" && mkv::patch_truncated(&mut data) {
+    if container == "matroska" && mkv::patch_truncated(data.to_mut()) {
         warnings.push(truncated_warning("the file ends before its declared end"));
     }
     // symphonia's probe finds a RIFF/WAVE header anywhere near the start, whatever the
@@ -178,9 +225,9 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
     // build with overflow checks. The headers we know of are checked above; anything else
     // becomes a `corrupt` error here rather than a dead worker or process.
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        demux_and_decode(data, container, edit, limits, &mut warnings)
+        demux_and_decode(&data, container, edit, limits, &mut warnings, out)
     }));
-    let out = match decoded {
+    let raw = match decoded {
         Ok(r) => r?,
         Err(_) => {
             return Err(DecodeError::Corrupt {
@@ -189,13 +236,13 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Audio, DecodeError> {
             })
         }
     };
-    Ok(Audio {
-        samples: out.samples,
+    Ok(Info {
         container: container.to_string(),
-        codec: out.codec,
-        source_rate: out.rate,
-        source_channels: out.channels,
+        codec: raw.codec,
+        source_rate: raw.rate,
+        source_channels: raw.channels,
         warnings,
+        samples: raw.samples,
     })
 }
 
@@ -206,9 +253,10 @@ fn truncated_warning(why: &str) -> Warning {
     }
 }
 
-/// Decoded audio: `samples` at 16 kHz, `rate` and `channels` of the source.
+/// What the decoding gave: how many `samples` at 16 kHz, `rate` and `channels` of the
+/// source.
 struct Raw {
-    samples: Vec<f32>,
+    samples: usize,
     rate: u32,
     channels: usize,
     codec: String,
@@ -258,11 +306,12 @@ fn sym_err(e: SymError, container: &str) -> DecodeError {
 }
 
 fn demux_and_decode(
-    data: Vec<u8>,
+    data: &[u8],
     container: &str,
     edit: Option<mp4::Edit>,
     limits: &Limits,
     warnings: &mut Vec<Warning>,
+    out: &mut dyn FnMut(&[f32]) -> bool,
 ) -> Result<Raw, DecodeError> {
     let total = data.len() as u64;
     let mss = MediaSourceStream::new(
@@ -337,6 +386,9 @@ fn demux_and_decode(
         edit,
         accepted: 0,
         stream: None,
+        out,
+        emitted: 0,
+        stopped: false,
     };
     let resample_err = |detail: String| DecodeError::Corrupt {
         detail,
@@ -397,6 +449,9 @@ fn demux_and_decode(
                 }
                 if rate > 0 && !mono.is_empty() {
                     sink.push(&mono, rate).map_err(resample_err)?;
+                    if sink.stopped {
+                        break;
+                    }
                 }
             }
             Err(e) => {

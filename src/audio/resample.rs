@@ -42,6 +42,8 @@ pub struct Stream {
     /// Scratch output of one resampler call.
     scratch: Vec<f32>,
     out: Vec<f32>,
+    /// Output frames already handed out by [`Stream::drain`].
+    taken: usize,
     /// Input frames accepted so far.
     fed: usize,
     /// Output frames of resampler delay still to drop.
@@ -79,6 +81,7 @@ impl Stream {
             pending: Vec::with_capacity(2 * CHUNK),
             scratch,
             out: Vec::new(),
+            taken: 0,
             fed: 0,
             delay,
         })
@@ -127,22 +130,40 @@ impl Stream {
         Ok(())
     }
 
-    /// Flush the tail and return the 16 kHz samples.
-    pub fn finish(mut self) -> Result<Vec<f32>, String> {
-        if self.rs.is_none() {
-            return Ok(self.out);
+    /// Hand the 16 kHz output made so far to `f`, and forget it: a caller that drains
+    /// after every [`Stream::push`] never holds more than one chunk of output.
+    pub fn drain(&mut self, f: &mut dyn FnMut(&[f32])) {
+        if !self.out.is_empty() {
+            f(&self.out);
+            self.taken += self.out.len();
+            self.out.clear();
         }
-        let expected = (self.fed as u64 * WHISPER_RATE as u64).div_ceil(self.rate as u64) as usize;
-        if !self.pending.is_empty() {
-            let left = self.pending.len();
-            self.run(0, Some(left))?;
-            self.pending.clear();
+    }
+
+    /// Flush the tail, handing the rest of the output to `f`.
+    pub fn finish_into(mut self, f: &mut dyn FnMut(&[f32])) -> Result<(), String> {
+        if self.rs.is_some() {
+            let expected =
+                (self.fed as u64 * WHISPER_RATE as u64).div_ceil(self.rate as u64) as usize;
+            if !self.pending.is_empty() {
+                let left = self.pending.len();
+                self.run(0, Some(left))?;
+                self.pending.clear();
+            }
+            while self.taken + self.out.len() < expected {
+                self.run(0, Some(0))?;
+            }
+            self.out.truncate(expected.saturating_sub(self.taken));
         }
-        while self.out.len() < expected {
-            self.run(0, Some(0))?;
-        }
-        self.out.truncate(expected);
-        Ok(self.out)
+        self.drain(f);
+        Ok(())
+    }
+
+    /// Flush the tail and return the 16 kHz samples not yet drained.
+    pub fn finish(self) -> Result<Vec<f32>, String> {
+        let mut all = Vec::new();
+        self.finish_into(&mut |s| all.extend_from_slice(s))?;
+        Ok(all)
     }
 }
 
@@ -174,6 +195,7 @@ mod tests {
             let input = tone(rate, rate as usize * 3 / 2 + 17);
             let whole = to_16k(input.clone(), rate).unwrap();
             let mut s = Stream::new(rate).unwrap();
+            let mut drained = Vec::new();
             let mut i = 0;
             for step in [1usize, 960, 5760, 3, 2048, 1023].iter().cycle() {
                 if i >= input.len() {
@@ -181,9 +203,14 @@ mod tests {
                 }
                 let end = (i + step).min(input.len());
                 s.push(&input[i..end]).unwrap();
+                // Draining as it goes changes nothing in the output.
+                if step % 2 == 1 {
+                    s.drain(&mut |d| drained.extend_from_slice(d));
+                }
                 i = end;
             }
-            assert_eq!(s.finish().unwrap(), whole, "{rate} Hz");
+            drained.extend(s.finish().unwrap());
+            assert_eq!(drained, whole, "{rate} Hz");
             let expected = (input.len() as u64 * 16_000).div_ceil(rate as u64) as usize;
             assert_eq!(whole.len(), expected, "{rate} Hz");
         }

@@ -5,8 +5,9 @@ use super::{mp4, resample};
 
 /// Where decoded mono samples go, packet by packet: drops what the container says to drop
 /// at the start (Opus pre-skip, MP4 edit-list priming) and keeps only what it says to keep
-/// at the end (MP4 edit duration), then resamples to 16 kHz on the fly.
-pub(super) struct Sink {
+/// at the end (MP4 edit duration), then resamples to 16 kHz on the fly and hands the
+/// output to `out` as it comes; `out` returns `false` to stop the decoding.
+pub(super) struct Sink<'a> {
     /// Source samples still to drop from the start.
     pub(super) skip: usize,
     /// Source samples still to keep after the skip (`None`: all).
@@ -16,9 +17,14 @@ pub(super) struct Sink {
     /// Source samples accepted after trimming.
     pub(super) accepted: usize,
     pub(super) stream: Option<resample::Stream>,
+    pub(super) out: &'a mut dyn FnMut(&[f32]) -> bool,
+    /// 16 kHz samples handed to `out`.
+    pub(super) emitted: usize,
+    /// `out` asked to stop.
+    pub(super) stopped: bool,
 }
 
-impl Sink {
+impl Sink<'_> {
     pub(super) fn push(&mut self, mut samples: &[f32], rate: u32) -> Result<(), String> {
         if self.stream.is_none() {
             let stream = resample::Stream::new(rate)?;
@@ -38,17 +44,30 @@ impl Sink {
             samples = &samples[..n];
         }
         self.accepted += samples.len();
-        match self.stream.as_mut() {
-            Some(s) => s.push(samples),
-            None => Ok(()),
-        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        stream.push(samples)?;
+        let (out, emitted, stopped) = (&mut self.out, &mut self.emitted, &mut self.stopped);
+        stream.drain(&mut |s| {
+            *emitted += s.len();
+            *stopped |= !out(s);
+        });
+        Ok(())
     }
 
-    pub(super) fn finish(self) -> Result<Vec<f32>, String> {
-        match self.stream {
-            Some(s) => s.finish(),
-            None => Ok(Vec::new()),
+    /// Flush the resampler; returns how many 16 kHz samples went out in all.
+    pub(super) fn finish(self) -> Result<usize, String> {
+        let (out, mut emitted) = (self.out, self.emitted);
+        if let Some(s) = self.stream {
+            if !self.stopped {
+                s.finish_into(&mut |s| {
+                    emitted += s.len();
+                    out(s);
+                })?;
+            }
         }
+        Ok(emitted)
     }
 }
 
