@@ -65,6 +65,12 @@ pub fn transcribe_bytes(
 
 /// [`transcribe_bytes`], with `watch` following a long recording (see
 /// [`Engine::transcribe_with`]).
+///
+/// A note up to [`HOLD_S`] long is decoded into memory and transcribed whole. A longer one
+/// (with the Silero model) is never held as samples: a first pass over the bytes measures
+/// its length and level, and a second decodes it again straight into
+/// [`Engine::transcribe_stream`], which cuts and decodes it as it comes (decoding costs about
+/// 5 s per hour of Opus on one core; the samples of an hour would be 230 MB).
 pub fn transcribe_bytes_with(
     engine: &Engine,
     bytes: &[u8],
@@ -72,15 +78,42 @@ pub fn transcribe_bytes_with(
     opts: &Options,
     watch: &dyn engine::Watch,
 ) -> Result<Outcome, Error> {
-    let audio = audio::decode(bytes, limits)?;
-    let mut transcript = engine.transcribe_with(&audio.samples, opts, watch)?;
-    if audio.warnings.iter().any(|w| w.code == "truncated") {
+    let hold = (HOLD_S * audio::WHISPER_RATE as f64) as usize;
+    let streams = engine.vad().is_some();
+    let mut meter = engine::level::Meter::default();
+    let mut held = Some(Vec::new());
+    let info = audio::decode_into(bytes, limits, &mut |s| {
+        meter.push(s);
+        if let Some(h) = held.as_mut() {
+            h.extend_from_slice(s);
+            if streams && h.len() > hold {
+                held = None;
+            }
+        }
+        true
+    })?;
+    let mut transcript = match held {
+        Some(samples) => engine.transcribe_with(&samples, opts, watch)?,
+        None => {
+            let mut feed = |out: &mut dyn FnMut(&[f32]) -> bool| {
+                audio::decode_into(bytes, limits, out)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            };
+            engine.transcribe_stream(info.samples, &meter.finish(), &mut feed, opts, watch)?
+        }
+    };
+    if info.warnings.iter().any(|w| w.code == "truncated") {
         transcript.review.flag(engine::review::Reason::Truncated);
     }
     Ok(Outcome {
         transcript,
-        warnings: audio.warnings,
-        container: audio.container,
-        codec: audio.codec,
+        warnings: info.warnings,
+        container: info.container,
+        codec: info.codec,
     })
 }
+
+/// Notes up to this long (seconds) are decoded into memory; longer ones are streamed (see
+/// [`transcribe_bytes_with`]).
+pub const HOLD_S: f64 = 120.0;

@@ -46,8 +46,24 @@ pub enum Command {
     /// Run the HTTP service (OpenAI-compatible API and durable jobs).
     Serve(crate::config::ServeArgs),
 }
+
+/// Make glibc hand large freed blocks back to the system. Every piece of a long note gets
+/// a fresh whisper.cpp state (tens of MB of buffers), and glibc, by default, raises its
+/// threshold for serving an allocation with its own mapping each time such a block is freed;
+/// from then on the blocks come from the heap, which fragments and never shrinks. A 10-minute
+/// note peaked at 453 MB that way and at 319 MB with the threshold fixed at 128 KiB (its
+/// initial value); a 1-minute note at 350 MB. The time did not change measurably.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 /// Parse arguments and run; returns the process exit code.
 pub fn main() -> i32 {
+    return_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Transcribe(args) => {

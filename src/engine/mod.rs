@@ -22,6 +22,7 @@ mod options;
 pub mod pieces;
 pub mod plan;
 pub mod review;
+pub mod stream;
 pub mod text;
 mod transcript;
 pub mod vad;
@@ -211,6 +212,73 @@ impl Engine {
         watch: &dyn Watch,
     ) -> Result<Transcript, EngineError> {
         let duration = samples.len() as f64 / WHISPER_RATE as f64;
+        let requested = self.requested_language(opts)?;
+        let level = Level::measure(samples);
+        let raised = level.apply(samples);
+        let samples = &raised[..];
+        let speech = match &self.vad {
+            Some(vad) => Some(vad.speech(samples)?),
+            None => None,
+        };
+        let plan = match &speech {
+            Some(s) => Plan::new(s.clone(), samples.len(), opts.trim_silence),
+            None => Plan::from_gate(samples, opts.trim_silence),
+        };
+        if !plan.has_speech() {
+            return Ok(self.no_speech(requested, opts, duration, &level));
+        }
+        // Speech that does not fit one window is cut into pieces decoded side by side (the
+        // samples, already raised, streamed through as a long file's are); a note that fits
+        // is decoded whole, as one piece.
+        if speech.is_some() && plan.packed_len() > pieces::WHOLE_MAX {
+            let mut feed = |out: &mut dyn FnMut(&[f32]) -> bool| {
+                for c in samples.chunks(WHISPER_RATE as usize) {
+                    if !out(c) {
+                        break;
+                    }
+                }
+                Ok(())
+            };
+            let streamed = self.stream_pieces(
+                samples.len(),
+                None,
+                &mut feed,
+                opts,
+                requested.clone(),
+                watch,
+            )?;
+            return Ok(match streamed {
+                Some((t, speech_s)) => self.judge(t, duration, &level, speech_s),
+                None => self.no_speech(requested, opts, duration, &level),
+            });
+        }
+        let t = self.transcribe_piece(samples, &plan, opts, requested)?;
+        Ok(self.judge(t, duration, &level, plan.speech_seconds()))
+    }
+
+    /// [`Engine::transcribe_with`] for a note too long to hold: `n` samples, whose `level` was
+    /// measured beforehand, that `feed` hands over as they decode (see [`stream`]). Needs the
+    /// Silero model; the note is always decoded in pieces.
+    pub fn transcribe_stream(
+        &self,
+        n: usize,
+        level: &Level,
+        feed: &mut stream::Feed<'_>,
+        opts: &Options,
+        watch: &dyn Watch,
+    ) -> Result<Transcript, EngineError> {
+        let duration = n as f64 / WHISPER_RATE as f64;
+        let requested = self.requested_language(opts)?;
+        let streamed =
+            self.stream_pieces(n, level.factor(), feed, opts, requested.clone(), watch)?;
+        Ok(match streamed {
+            Some((t, speech_s)) => self.judge(t, duration, level, speech_s),
+            None => self.no_speech(requested, opts, duration, level),
+        })
+    }
+
+    /// The language `opts` asks for (`None`: detect it), checked against the model.
+    fn requested_language(&self, opts: &Options) -> Result<Option<String>, EngineError> {
         let multilingual = self.is_multilingual();
         let requested = opts
             .language
@@ -230,44 +298,42 @@ impl Engine {
         if !multilingual && opts.translate {
             return Err(EngineError::EnglishOnly("translate"));
         }
-        let level = Level::measure(samples);
-        let raised = level.apply(samples);
-        let samples = &raised[..];
-        let speech = match &self.vad {
-            Some(vad) => Some(vad.speech(samples)?),
-            None => None,
-        };
-        let plan = match &speech {
-            Some(s) => Plan::new(s.clone(), samples.len(), opts.trim_silence),
-            None => Plan::from_gate(samples, opts.trim_silence),
-        };
+        Ok(requested)
+    }
+
+    /// The transcript of a note with no speech in it: empty, and flagged.
+    fn no_speech(
+        &self,
+        requested: Option<String>,
+        opts: &Options,
+        duration: f64,
+        level: &Level,
+    ) -> Transcript {
         let mut review = Review::default();
         if level.is_quiet() {
             review.flag(Reason::QuietAudio);
         }
-        if !plan.has_speech() {
-            review.flag(Reason::NoSpeech);
-            let language = requested.clone().unwrap_or_else(|| {
-                if multilingual {
-                    "unknown".into()
-                } else {
-                    "en".into()
-                }
-            });
-            return Ok(Transcript {
-                duration,
-                review,
-                ..Transcript::empty(&language, opts.word_timestamps)
-            });
-        }
-        // Speech that does not fit one window is cut into pieces decoded side by side; a
-        // note that fits is decoded whole, as one piece.
-        let mut t = match &speech {
-            Some(speech) if plan.packed_len() > pieces::WHOLE_MAX => {
-                self.transcribe_pieces(samples, speech, opts, requested, watch)?
+        review.flag(Reason::NoSpeech);
+        let language = requested.unwrap_or_else(|| {
+            if self.is_multilingual() {
+                "unknown".into()
+            } else {
+                "en".into()
             }
-            _ => self.transcribe_piece(samples, &plan, opts, requested)?,
-        };
+        });
+        Transcript {
+            duration,
+            review,
+            ..Transcript::empty(&language, opts.word_timestamps)
+        }
+    }
+
+    /// The review verdict on a decoded note of `duration` seconds, `speech_s` of them speech.
+    fn judge(&self, mut t: Transcript, duration: f64, level: &Level, speech_s: f64) -> Transcript {
+        let mut review = Review::default();
+        if level.is_quiet() {
+            review.flag(Reason::QuietAudio);
+        }
         t.duration = duration;
         // A loop across segment boundaries is not cut (the segments stay as decoded) but
         // is flagged.
@@ -278,7 +344,7 @@ impl Engine {
         // Never silently empty: no text is either speech the model could not read, or (for
         // a speck of "speech" shorter than a word) no speech at all.
         if t.text.trim().is_empty() {
-            review.flag(if plan.speech_seconds() >= review::SPEECH_FOR_TEXT_S {
+            review.flag(if speech_s >= review::SPEECH_FOR_TEXT_S {
                 Reason::SpeechButNoText
             } else {
                 Reason::NoSpeech
@@ -298,12 +364,11 @@ impl Engine {
         tracing::debug!(
             gain_db = level.gain_db,
             speech_dbfs = level.speech_dbfs,
-            speech_s = plan.speech_seconds(),
-            decoded_s = plan.packed_len() as f64 / WHISPER_RATE as f64,
+            speech_s,
             "level and speech"
         );
         t.review = review;
-        Ok(t)
+        t
     }
 
     /// One piece of a note, decoded as `plan` says (its speech packed), with times in the

@@ -11,19 +11,19 @@
 //! Pieces tile the note: each sample belongs to exactly one piece, so stitching their
 //! transcripts loses and doubles nothing.
 //!
-//! Here too: decoding the pieces side by side and stitching them (`Engine::transcribe_pieces`),
-//! and what follows a long transcription: its [`Progress`], and the [`Watch`] that hears it
-//! and keeps finished pieces for a resumed run.
+//! Here too: decoding one piece whole (its last words checked), how many pieces decode at
+//! once, and what follows a long transcription: its [`Progress`], and the [`Watch`] that
+//! hears it and keeps finished pieces for a resumed run. Reading a note, cutting it as it
+//! goes and handing the pieces to the lanes is [`super::stream`].
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::decode::DecoderState;
 use super::vad::{Plan, PAD};
-use super::{parallelism, Engine, EngineError, Options, Transcript};
+use super::{Engine, EngineError, Options, Transcript};
 use crate::audio::WHISPER_RATE;
 
 /// Speech (packed) up to this long is decoded whole, as one piece: 29 s, a little under
@@ -37,7 +37,7 @@ pub const WHOLE_MAX: usize = 29 * WHISPER_RATE as usize;
 pub const PIECE_MAX: usize = 14 * WHISPER_RATE as usize;
 /// A piece is cut only once it spans this much, so that a short pause early on does not
 /// make a piece of a few words (context helps Whisper).
-const PIECE_MIN: usize = PIECE_MAX / 2;
+pub(super) const PIECE_MIN: usize = PIECE_MAX / 2;
 
 /// Contiguous pieces that tile `0..n`, cut at pauses between the `speech` ranges (sorted,
 /// unpadded, in samples), each holding at most [`PIECE_MAX`] from its first speech (less
@@ -110,7 +110,7 @@ impl<F: Fn(Progress) + Sync> Watch for F {
 }
 
 /// A mutex's guard, even if a thread panicked holding it (the data is still whole here).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -122,7 +122,7 @@ impl Engine {
     /// (a test file lost "go forward ten meters" after Kennedy's 11 s in two pieces of six).
     /// Speech the voice-activity model found after the end of the text is decoded again on
     /// its own and appended.
-    fn transcribe_piece_whole(
+    pub(super) fn transcribe_piece_whole(
         &self,
         samples: &[f32],
         plan: &Plan,
@@ -150,144 +150,12 @@ impl Engine {
     /// the card's whole count of states whatever the threads, so the states other jobs hold
     /// now are taken off: several long jobs at once share the card instead of each making
     /// a full set (about 300 MiB each with `base`).
-    fn lanes(&self, wanted: usize) -> usize {
+    pub(super) fn lanes(&self, wanted: usize) -> usize {
         if !self.backend.is_gpu() {
             return wanted;
         }
         let others = self.states.load(Ordering::SeqCst);
         wanted.saturating_sub(others).max(1)
-    }
-
-    /// A long note in pieces (see the module documentation): the language detected once, from the first
-    /// piece, unless given; then the pieces decoded side by side, as many at once as the
-    /// note's threads make lanes by the [`parallelism`] rule, each on a fresh state (so the
-    /// result does not depend on the order they ran in); then stitched in order, in the
-    /// note's times. `watch` hears after each piece, and may have some already.
-    pub(super) fn transcribe_pieces(
-        &self,
-        samples: &[f32],
-        speech: &[std::ops::Range<usize>],
-        opts: &Options,
-        requested: Option<String>,
-        watch: &dyn Watch,
-    ) -> Result<Transcript, EngineError> {
-        let cuts = cut(speech, samples.len());
-        let plans: Vec<Plan> = cuts
-            .iter()
-            .map(|c| {
-                let inside = speech
-                    .iter()
-                    .filter(|r| r.start < c.end && r.end > c.start)
-                    .map(|r| r.start.max(c.start) - c.start..r.end.min(c.end) - c.start)
-                    .collect();
-                Plan::new(inside, c.len(), opts.trim_silence)
-            })
-            .collect();
-        let started = std::time::Instant::now();
-        let stored: Vec<Option<Transcript>> = cuts.iter().map(|c| watch.stored(c)).collect();
-        let resumed = stored.iter().flatten().count();
-        if resumed > 0 {
-            tracing::info!(
-                pieces = resumed,
-                of = cuts.len(),
-                "resuming from stored pieces"
-            );
-        }
-        // A resumed run keeps the language the stored pieces were decoded in.
-        let known = stored
-            .iter()
-            .flatten()
-            .next()
-            .map(|t| (t.language.clone(), t.language_probability));
-        let (language, probability) = match (requested, known) {
-            (Some(l), _) => (l, None),
-            (None, Some(k)) => k,
-            (None, None) => {
-                let first = plans.iter().position(Plan::has_speech).unwrap_or(0);
-                let packed = self.packed(&samples[cuts[first].clone()], &plans[first]);
-                let mut state = DecoderState::new(self, opts.threads)?;
-                let decoding = self.decode_plan(opts, packed.len());
-                Self::language(&mut state, &packed, None, &decoding)?
-            }
-        };
-        let par = parallelism(&self.backend, opts.threads.max(1), None, None);
-        let lanes = self.lanes(par.jobs).clamp(1, cuts.len());
-        let piece_opts = Options {
-            threads: par.threads,
-            ..opts.clone()
-        };
-        tracing::debug!(
-            pieces = cuts.len(),
-            lanes,
-            threads = par.threads,
-            "long note in pieces"
-        );
-        let total_s = samples.len() as f64 / WHISPER_RATE as f64;
-        let resumed_samples: usize = cuts
-            .iter()
-            .zip(&stored)
-            .filter(|(_, t)| t.is_some())
-            .map(|(c, _)| c.len())
-            .sum();
-        watch.progress(Progress {
-            done_s: resumed_samples as f64 / WHISPER_RATE as f64,
-            total_s,
-        });
-        let next = AtomicUsize::new(0);
-        let done = Mutex::new((resumed_samples, stored));
-        let failed = Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..lanes {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= cuts.len() || lock(&failed).is_some() {
-                        break;
-                    }
-                    if lock(&done).1[i].is_some() {
-                        continue; // finished by an earlier run
-                    }
-                    let piece = &samples[cuts[i].clone()];
-                    let result = if plans[i].has_speech() {
-                        self.transcribe_piece_whole(piece, &plans[i], &piece_opts, &language)
-                    } else {
-                        Ok(Transcript::empty(&language, piece_opts.word_timestamps))
-                    };
-                    match result {
-                        Ok(mut t) => {
-                            t.language_probability = probability;
-                            watch.finished(&cuts[i], &t);
-                            let mut d = lock(&done);
-                            d.0 += cuts[i].len();
-                            d.1[i] = Some(t);
-                            watch.progress(Progress {
-                                done_s: d.0 as f64 / WHISPER_RATE as f64,
-                                total_s,
-                            });
-                        }
-                        Err(e) => {
-                            lock(&failed).get_or_insert(e);
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = lock(&failed).take() {
-            return Err(e);
-        }
-        let parts = std::mem::take(&mut lock(&done).1);
-        let mut t = Transcript::empty(&language, opts.word_timestamps);
-        for (cut, part) in cuts.iter().zip(parts) {
-            let mut part = part.expect("every piece is decoded when none failed");
-            part.shift(cut.start as f64 / WHISPER_RATE as f64);
-            t.append(part);
-        }
-        t.language_probability = probability;
-        tracing::debug!(
-            ms = started.elapsed().as_millis() as u64,
-            pieces = cuts.len(),
-            "pieces decoded"
-        );
-        Ok(t)
     }
 }
 

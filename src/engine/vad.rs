@@ -118,25 +118,84 @@ impl Silero {
 /// window over [`SPEECH_ON`] and closes when the probability falls under [`SPEECH_OFF`];
 /// ranges shorter than [`MIN_SPEECH`] are dropped.
 pub fn speech_ranges(probs: &[f32], n_samples: usize) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut open: Option<usize> = None;
-    for (i, &p) in probs.iter().enumerate() {
-        match open {
-            None if p >= SPEECH_ON => open = Some(i),
-            Some(start) if p < SPEECH_OFF => {
-                out.push(start * WINDOW..i * WINDOW);
-                open = None;
-            }
-            _ => {}
+    let mut r = Ranges::new(None);
+    r.push(probs);
+    r.finish(n_samples)
+}
+
+/// [`speech_ranges`] worked out as the probabilities arrive: the ranges already closed
+/// are final, and only the one still open can change. With `split_after`, a range open
+/// that many windows is closed there and goes on as a new one, so a stretch with no pause
+/// (music, a noisy hall) does not keep everything since it began waiting.
+#[derive(Debug, Default)]
+pub struct Ranges {
+    closed: Vec<Range<usize>>,
+    /// The window the open range started at, and whether it goes on from a split range
+    /// (which is kept however short).
+    open: Option<(usize, bool)>,
+    windows: usize,
+    split_after: Option<usize>,
+}
+
+impl Ranges {
+    pub fn new(split_after: Option<usize>) -> Ranges {
+        Ranges {
+            split_after,
+            ..Ranges::default()
         }
     }
-    if let Some(start) = open {
-        out.push(start * WINDOW..probs.len() * WINDOW);
+
+    /// The next windows' probabilities.
+    pub fn push(&mut self, probs: &[f32]) {
+        for &p in probs {
+            let i = self.windows;
+            self.windows += 1;
+            match self.open {
+                None if p >= SPEECH_ON => self.open = Some((i, false)),
+                Some((start, goes_on)) if p < SPEECH_OFF => {
+                    self.close(start..i, goes_on);
+                    self.open = None;
+                }
+                Some((start, goes_on)) if self.split_after.is_some_and(|s| i - start >= s) => {
+                    self.close(start..i, goes_on);
+                    self.open = Some((i, true));
+                }
+                _ => {}
+            }
+        }
     }
-    out.into_iter()
-        .map(|r| r.start.min(n_samples)..r.end.min(n_samples))
-        .filter(|r| r.len() >= MIN_SPEECH)
-        .collect()
+
+    fn close(&mut self, windows: Range<usize>, goes_on: bool) {
+        let r = windows.start * WINDOW..windows.end * WINDOW;
+        if goes_on || r.len() >= MIN_SPEECH {
+            self.closed.push(r);
+        }
+    }
+
+    /// The ranges that can no longer change.
+    pub fn closed(&self) -> &[Range<usize>] {
+        &self.closed
+    }
+
+    /// Where the range still open started (in samples), if one is.
+    pub fn open_since(&self) -> Option<usize> {
+        self.open.map(|(start, _)| start * WINDOW)
+    }
+
+    /// All the ranges, the open one closed at the end of `n_samples`.
+    pub fn finish(mut self, n_samples: usize) -> Vec<Range<usize>> {
+        if let Some((start, goes_on)) = self.open.take() {
+            let r = start * WINDOW..(self.windows * WINDOW).min(n_samples);
+            if goes_on || r.len() >= MIN_SPEECH {
+                self.closed.push(r);
+            }
+        }
+        self.closed
+            .into_iter()
+            .map(|r| r.start.min(n_samples)..r.end.min(n_samples))
+            .filter(|r| !r.is_empty())
+            .collect()
+    }
 }
 
 /// Which parts of a note Whisper decodes, packed one after another, and the way back to
@@ -421,5 +480,41 @@ mod tests {
             }
         }
         assert!(has_speech(&s));
+    }
+
+    #[test]
+    fn ranges_found_as_the_probabilities_arrive_are_the_same_and_long_ones_split() {
+        let mut x = 7u32;
+        let p: Vec<f32> = (0..5000)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                // Runs of speech and pause, with noise near the thresholds.
+                let base = if (i / 60) % 3 == 0 { 0.1 } else { 0.7 };
+                base + (x % 100) as f32 / 250.0 - 0.2
+            })
+            .collect();
+        let n = 5000 * WINDOW - 77;
+        let mut r = Ranges::new(None);
+        for part in p.chunks(333) {
+            r.push(part);
+        }
+        let whole = speech_ranges(&p, n);
+        assert!(whole.len() > 10);
+        assert_eq!(r.finish(n), whole);
+        // Split: the same speech, in ranges no longer than the limit, none dropped.
+        let mut r = Ranges::new(Some(50));
+        r.push(&[0.9; 120]);
+        r.push(&[0.1; 10]);
+        assert_eq!(
+            r.closed(),
+            &[
+                0..50 * WINDOW,
+                50 * WINDOW..100 * WINDOW,
+                100 * WINDOW..120 * WINDOW
+            ]
+        );
+        assert_eq!(r.open_since(), None);
     }
 }
