@@ -90,8 +90,12 @@ pub fn transcribe_bytes_with(
                 held = None;
             }
         }
-        true
+        // A shutdown does not wait for the first pass over a long file.
+        !engine.is_cancelled()
     })?;
+    if engine.is_cancelled() {
+        return Err(engine::EngineError::Cancelled.into());
+    }
     let mut transcript = match held {
         Some(samples) => engine.transcribe_with(&samples, opts, watch)?,
         None => {

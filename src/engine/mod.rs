@@ -168,6 +168,12 @@ impl Engine {
         self.cancel.store(true, Ordering::SeqCst);
     }
 
+    /// Whether [`Engine::cancel`] was called: work not yet in whisper.cpp (reading a long
+    /// note, finding its speech) checks this to stop as promptly as inference does.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
     /// The model file this engine runs.
     pub fn model_path(&self) -> &Path {
         &self.path

@@ -264,6 +264,9 @@ impl Reader<'_> {
         let found = match (&self.requested, stored, job) {
             (Some(l), _, _) => (l.clone(), None),
             (None, Some(t), _) => (t.language.clone(), t.language_probability),
+            (None, None, Some(_)) if self.engine.is_cancelled() => {
+                return Err(EngineError::Cancelled);
+            }
             (None, None, Some(job)) => {
                 let packed = self.engine.packed(&job.samples, &job.plan);
                 let mut state = DecoderState::new(self.engine, self.opts.threads)?;
@@ -370,8 +373,7 @@ impl Engine {
                     let Ok(job) = lock(&rx).recv() else {
                         break;
                     };
-                    if shared.has_failed() || self.cancel.load(std::sync::atomic::Ordering::SeqCst)
-                    {
+                    if shared.has_failed() || self.is_cancelled() {
                         shared.fail(EngineError::Cancelled);
                         continue; // drain, so that the reader never waits on a full queue
                     }
@@ -399,7 +401,9 @@ impl Engine {
             }
             let mut error = None;
             fed = feed(&mut |samples| {
-                if let Err(e) = reader.push(samples) {
+                if self.is_cancelled() {
+                    error.get_or_insert(EngineError::Cancelled);
+                } else if let Err(e) = reader.push(samples) {
                     error.get_or_insert(e);
                 }
                 error.is_none() && !shared.has_failed()

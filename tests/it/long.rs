@@ -192,3 +192,33 @@ fn a_long_job_killed_mid_way_goes_on_from_its_stored_pieces() {
     );
     check_stitching(&resumed["transcript"], ROUNDS);
 }
+
+/// `earshot transcribe` on one long file, on a terminal (`script` gives it one, as an
+/// operator's shell would): a bar of the file's audio, with its percentage and how much of
+/// how much is done, drawn while the pieces finish.
+#[test]
+fn the_cli_draws_a_long_files_progress_on_a_terminal() {
+    model("tiny.en");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.wav");
+    std::fs::write(&path, long_wav(ROUNDS)).unwrap();
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let cmd = format!(
+        "{} transcribe --model tiny.en -f txt --threads 1 {}",
+        quote(env!("CARGO_BIN_EXE_earshot")),
+        quote(path.to_str().unwrap())
+    );
+    let out = Command::new("script")
+        .current_dir(root())
+        .env("TERM", "xterm")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .output()
+        .expect("script (Debian's bsdutils) runs the CLI on a terminal");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains(" of 2m") && screen.contains(" of audio") && screen.contains("% · "),
+        "no bar of the file's audio: {screen}"
+    );
+    assert_eq!(count(&screen, "forward"), ROUNDS, "{screen}");
+}
