@@ -245,21 +245,18 @@ impl Engine {
                 }
                 Ok(())
             };
-            let streamed = self.stream_pieces(
+            return self.judged_stream(
                 samples.len(),
+                &level,
                 None,
                 &mut feed,
                 opts,
-                requested.clone(),
+                requested,
                 watch,
-            )?;
-            return Ok(match streamed {
-                Some((t, speech_s)) => self.judge(t, duration, &level, speech_s),
-                None => self.no_speech(requested, opts, duration, &level),
-            });
+            );
         }
         let t = self.transcribe_piece(samples, &plan, opts, requested)?;
-        Ok(self.judge(t, duration, &level, plan.speech_seconds()))
+        Ok(review::judge(t, duration, &level, plan.speech_seconds()))
     }
 
     /// [`Engine::transcribe_with`] for a note too long to hold: `n` samples, whose `level` was
@@ -273,12 +270,27 @@ impl Engine {
         opts: &Options,
         watch: &dyn Watch,
     ) -> Result<Transcript, EngineError> {
-        let duration = n as f64 / WHISPER_RATE as f64;
         let requested = self.requested_language(opts)?;
-        let streamed =
-            self.stream_pieces(n, level.factor(), feed, opts, requested.clone(), watch)?;
+        self.judged_stream(n, level, level.factor(), feed, opts, requested, watch)
+    }
+
+    /// [`Engine::stream_pieces`] with the verdict: `level` is the note's, `gain` what is still
+    /// to be applied to what `feed` hands over.
+    #[allow(clippy::too_many_arguments)]
+    fn judged_stream(
+        &self,
+        n: usize,
+        level: &Level,
+        gain: Option<f32>,
+        feed: &mut stream::Feed<'_>,
+        opts: &Options,
+        requested: Option<String>,
+        watch: &dyn Watch,
+    ) -> Result<Transcript, EngineError> {
+        let duration = n as f64 / WHISPER_RATE as f64;
+        let streamed = self.stream_pieces(n, gain, feed, opts, requested.clone(), watch)?;
         Ok(match streamed {
-            Some((t, speech_s)) => self.judge(t, duration, level, speech_s),
+            Some((t, speech_s)) => review::judge(t, duration, level, speech_s),
             None => self.no_speech(requested, opts, duration, level),
         })
     }
@@ -332,49 +344,6 @@ impl Engine {
             review,
             ..Transcript::empty(&language, opts.word_timestamps)
         }
-    }
-
-    /// The review verdict on a decoded note of `duration` seconds, `speech_s` of them speech.
-    fn judge(&self, mut t: Transcript, duration: f64, level: &Level, speech_s: f64) -> Transcript {
-        let mut review = Review::default();
-        if level.is_quiet() {
-            review.flag(Reason::QuietAudio);
-        }
-        t.duration = duration;
-        // A loop across segment boundaries is not cut (the segments stay as decoded) but
-        // is flagged.
-        if t.cut_loops() || text::has_loop(&t.text) {
-            review.flag(Reason::SuspectText);
-        }
-        review.confidence = t.confidence();
-        // Never silently empty: no text is either speech the model could not read, or (for
-        // a speck of "speech" shorter than a word) no speech at all.
-        if t.text.trim().is_empty() {
-            review.flag(if speech_s >= review::SPEECH_FOR_TEXT_S {
-                Reason::SpeechButNoText
-            } else {
-                Reason::NoSpeech
-            });
-        }
-        if review
-            .confidence
-            .is_some_and(|c| c < review::LOW_CONFIDENCE_BELOW)
-        {
-            review.flag(Reason::LowConfidence);
-        }
-        if t.language_probability
-            .is_some_and(|p| p < review::LANGUAGE_UNSURE_BELOW)
-        {
-            review.flag(Reason::LanguageUncertain);
-        }
-        tracing::debug!(
-            gain_db = level.gain_db,
-            speech_dbfs = level.speech_dbfs,
-            speech_s,
-            "level and speech"
-        );
-        t.review = review;
-        t
     }
 
     /// One piece of a note, decoded as `plan` says (its speech packed), with times in the

@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::level::Level;
+use super::{text, Transcript};
+
 /// Why a transcript needs a listen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,3 +86,43 @@ pub const LOW_CONFIDENCE_BELOW: f32 = 0.64;
 pub const LANGUAGE_UNSURE_BELOW: f32 = 0.8;
 /// Speech at least this long with no text is `speech_but_no_text`; shorter, `no_speech`.
 pub const SPEECH_FOR_TEXT_S: f64 = 0.5;
+
+/// The verdict on a decoded note of `duration` seconds, `speech_s` of them speech.
+pub(super) fn judge(mut t: Transcript, duration: f64, level: &Level, speech_s: f64) -> Transcript {
+    let mut review = Review::default();
+    if level.is_quiet() {
+        review.flag(Reason::QuietAudio);
+    }
+    t.duration = duration;
+    // A loop across segment boundaries is not cut (the segments stay as decoded) but
+    // is flagged.
+    if t.cut_loops() || text::has_loop(&t.text) {
+        review.flag(Reason::SuspectText);
+    }
+    review.confidence = t.confidence();
+    // Never silently empty: no text is either speech the model could not read, or (for
+    // a speck of "speech" shorter than a word) no speech at all.
+    if t.text.trim().is_empty() {
+        review.flag(if speech_s >= SPEECH_FOR_TEXT_S {
+            Reason::SpeechButNoText
+        } else {
+            Reason::NoSpeech
+        });
+    }
+    if review.confidence.is_some_and(|c| c < LOW_CONFIDENCE_BELOW) {
+        review.flag(Reason::LowConfidence);
+    }
+    if t.language_probability
+        .is_some_and(|p| p < LANGUAGE_UNSURE_BELOW)
+    {
+        review.flag(Reason::LanguageUncertain);
+    }
+    tracing::debug!(
+        gain_db = level.gain_db,
+        speech_dbfs = level.speech_dbfs,
+        speech_s,
+        "level and speech"
+    );
+    t.review = review;
+    t
+}

@@ -15,7 +15,7 @@
 //! The cuts are the ones [`cut`] would make over the whole note (the ranges a cut depends on
 //! are all closed before it is made), so a resumed run finds the same pieces as the run it
 //! resumes. The language is detected once, from the first piece with speech, before any
-//! piece is decoded.
+//! piece is decoded. (Just over 500 lines: about 80 are the test of that claim.)
 
 use std::ops::Range;
 use std::sync::mpsc::{sync_channel, SyncSender};

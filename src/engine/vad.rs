@@ -19,6 +19,9 @@
 //! of a voice note (the thumb on the button) is not encoded. It is deliberately generous:
 //! anything above the clip's own noise floor counts, and half a second is kept on each side,
 //! because cutting a quiet first syllable costs more than encoding a little silence.
+//!
+//! (Over 500 lines: a third of them are tests; the model, its ranges, the plan and the gate
+//! it stands in for are read together.)
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -29,6 +29,15 @@ fn long_wav(rounds: usize) -> Vec<u8> {
     wav16k(all, None)
 }
 
+/// [`long_wav`] of [`ROUNDS`] in a temporary folder, for the CLI (with its model fetched).
+fn long_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    model("tiny.en");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.wav");
+    std::fs::write(&path, long_wav(ROUNDS)).unwrap();
+    (dir, path)
+}
+
 fn count(text: &str, phrase: &str) -> usize {
     normalize(text).matches(phrase).count()
 }
@@ -60,10 +69,7 @@ fn check_stitching(v: &serde_json::Value, rounds: usize) {
 
 #[test]
 fn a_long_recording_is_cut_stitched_and_the_same_however_many_lanes_ran() {
-    model("tiny.en");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("long.wav");
-    std::fs::write(&path, long_wav(ROUNDS)).unwrap();
+    let (_dir, path) = long_file();
     let run = |threads: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_earshot"))
             .current_dir(root())
@@ -198,10 +204,7 @@ fn a_long_job_killed_mid_way_goes_on_from_its_stored_pieces() {
 /// how much is done, drawn while the pieces finish.
 #[test]
 fn the_cli_draws_a_long_files_progress_on_a_terminal() {
-    model("tiny.en");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("long.wav");
-    std::fs::write(&path, long_wav(ROUNDS)).unwrap();
+    let (_dir, path) = long_file();
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let cmd = format!(
         "{} transcribe --model tiny.en -f txt --threads 1 {}",
