@@ -80,7 +80,7 @@ impl Level {
 }
 
 /// A [`Level`] measured as the samples stream past: two numbers kept per 30 ms frame
-/// (1.4 MB for an hour), never the samples.
+/// (1 MB for an hour), never the samples.
 #[derive(Debug, Default)]
 pub struct Meter {
     rms: Vec<f32>,
