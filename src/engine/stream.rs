@@ -117,8 +117,6 @@ struct Reader<'a> {
     from: usize,
     /// Every piece made, in order.
     cuts: Vec<Range<usize>>,
-    /// Whether the language is settled (at the first piece with speech).
-    speech_seen: bool,
     /// Samples of speech in the note, once it is all read.
     speech_samples: usize,
     /// A piece stored by an earlier run was met.
@@ -258,7 +256,7 @@ impl Reader<'_> {
         stored: Option<&Transcript>,
         job: Option<&Job>,
     ) -> Result<(), EngineError> {
-        if self.speech_seen {
+        if self.shared.language.get().is_some() {
             return Ok(());
         }
         let found = match (&self.requested, stored, job) {
@@ -275,7 +273,6 @@ impl Reader<'_> {
             }
             (None, None, None) => return Ok(()),
         };
-        self.speech_seen = true;
         let _ = self.shared.language.set(found);
         Ok(())
     }
@@ -360,7 +357,6 @@ impl Engine {
             made: 0,
             from: 0,
             cuts: Vec::new(),
-            speech_seen: false,
             speech_samples: 0,
             resuming: false,
         };
