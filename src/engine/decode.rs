@@ -6,6 +6,7 @@
 //! so the context is changed only when a step needs another.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use whisper_rs::{FullParams, SamplingStrategy, WhisperState};
 
@@ -33,6 +34,39 @@ pub(super) struct DecoderState<'e> {
     /// The audio context the state uses now (a fresh state's is 0, the full window).
     ctx: usize,
     threads: usize,
+    /// The note's [`Turns`], when the state is one of several decoding a note's pieces, and
+    /// the turn held now. Declared after `state`, so the turn is given up only once the
+    /// state's buffers are freed.
+    turns: Option<&'e Turns>,
+    turn: Option<Turn<'e>>,
+}
+
+/// The decoder states of one note's lanes. Any number decode at once, but a careful retry
+/// runs alone: beam 5 over the full window makes whisper.cpp touch about twice a greedy
+/// state's buffers (one full-window beam-5 state about 210 MB with `base`, a greedy one on
+/// its fitted context about 85 MB), and a retry beside another lane's state was the whole of
+/// a long note's peak memory over a short one's. Retries are rare (2 in the hour-long
+/// bench file), so the other lanes waiting for one costs little. On a GPU the memory is the
+/// card's, and retries do not wait.
+#[derive(Default)]
+pub(super) struct Turns(RwLock<()>);
+
+/// A state's hold on [`Turns`]: shared while decoding, alone for a careful retry.
+enum Turn<'t> {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'t, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'t, ()>),
+}
+
+impl Turns {
+    /// A turn beside the other lanes (waits while one is alone).
+    fn shared(&self) -> Turn<'_> {
+        Turn::Shared(self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// A turn alone (waits until no other lane holds one).
+    fn alone(&self) -> Turn<'_> {
+        Turn::Alone(self.0.write().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 impl<'e> DecoderState<'e> {
@@ -47,7 +81,33 @@ impl<'e> DecoderState<'e> {
             state,
             ctx: 0,
             threads: threads.max(1),
+            turns: None,
+            turn: None,
         })
+    }
+
+    /// Decode as one of the lanes that share `turns` (see [`Turns`]); `None` or a GPU: alone
+    /// in its note.
+    pub(super) fn in_lanes(
+        engine: &'e Engine,
+        threads: usize,
+        turns: Option<&'e Turns>,
+    ) -> Result<DecoderState<'e>, EngineError> {
+        let turns = turns.filter(|_| !engine.backend.is_gpu());
+        let turn = turns.map(Turns::shared);
+        let mut state = Self::new(engine, threads)?;
+        state.turns = turns;
+        state.turn = turn;
+        Ok(state)
+    }
+
+    /// Wait until this state is the only one of its note's lanes (see [`Turns`]), before a
+    /// careful retry.
+    pub(super) fn alone(&mut self) {
+        if let (Some(turns), Some(Turn::Shared(_))) = (self.turns, &self.turn) {
+            self.turn = None;
+            self.turn = Some(turns.alone());
+        }
     }
 
     /// The engine the state runs on.
@@ -255,4 +315,42 @@ fn compression_ratio(text: &str) -> f32 {
     let _ = enc.write_all(text.as_bytes());
     let compressed = enc.finish().map(|v| v.len()).unwrap_or(text.len());
     text.len() as f32 / compressed.max(1) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// A retry waits for the lane still decoding, and a lane that comes while the retry runs
+    /// waits for it.
+    #[test]
+    fn a_careful_retry_runs_alone_among_its_lanes() {
+        let turns = Turns::default();
+        let step = AtomicUsize::new(0);
+        let other = turns.shared();
+        std::thread::scope(|s| {
+            let retry = s.spawn(|| {
+                let alone = turns.alone();
+                step.store(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+                step.store(2, Ordering::SeqCst);
+                drop(alone);
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(step.load(Ordering::SeqCst), 0, "the retry did not wait");
+            drop(other);
+            while step.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            let _next = turns.shared();
+            assert_eq!(
+                step.load(Ordering::SeqCst),
+                2,
+                "a lane started during the retry"
+            );
+            retry.join().unwrap();
+        });
+    }
 }

@@ -38,7 +38,7 @@ pub use options::{
 pub use pieces::{Progress, Watch};
 pub use transcript::{Segment, Transcript, Word};
 
-use decode::DecoderState;
+use decode::{DecoderState, Turns};
 use options::{CTX_DETECT, CTX_FULL, REDETECT_BELOW};
 
 use crate::error::ErrorCode;
@@ -255,7 +255,7 @@ impl Engine {
                 watch,
             );
         }
-        let t = self.transcribe_piece(samples, &plan, opts, requested)?;
+        let t = self.transcribe_piece(samples, &plan, opts, requested, None)?;
         Ok(review::judge(t, duration, &level, plan.speech_seconds()))
     }
 
@@ -354,10 +354,11 @@ impl Engine {
         plan: &Plan,
         opts: &Options,
         language: Option<String>,
+        turns: Option<&Turns>,
     ) -> Result<Transcript, EngineError> {
         let packed = self.packed(samples, plan);
         let decoding = self.decode_plan(opts, packed.len());
-        let mut state = DecoderState::new(self, opts.threads)?;
+        let mut state = DecoderState::in_lanes(self, opts.threads, turns)?;
         let mut t = Self::transcribe_on(&mut state, &packed, opts, language, &decoding)?;
         t.map_to_note(plan);
         Ok(t)
@@ -420,6 +421,7 @@ impl Engine {
             "the fast result looks wrong; decoding again with the full context and beam 5"
         );
         let careful = opts.clone().with_beam(opts.beam_size.unwrap_or(1).max(5));
+        state.alone();
         let started = std::time::Instant::now();
         let again = state
             .decode(samples, &careful, &language, duration, 0)

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use super::decode::Turns;
 use super::vad::{Plan, PAD};
 use super::{Engine, EngineError, Options, Transcript};
 use crate::audio::WHISPER_RATE;
@@ -128,8 +129,10 @@ impl Engine {
         plan: &Plan,
         opts: &Options,
         language: &str,
+        turns: &Turns,
     ) -> Result<Transcript, EngineError> {
-        let mut t = self.transcribe_piece(samples, plan, opts, Some(language.to_string()))?;
+        let language = Some(language.to_string());
+        let mut t = self.transcribe_piece(samples, plan, opts, language.clone(), Some(turns))?;
         let end = t.segments.last().map_or(0.0, |s| s.end);
         let rest = plan.speech_after(end + TAIL_SLACK_S);
         if !rest.is_empty() {
@@ -139,7 +142,7 @@ impl Engine {
                 "speech after the text's end: decoding it on its own"
             );
             let tail = Plan::new(rest, samples.len(), opts.trim_silence);
-            let more = self.transcribe_piece(samples, &tail, opts, Some(language.to_string()))?;
+            let more = self.transcribe_piece(samples, &tail, opts, language, Some(turns))?;
             t.append(more);
         }
         Ok(t)

@@ -21,7 +21,7 @@ use std::ops::Range;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Mutex, OnceLock};
 
-use super::decode::DecoderState;
+use super::decode::{DecoderState, Turns};
 use super::pieces::{cut, lock, Progress, Watch, PIECE_MIN};
 use super::vad::{Plan, Ranges, Silero, PAD, WINDOW};
 use super::{parallelism, Engine, EngineError, Options, Transcript};
@@ -340,6 +340,7 @@ impl Engine {
         });
         let (tx, rx) = sync_channel::<Job>(1);
         let rx = Mutex::new(rx);
+        let turns = Turns::default();
         let mut reader = Reader {
             engine: self,
             silero,
@@ -383,6 +384,7 @@ impl Engine {
                         &job.plan,
                         &piece_opts,
                         &language,
+                        &turns,
                     ) {
                         Ok(mut t) => {
                             t.language_probability = probability;
