@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: bytes → [`audio::decode`] (16 kHz mono samples) →
 //! [`engine::Engine::transcribe`] → [`engine::Transcript`] → [`output::render`]. The CLI
-//! ([`cli`]) and the HTTP service ([`server`], [`http`], with [`storage`] and [`jobs`]) are
+//! ([`cli`]) and the HTTP service ([`server`], [`http`], with [`store`] and [`jobs`]) are
 //! thin shells over [`transcribe_bytes`].
 
 pub mod audio;
@@ -17,7 +17,7 @@ pub mod models;
 pub mod output;
 pub mod server;
 pub mod shutdown;
-pub mod storage;
+pub mod store;
 pub mod telemetry;
 pub mod web;
 pub mod webhooks;

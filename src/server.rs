@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::config::Database;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::jobs::Service;
-use crate::storage::{BlobStore, Db};
+use crate::store::{Blobs, FsBlobs, Jobs, OffRuntime, Postgres, Sqlite};
 
 /// Run the service until SIGTERM/SIGINT.
 pub async fn run(cfg: Settings) -> anyhow::Result<()> {
@@ -19,10 +20,21 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data folder {}", cfg.data_dir.display()))?;
-    let db =
-        Arc::new(Db::open(&cfg.data_dir.join("earshot.sqlite")).context("opening the database")?);
-    let blobs =
-        Arc::new(BlobStore::open(&cfg.data_dir.join("audio")).context("opening the audio store")?);
+    let db: Arc<dyn Jobs> = match cfg.database().map_err(anyhow::Error::msg)? {
+        Database::Sqlite(path) => Arc::new(
+            Sqlite::open(&path)
+                .with_context(|| format!("opening the database {}", path.display()))?,
+        ),
+        Database::Postgres(url) => {
+            let url = url.expose().to_string();
+            let pg = tokio::task::spawn_blocking(move || Postgres::open(&url))
+                .await?
+                .context("connecting to PostgreSQL (--database-url)")?;
+            Arc::new(OffRuntime(pg))
+        }
+    };
+    let blobs: Arc<dyn Blobs> =
+        Arc::new(FsBlobs::open(&cfg.data_dir.join("audio")).context("opening the audio store")?);
     let (requeued, crashed) = db.recover_running(crate::jobs::MAX_ATTEMPTS)?;
     if requeued > 0 {
         tracing::info!(

@@ -14,7 +14,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::storage::{now_ms, Db};
+use crate::store::{now_ms, Jobs};
 
 /// Attempts before a delivery is given up (about 68 minutes of backoff in all).
 pub const MAX_ATTEMPTS: u32 = 12;
@@ -181,10 +181,10 @@ pub fn backoff_ms(failures: u32) -> i64 {
 
 /// The delivery loop. Runs until the process ends.
 pub fn run(
-    db: Arc<Db>,
+    db: Arc<dyn Jobs>,
     secret: Option<String>,
     allow_private: bool,
-    render: impl Fn(&crate::storage::Job) -> serde_json::Value,
+    render: impl Fn(&crate::store::Job) -> serde_json::Value,
 ) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(15)))

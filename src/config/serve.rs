@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Folder for earshot.sqlite and audio/.
     #[arg(long, env = "EARSHOT_DATA_DIR", default_value = DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Where the job records live: `sqlite:PATH` (default: earshot.sqlite in --data-dir), or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (migrated at start-up).
+    #[arg(long, env = "EARSHOT_DATABASE_URL")]
+    pub database_url: Option<Secret>,
     #[command(flatten)]
     pub model: ModelArgs,
     /// The language of every note that does not name its own (ISO 639-1, e.g. ru), or auto.
@@ -76,7 +80,7 @@ pub struct ServeArgs {
     #[arg(long, env = "EARSHOT_SHUTDOWN_GRACE", default_value_t = SHUTDOWN_GRACE_S)]
     pub shutdown_grace: u64,
     /// Free disk (MiB) below which uploads are refused (507) and /readyz reports not ready.
-    #[arg(long, env = "EARSHOT_MIN_FREE_DISK_MB", default_value_t = crate::storage::MIN_FREE_DISK_MB)]
+    #[arg(long, env = "EARSHOT_MIN_FREE_DISK_MB", default_value_t = crate::store::MIN_FREE_DISK_MB)]
     pub min_free_disk_mb: u64,
     /// Seconds a client has to send a request's headers (from its first byte; a new
     /// connection must start one within this time too).
@@ -100,6 +104,8 @@ pub struct ServeArgs {
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `--database-url` (see [`Settings::database`]).
+    pub database_url: Option<Secret>,
     pub model: ModelArgs,
     pub language: String,
     pub prompt: Option<String>,
@@ -125,6 +131,7 @@ impl From<ServeArgs> for Settings {
         Settings {
             listen: a.listen,
             data_dir: a.data_dir,
+            database_url: a.database_url,
             model: a.model,
             language: a.language,
             prompt: a.prompt,
@@ -230,6 +237,14 @@ impl Settings {
             format!("listen={}", self.listen),
             format!("data_dir={}", self.data_dir.display()),
             format!(
+                "database={}",
+                match self.database() {
+                    Ok(Database::Sqlite(p)) => format!("sqlite:{}", p.display()),
+                    Ok(Database::Postgres(url)) => masked_url(url.expose()),
+                    Err(e) => e,
+                }
+            ),
+            format!(
                 "model={} (models_dir={})",
                 self.model.model,
                 self.model
@@ -306,6 +321,49 @@ impl Settings {
     }
 }
 
+/// Where the job records live (`--database-url`).
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(Secret),
+}
+
+impl Settings {
+    /// The database `--database-url` names, SQLite in the data folder by default; an error
+    /// a person can act on for any other scheme.
+    pub fn database(&self) -> Result<Database, String> {
+        let Some(url) = &self.database_url else {
+            return Ok(Database::Sqlite(self.data_dir.join("earshot.sqlite")));
+        };
+        let u = url.expose();
+        if let Some(path) = u.strip_prefix("sqlite:") {
+            Ok(Database::Sqlite(PathBuf::from(
+                path.trim_start_matches("//"),
+            )))
+        } else if u.starts_with("postgres://") || u.starts_with("postgresql://") {
+            Ok(Database::Postgres(url.clone()))
+        } else {
+            Err(format!(
+                "--database-url must start with sqlite: or postgres:// (got {})",
+                masked_url(u)
+            ))
+        }
+    }
+}
+
+/// A connection URL with its password replaced by `***`.
+fn masked_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +392,47 @@ mod tests {
         assert_eq!(a.serve.api_keys[0].expose(), key);
         // A key that is not ASCII is masked by characters, not cut inside one.
         assert_eq!(Secret("ключ-секрет".into()).masked(), "клю…(11 chars)");
+    }
+
+    /// `--database-url`: SQLite in the data folder by default, `sqlite:` and `postgres://`
+    /// taken, anything else refused; the password never shown.
+    #[test]
+    fn database_url_choices_and_masking() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let settings = |extra: &[&str]| -> Settings {
+            let mut args = vec!["earshot", "--data-dir", "/srv/e"];
+            args.extend_from_slice(extra);
+            Cli::parse_from(args).serve.into()
+        };
+        let s = settings(&[]);
+        assert!(
+            matches!(s.database(), Ok(Database::Sqlite(p)) if p == std::path::Path::new("/srv/e/earshot.sqlite"))
+        );
+        let s = settings(&["--database-url", "sqlite:/var/q.sqlite"]);
+        assert!(
+            matches!(s.database(), Ok(Database::Sqlite(p)) if p == std::path::Path::new("/var/q.sqlite"))
+        );
+        let s = settings(&[
+            "--database-url",
+            "postgres://earshot:hunter2@db:5432/earshot",
+        ]);
+        assert!(matches!(s.database(), Ok(Database::Postgres(_))));
+        let shown = s.describe();
+        assert!(
+            shown.contains("database=postgres://earshot:***@db:5432/earshot"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"));
+        let s = settings(&["--database-url", "mysql://u:pw@h/d"]);
+        let e = s.database().err().unwrap();
+        assert!(
+            e.contains("sqlite: or postgres://") && !e.contains("pw@"),
+            "{e}"
+        );
     }
 }

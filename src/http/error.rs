@@ -55,8 +55,8 @@ impl ApiError {
 }
 
 /// Storage failures: a full disk (or quota) is 507 `insufficient_storage`, anything else 500.
-impl From<crate::storage::StorageError> for ApiError {
-    fn from(e: crate::storage::StorageError) -> Self {
+impl From<crate::store::StorageError> for ApiError {
+    fn from(e: crate::store::StorageError) -> Self {
         if e.is_full() {
             disk_full()
         } else {
@@ -85,7 +85,7 @@ impl From<crate::jobs::JobError> for ApiError {
 
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> Self {
-        ApiError::from(crate::storage::StorageError::Io(e))
+        ApiError::from(crate::store::StorageError::Io(e))
     }
 }
 

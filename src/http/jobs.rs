@@ -259,8 +259,11 @@ pub(super) async fn get_audio(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let j = find(&s, &id)?;
-    let path = s.queue.audio_path(&j);
-    let data = tokio::fs::read(&path).await.map_err(ApiError::from)?;
+    let (queue, job) = (s.queue.clone(), j.clone());
+    let data = tokio::task::spawn_blocking(move || queue.audio(&job))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)?;
     let total = data.len() as u64;
     let ct = j
         .content_type

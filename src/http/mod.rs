@@ -39,7 +39,7 @@ use crate::config::{Secret, Settings};
 use crate::error::ErrorCode;
 use crate::jobs::{JobOptions, JobResult, Service, Submitted, Waited};
 use crate::output::{self, Format};
-use crate::storage::{Job, ListFilter, NewJob, PendingBlob, Status};
+use crate::store::{Job, ListFilter, NewJob, PendingBlob, Status};
 
 use auth::*;
 use error::*;
@@ -147,7 +147,7 @@ impl AppState {
         if self.cfg.api_keys.is_empty() {
             return format!("/v1/jobs/{id}/audio");
         }
-        let hour = crate::storage::now_ms() / 1000 / 3600;
+        let hour = crate::store::now_ms() / 1000 / 3600;
         let expires = (hour + 25) * 3600;
         let sig = hex::encode(self.url_mac(id, expires).finalize().into_bytes());
         format!("/v1/jobs/{id}/audio?expires={expires}&sig={sig}")
@@ -178,7 +178,7 @@ impl AppState {
             }
         }
         match (expires, sig) {
-            (Some(e), Some(sig)) if e > crate::storage::now_ms() / 1000 => {
+            (Some(e), Some(sig)) if e > crate::store::now_ms() / 1000 => {
                 self.url_mac(id, e).verify_slice(&sig).is_ok()
             }
             _ => false,

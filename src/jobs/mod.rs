@@ -18,8 +18,8 @@ use tokio::sync::broadcast;
 use crate::audio::Limits;
 use crate::engine::{Engine, Progress};
 use crate::error::ErrorCode;
-use crate::storage::{
-    BlobStore, Db, Delivery, Job, ListFilter, NewJob, PendingBlob, Status, StorageError,
+use crate::store::{
+    Blobs, Delivery, Job, Jobs, ListFilter, NewJob, PendingBlob, Status, StorageError,
 };
 
 pub use options::{flag, job_json, Defaults, FormError, JobOptions, JobResult, MAX_BEAM};
@@ -27,8 +27,8 @@ pub use worker::{Stats, BUCKETS_S, MAX_ATTEMPTS};
 
 /// The job service: what the API calls, and what the workers share.
 pub struct Service {
-    db: Arc<Db>,
-    blobs: Arc<BlobStore>,
+    db: Arc<dyn Jobs>,
+    blobs: Arc<dyn Blobs>,
     pub engine: Arc<Engine>,
     pub limits: Limits,
     pub threads_per_job: usize,
@@ -51,8 +51,8 @@ pub struct Service {
 
 impl Service {
     pub fn new(
-        db: Arc<Db>,
-        blobs: Arc<BlobStore>,
+        db: Arc<dyn Jobs>,
+        blobs: Arc<dyn Blobs>,
         engine: Arc<Engine>,
         limits: Limits,
         workers: usize,
@@ -170,9 +170,9 @@ impl Service {
         Ok(self.blobs.begin().map_err(StorageError::Io)?)
     }
 
-    /// Where a job's audio is stored.
-    pub fn audio_path(&self, job: &Job) -> std::path::PathBuf {
-        self.blobs.path(&job.sha256)
+    /// A job's stored audio, as uploaded.
+    pub fn audio(&self, job: &Job) -> Result<Vec<u8>, StorageError> {
+        Ok(self.blobs.read(&job.sha256)?)
     }
 
     /// Jobs by status (metrics); empty when the database cannot say.

@@ -8,7 +8,7 @@ use crate::audio::Warning;
 use crate::engine::{Options, Transcript};
 use crate::error::{clip, ErrorCode};
 use crate::output::{self, Format};
-use crate::storage::{Delivery, Job};
+use crate::store::{Delivery, Job};
 
 /// What a note gets when its request leaves it out.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -300,7 +300,7 @@ pub fn job_json(j: &Job, delivery: Option<&Delivery>) -> serde_json::Value {
 mod tests {
     use super::*;
     use crate::engine::review::Review;
-    use crate::storage::Status;
+    use crate::store::Status;
 
     fn job(options: serde_json::Value) -> Job {
         Job {
@@ -356,7 +356,7 @@ mod tests {
     /// them read as results, and what the API shows from them stays the same.
     #[test]
     fn results_stored_as_verbose_json_read_after_the_migration() {
-        use crate::storage::{Db, NewJob};
+        use crate::store::{Jobs, NewJob, Sqlite};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("queue.sqlite");
         let t = Transcript {
@@ -388,7 +388,7 @@ mod tests {
             task: "transcribe".into(),
         };
         let id = {
-            let db = Db::open(&path).unwrap();
+            let db = Sqlite::open(&path).unwrap();
             let (job, _) = db
                 .insert(NewJob {
                     sha256: "00".repeat(32),
@@ -415,7 +415,7 @@ mod tests {
             conn.pragma_update(None, "user_version", v - 2).unwrap();
             job.id
         };
-        let db = Db::open(&path).unwrap();
+        let db = Sqlite::open(&path).unwrap();
         let job = db.get(&id).unwrap().unwrap();
         let read = JobResult::of(&job).expect("an old row reads");
         assert_eq!(read, result);
@@ -423,7 +423,7 @@ mod tests {
         assert_eq!(job_json(&job, None)["transcript"]["language"], "russian");
         // Search still finds it.
         let found = db
-            .list(&crate::storage::ListFilter {
+            .list(&crate::store::ListFilter {
                 search: Some("заказ".into()),
                 limit: 10,
                 ..Default::default()

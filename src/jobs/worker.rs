@@ -18,7 +18,7 @@ use std::ops::Range;
 use serde::Deserialize;
 
 use crate::engine::{Progress, Transcript, Watch};
-use crate::storage::Job;
+use crate::store::Job;
 
 use super::{JobOptions, JobResult, Service};
 
@@ -117,7 +117,7 @@ impl Service {
     }
 
     fn run(&self, job: &Job, started: Instant) {
-        let bytes = match std::fs::read(self.blobs.path(&job.sha256)) {
+        let bytes = match self.audio(job) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "audio blob unreadable");

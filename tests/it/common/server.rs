@@ -26,9 +26,20 @@ impl Server {
         s
     }
 
-    /// Start on an existing data folder (a restart).
+    /// Start on an existing data folder (a restart). With `EARSHOT_IT_POSTGRES` set to a
+    /// server's URL (scripts/test.sh does, for a second run of the service's tests), the job
+    /// records go to a database of that server named after the data folder, so that a
+    /// restart finds them.
     pub fn start_in(data_dir: &Path, model: &str, extra: &[&str]) -> Server {
         super::model(model);
+        let database = std::env::var("EARSHOT_IT_POSTGRES").ok().map(|url| {
+            // On a plain thread: the synchronous client starts a runtime of its own, which
+            // a tokio test's thread refuses.
+            let dir = data_dir.to_path_buf();
+            std::thread::spawn(move || postgres_for(&url, &dir))
+                .join()
+                .unwrap()
+        });
         let mut child = Command::new(env!("CARGO_BIN_EXE_earshot"))
             .current_dir(super::root())
             .args([
@@ -42,6 +53,11 @@ impl Server {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(
+                database
+                    .iter()
+                    .flat_map(|url| ["--database-url", url.as_str()]),
+            )
             .args(extra)
             .env_remove("EARSHOT_API_KEYS")
             .stdout(Stdio::null())
@@ -250,4 +266,25 @@ fn parse_response(raw: &[u8]) -> Resp {
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
+}
+
+/// A database on the PostgreSQL server at `url` for the data folder `dir` (made on first
+/// use), and its URL.
+fn postgres_for(url: &str, dir: &Path) -> String {
+    let name = format!(
+        "earshot_it_{}",
+        &sha256_hex(dir.to_string_lossy().as_bytes())[..16]
+    );
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).expect("the test PostgreSQL");
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .unwrap()
+        .is_some();
+    if !exists {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+    }
+    let (base, _) = url.rsplit_once('/').expect("a URL with a database");
+    format!("{base}/{name}")
 }

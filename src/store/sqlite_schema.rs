@@ -1,4 +1,4 @@
-//! The SQLite schema, as the ordered list of migrations `Db::open` applies (`user_version`
+//! The SQLite schema, as the ordered list of migrations `Sqlite::open` applies (`user_version`
 //! counts how many a database has had).
 
 pub(super) const MIGRATIONS: &[&str] = &[

@@ -8,17 +8,15 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::schema::MIGRATIONS;
-use super::{now_ms, Delivery, Job, ListFilter, NewJob, Status, StorageError};
+use super::sqlite_schema::MIGRATIONS;
+use super::{now_ms, search_words, Delivery, Job, Jobs, ListFilter, NewJob, Status, StorageError};
 
 /// An FTS5 query matching every word of `q` as a prefix, with FTS syntax neutralised:
 /// `cafe "x` becomes `"cafe"* "x"*`. `None` when `q` has no words.
-pub fn fts_query(q: &str) -> Option<String> {
-    let words: Vec<String> = q
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(16)
-        .map(|w| format!("\"{}\"*", w.replace('ё', "е").replace('Ё', "Е")))
+fn fts_query(q: &str) -> Option<String> {
+    let words: Vec<String> = search_words(q)
+        .iter()
+        .map(|w| format!("\"{w}\"*"))
         .collect();
     (!words.is_empty()).then(|| words.join(" "))
 }
@@ -72,8 +70,8 @@ fn fail_crashed(tx: &rusqlite::Transaction<'_>, ids: &[String]) -> rusqlite::Res
     }
     Ok(())
 }
-/// The job table.
-pub struct Db {
+/// The job records in one SQLite file (`sqlite:` in `--database-url`, the default).
+pub struct Sqlite {
     conn: Mutex<Connection>,
 }
 
@@ -104,8 +102,8 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         callback_url: r.get("callback_url")?,
     })
 }
-impl Db {
-    pub fn open(path: &Path) -> Result<Db, StorageError> {
+impl Sqlite {
+    pub fn open(path: &Path) -> Result<Sqlite, StorageError> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -117,7 +115,7 @@ impl Db {
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
         }
-        Ok(Db {
+        Ok(Sqlite {
             conn: Mutex::new(conn),
         })
     }
@@ -125,10 +123,10 @@ impl Db {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    /// Insert a record (status `queued`). With an idempotency key already used, returns the
-    /// existing record instead (`Ok((job, false))`).
-    pub fn insert(&self, n: NewJob) -> Result<(Job, bool), StorageError> {
+impl Jobs for Sqlite {
+    fn insert(&self, n: NewJob) -> Result<(Job, bool), StorageError> {
         let c = self.conn();
         if let Some(k) = &n.idempotency_key {
             if let Some(j) = c
@@ -153,14 +151,14 @@ impl Db {
         Ok((j, true))
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<Job>, StorageError> {
+    fn get(&self, id: &str) -> Result<Option<Job>, StorageError> {
         Ok(self
             .conn()
             .query_row("SELECT * FROM jobs WHERE id = ?1", [id], job_from_row)
             .optional()?)
     }
 
-    pub fn list(&self, f: &ListFilter) -> Result<Vec<Job>, StorageError> {
+    fn list(&self, f: &ListFilter) -> Result<Vec<Job>, StorageError> {
         let c = self.conn();
         let mut stmt = c.prepare(
             "SELECT * FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR external_id = ?2)
@@ -184,15 +182,14 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn count_by_status(&self) -> Result<Vec<(String, i64)>, StorageError> {
+    fn count_by_status(&self) -> Result<Vec<(String, i64)>, StorageError> {
         let c = self.conn();
         let mut stmt = c.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Jobs waiting for a worker; with `Some(p)`, only those of priority `p` (0: synchronous).
-    pub fn queued_count(&self, priority: Option<i32>) -> Result<i64, StorageError> {
+    fn queued_count(&self, priority: Option<i32>) -> Result<i64, StorageError> {
         Ok(self.conn().query_row(
             "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND (?1 IS NULL OR priority = ?1)",
             [priority],
@@ -200,12 +197,7 @@ impl Db {
         )?)
     }
 
-    /// Claim the next job for a worker: synchronous requests first, then jobs that waited
-    /// longer than `max_wait_ms` (oldest first), then the smallest file (a short voice note
-    /// is not stuck behind a long one). Also reclaims `running` jobs whose lease expired.
-    /// A job whose lease expired after `max_attempts` claims fails as `crashed_worker`
-    /// instead (see [`Db::recover_running`]).
-    pub fn claim(
+    fn claim(
         &self,
         lease_ms: i64,
         max_wait_ms: i64,
@@ -243,8 +235,7 @@ impl Db {
         Ok(Some(job))
     }
 
-    /// Extend a running job's lease (the worker's heartbeat).
-    pub fn heartbeat(&self, id: &str, lease_ms: i64) -> Result<(), StorageError> {
+    fn heartbeat(&self, id: &str, lease_ms: i64) -> Result<(), StorageError> {
         self.conn().execute(
             "UPDATE jobs SET lease_until = ?2 WHERE id = ?1 AND status = 'running'",
             params![id, now_ms() + lease_ms],
@@ -252,8 +243,7 @@ impl Db {
         Ok(())
     }
 
-    /// Record a transcript; queues the webhook (if any) in the same transaction.
-    pub fn finish_done(
+    fn finish_done(
         &self,
         id: &str,
         language: &str,
@@ -272,8 +262,7 @@ impl Db {
         Ok(())
     }
 
-    /// Record a failure; queues the webhook (if any) in the same transaction.
-    pub fn finish_failed(
+    fn finish_failed(
         &self,
         id: &str,
         code: crate::error::ErrorCode,
@@ -290,23 +279,21 @@ impl Db {
         Ok(())
     }
 
-    /// Deliveries due now, oldest first.
-    pub fn due_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StorageError> {
+    fn due_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StorageError> {
         let c = self.conn();
         let mut stmt = c.prepare("SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2")?;
         let rows = stmt.query_map(params![now_ms(), limit as i64], delivery_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The newest delivery of a job, if it has one.
-    pub fn latest_delivery(&self, job_id: &str) -> Result<Option<Delivery>, StorageError> {
+    fn latest_delivery(&self, job_id: &str) -> Result<Option<Delivery>, StorageError> {
         Ok(self
             .conn()
             .query_row("SELECT * FROM deliveries WHERE job_id = ?1 ORDER BY created_at DESC, id DESC LIMIT 1", [job_id], delivery_from_row)
             .optional()?)
     }
 
-    pub fn delivery_done(&self, id: &str) -> Result<(), StorageError> {
+    fn delivery_done(&self, id: &str) -> Result<(), StorageError> {
         self.conn().execute(
             "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = ?2, last_error = NULL WHERE id = ?1",
             params![id, now_ms()],
@@ -314,20 +301,18 @@ impl Db {
         Ok(())
     }
 
-    pub fn delivery_retry(&self, id: &str, error: &str, next_at: i64) -> Result<(), StorageError> {
+    fn delivery_retry(&self, id: &str, error: &str, next_at: i64) -> Result<(), StorageError> {
         self.conn()
             .execute("UPDATE deliveries SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1", params![id, error, next_at])?;
         Ok(())
     }
 
-    pub fn delivery_gave_up(&self, id: &str, error: &str) -> Result<(), StorageError> {
+    fn delivery_gave_up(&self, id: &str, error: &str) -> Result<(), StorageError> {
         self.conn().execute("UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1", params![id, error])?;
         Ok(())
     }
 
-    /// Put a job back in the queue (engine error to retry, shutdown, explicit retry).
-    /// Keep a finished piece of a running job (samples `start..end` of its audio).
-    pub fn save_piece(
+    fn save_piece(
         &self,
         id: &str,
         start: usize,
@@ -341,8 +326,7 @@ impl Db {
         Ok(())
     }
 
-    /// The pieces kept for a job: `(start, end, transcript)`.
-    pub fn pieces(&self, id: &str) -> Result<Vec<(usize, usize, serde_json::Value)>, StorageError> {
+    fn pieces(&self, id: &str) -> Result<Vec<(usize, usize, serde_json::Value)>, StorageError> {
         let c = self.conn();
         let mut st = c.prepare(
             "SELECT start_sample, end_sample, transcript FROM pieces WHERE job_id = ?1 ORDER BY start_sample",
@@ -358,7 +342,7 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn requeue(&self, id: &str, reset_attempts: bool) -> Result<bool, StorageError> {
+    fn requeue(&self, id: &str, reset_attempts: bool) -> Result<bool, StorageError> {
         let n = self.conn().execute(
             "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?2,
              attempts = CASE WHEN ?3 THEN 0 ELSE attempts END WHERE id = ?1",
@@ -367,11 +351,7 @@ impl Db {
         Ok(n > 0)
     }
 
-    /// At start-up: jobs left `running` by a previous process. Each claim counted an attempt,
-    /// so a job found here after `max_attempts` claims has been running every time its
-    /// process died: it fails as `crashed_worker` (its audio kept, retryable by hand) instead
-    /// of killing every restart. The others go back to the queue. Returns (requeued, failed).
-    pub fn recover_running(&self, max_attempts: u32) -> Result<(usize, usize), StorageError> {
+    fn recover_running(&self, max_attempts: u32) -> Result<(usize, usize), StorageError> {
         let c = self.conn();
         let tx = c.unchecked_transaction()?;
         let crashed: Vec<String> = {
@@ -389,9 +369,7 @@ impl Db {
         Ok((requeued, crashed.len()))
     }
 
-    /// Put a job that this process interrupted (shutdown) back in the queue, without
-    /// counting the attempt: it did not crash anything.
-    pub fn requeue_interrupted(&self, id: &str) -> Result<bool, StorageError> {
+    fn requeue_interrupted(&self, id: &str) -> Result<bool, StorageError> {
         let n = self.conn().execute(
             "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?2,
              attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'running'",
@@ -400,8 +378,7 @@ impl Db {
         Ok(n > 0)
     }
 
-    /// Delete a record; returns its blob hash when no other record uses that blob any more.
-    pub fn delete(&self, id: &str) -> Result<Option<Option<String>>, StorageError> {
+    fn delete(&self, id: &str) -> Result<Option<Option<String>>, StorageError> {
         let c = self.conn();
         let Some(sha): Option<String> = c
             .query_row("SELECT sha256 FROM jobs WHERE id = ?1", [id], |r| r.get(0))
@@ -418,8 +395,7 @@ impl Db {
         Ok(Some((others == 0).then_some(sha)))
     }
 
-    /// Finished jobs created more than `days` days ago (the operator's retention policy).
-    pub fn expired(&self, days: u64) -> Result<Vec<String>, StorageError> {
+    fn expired(&self, days: u64) -> Result<Vec<String>, StorageError> {
         let cutoff = now_ms() - (days as i64) * 86_400_000;
         let c = self.conn();
         let mut stmt = c.prepare(
@@ -429,8 +405,7 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Whether any record points at this blob.
-    pub fn sha_in_use(&self, sha: &str) -> Result<bool, StorageError> {
+    fn sha_in_use(&self, sha: &str) -> Result<bool, StorageError> {
         Ok(self.conn().query_row(
             "SELECT EXISTS(SELECT 1 FROM jobs WHERE sha256 = ?1)",
             [sha],
@@ -438,8 +413,7 @@ impl Db {
         )?)
     }
 
-    /// Whether a write goes through (readiness).
-    pub fn writable(&self) -> bool {
+    fn writable(&self) -> bool {
         self.conn()
             .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
             .is_ok()
@@ -449,102 +423,7 @@ impl Db {
 mod tests {
     use super::*;
 
-    fn job(db: &Db, name: &str) -> Job {
-        db.insert(NewJob {
-            sha256: "00".repeat(32),
-            size: 1,
-            content_type: None,
-            filename: Some(name.into()),
-            external_id: None,
-            source: None,
-            options: serde_json::json!({}),
-            priority: 1,
-            idempotency_key: None,
-            callback_url: None,
-        })
-        .unwrap()
-        .0
-    }
-
-    fn search(db: &Db, q: &str) -> Vec<String> {
-        db.list(&ListFilter {
-            search: Some(q.into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .unwrap()
-        .into_iter()
-        .map(|j| j.filename.unwrap())
-        .collect()
-    }
-
-    #[test]
-    fn full_text_search_over_transcripts_and_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.sqlite")).unwrap();
-        let a = job(&db, "a.oga");
-        let b = job(&db, "b.oga");
-        job(&db, "заказ_2.oga");
-        let t = |text: &str| serde_json::json!({ "text": text });
-        db.finish_done(&a.id, "ru", 3.0, &t("Где мой заказ? Жёлтая коробка."))
-            .unwrap();
-        db.finish_done(&b.id, "en", 2.0, &t("Ask not what your country"))
-            .unwrap();
-        // Case, ё/е and prefixes fold; every word must match; FTS syntax is neutralised.
-        assert_eq!(search(&db, "ЗАКАЗ"), ["заказ_2.oga", "a.oga"]);
-        assert_eq!(search(&db, "желтая кор"), ["a.oga"]);
-        assert_eq!(search(&db, "country ask"), ["b.oga"]);
-        assert_eq!(search(&db, "country заказ"), Vec::<String>::new());
-        assert_eq!(search(&db, "\"ask) (*country:"), ["b.oga"]);
-        // A transcript replaced (retry) or a job deleted leaves no stale match.
-        db.finish_done(&b.id, "en", 2.0, &t("something else"))
-            .unwrap();
-        assert!(search(&db, "country").is_empty());
-        db.delete(&a.id).unwrap();
-        assert_eq!(search(&db, "заказ"), ["заказ_2.oga"]);
-    }
-
-    /// Issue #13, item 1: a job that was running each time the process died three times is
-    /// failed as `crashed_worker`, not requeued into a fourth crash; a shutdown does not count.
-    #[test]
-    fn crash_loop_protection() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.sqlite")).unwrap();
-        let a = job(&db, "bomb.wav");
-        for round in 1..=3u32 {
-            let claimed = db.claim(60_000, 30_000, 3).unwrap().expect("claimable");
-            assert_eq!(
-                (claimed.id.as_str(), claimed.attempts),
-                (a.id.as_str(), round)
-            );
-            // kill -9 here; the next process starts:
-            let (requeued, failed) = db.recover_running(3).unwrap();
-            if round < 3 {
-                assert_eq!((requeued, failed), (1, 0), "round {round}");
-            } else {
-                assert_eq!((requeued, failed), (0, 1));
-            }
-        }
-        let j = db.get(&a.id).unwrap().unwrap();
-        assert_eq!(j.status, Status::Failed);
-        assert_eq!(j.error_code.as_deref(), Some("crashed_worker"));
-        assert!(db.claim(60_000, 30_000, 3).unwrap().is_none());
-        // Retried by hand, it runs again from a clean count.
-        db.requeue(&a.id, true).unwrap();
-        let again = db.claim(60_000, 30_000, 3).unwrap().unwrap();
-        assert_eq!(again.attempts, 1);
-        // An interrupted (shut down) attempt is not counted.
-        db.requeue_interrupted(&a.id).unwrap();
-        assert_eq!(db.get(&a.id).unwrap().unwrap().attempts, 0);
-        // A lease that ran out after the last attempt fails the job at the next claim.
-        for _ in 0..3 {
-            db.claim(-1, 30_000, 3).unwrap().unwrap();
-            db.conn()
-                .execute("UPDATE jobs SET lease_until = 0", [])
-                .unwrap();
-        }
-        assert!(db.claim(60_000, 30_000, 3).unwrap().is_none());
-        let j = db.get(&a.id).unwrap().unwrap();
-        assert_eq!(j.error_code.as_deref(), Some("crashed_worker"));
-    }
+    super::super::conformance::behaviour!(Some(
+        Sqlite::open(Path::new(":memory:")).expect("an in-memory database")
+    ));
 }

@@ -1,5 +1,6 @@
-//! The audio files: written to a temp file while hashed, fsynced, renamed into place by
-//! their SHA-256, the folder fsynced; identical audio is stored once.
+//! The audio in a folder (`file:` in `--audio-store`, the default): written to a temp file
+//! while hashed, fsynced, renamed into place by its SHA-256, the folder fsynced; identical
+//! audio is stored once.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -7,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// Where the audio lives.
-pub struct BlobStore {
+use super::Blobs;
+
+/// The audio folder.
+pub struct FsBlobs {
     root: PathBuf,
 }
 
@@ -43,19 +46,25 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-impl BlobStore {
-    pub fn open(root: &Path) -> io::Result<BlobStore> {
+impl FsBlobs {
+    pub fn open(root: &Path) -> io::Result<FsBlobs> {
         fs::create_dir_all(root.join("tmp"))?;
         // Temp files from a crash are never referenced by a row: clear them.
         for e in fs::read_dir(root.join("tmp"))?.flatten() {
             let _ = fs::remove_file(e.path());
         }
-        Ok(BlobStore {
+        Ok(FsBlobs {
             root: root.to_path_buf(),
         })
     }
 
-    pub fn begin(&self) -> io::Result<PendingBlob> {
+    fn path(&self, sha: &str) -> PathBuf {
+        self.root.join(&sha[0..2]).join(&sha[2..4]).join(sha)
+    }
+}
+
+impl Blobs for FsBlobs {
+    fn begin(&self) -> io::Result<PendingBlob> {
         let tmp = self.root.join("tmp").join(uuid::Uuid::now_v7().to_string());
         let file = File::create(&tmp)?;
         Ok(PendingBlob {
@@ -66,8 +75,7 @@ impl BlobStore {
         })
     }
 
-    /// Make the upload durable under its hash; returns (sha256, size).
-    pub fn commit(&self, mut p: PendingBlob) -> io::Result<(String, u64)> {
+    fn commit(&self, mut p: PendingBlob) -> io::Result<(String, u64)> {
         p.file.flush()?;
         p.file.sync_all()?;
         let sha = hex::encode(p.hasher.clone().finalize());
@@ -83,11 +91,11 @@ impl BlobStore {
         Ok((sha, p.size))
     }
 
-    pub fn path(&self, sha: &str) -> PathBuf {
-        self.root.join(&sha[0..2]).join(&sha[2..4]).join(sha)
+    fn read(&self, sha: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.path(sha))
     }
 
-    pub fn remove(&self, sha: &str) -> io::Result<()> {
+    fn remove(&self, sha: &str) -> io::Result<()> {
         match fs::remove_file(self.path(sha)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

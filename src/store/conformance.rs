@@ -1,0 +1,233 @@
+//! The behaviour every [`Jobs`] backend must show, as tests run against each of them
+//! ([`behaviour!`] in `sqlite` and `postgres`): search, crash-loop protection, one job per
+//! Idempotency-Key under concurrent inserts, exclusive claims, the webhook outbox and the
+//! stored pieces of long jobs.
+
+use std::collections::HashSet;
+
+use super::{Jobs, ListFilter, NewJob, Status};
+
+/// The tests of this module, for a backend opened by `$open` (an expression giving
+/// `Option<impl Jobs>`; `None` skips, where the backend's server is not there).
+macro_rules! behaviour {
+    ($open:expr) => {
+        #[test]
+        fn full_text_search_over_transcripts_and_names() {
+            if let Some(db) = $open {
+                super::super::conformance::full_text_search(&db);
+            }
+        }
+        #[test]
+        fn crash_loop_protection() {
+            if let Some(db) = $open {
+                super::super::conformance::crash_loop_protection(&db);
+            }
+        }
+        #[test]
+        fn one_job_per_idempotency_key_under_concurrent_inserts() {
+            if let Some(db) = $open {
+                super::super::conformance::one_job_per_key(&db);
+            }
+        }
+        #[test]
+        fn concurrent_claims_take_each_job_once() {
+            if let Some(db) = $open {
+                super::super::conformance::exclusive_claims(&db);
+            }
+        }
+        #[test]
+        fn webhook_outbox_and_stored_pieces() {
+            if let Some(db) = $open {
+                super::super::conformance::outbox_and_pieces(&db);
+            }
+        }
+    };
+}
+pub(super) use behaviour;
+
+pub(super) fn new_job(name: &str) -> NewJob {
+    NewJob {
+        sha256: "00".repeat(32),
+        size: 1,
+        content_type: None,
+        filename: Some(name.into()),
+        external_id: None,
+        source: None,
+        options: serde_json::json!({}),
+        priority: 1,
+        idempotency_key: None,
+        callback_url: None,
+    }
+}
+
+pub(super) fn search(db: &dyn Jobs, q: &str) -> Vec<String> {
+    db.list(&ListFilter {
+        search: Some(q.into()),
+        limit: 10,
+        ..Default::default()
+    })
+    .unwrap()
+    .into_iter()
+    .map(|j| j.filename.unwrap())
+    .collect()
+}
+
+pub(super) fn full_text_search(db: &dyn Jobs) {
+    let a = db.insert(new_job("a.oga")).unwrap().0;
+    let b = db.insert(new_job("b.oga")).unwrap().0;
+    db.insert(new_job("заказ_2.oga")).unwrap();
+    let t = |text: &str| serde_json::json!({ "text": text });
+    db.finish_done(&a.id, "ru", 3.0, &t("Где мой заказ? Жёлтая коробка."))
+        .unwrap();
+    db.finish_done(&b.id, "en", 2.0, &t("Ask not what your country"))
+        .unwrap();
+    // Case, ё/е and prefixes fold; every word must match; query syntax is neutralised.
+    assert_eq!(search(db, "ЗАКАЗ"), ["заказ_2.oga", "a.oga"]);
+    assert_eq!(search(db, "желтая кор"), ["a.oga"]);
+    assert_eq!(search(db, "country ask"), ["b.oga"]);
+    assert_eq!(search(db, "country заказ"), Vec::<String>::new());
+    assert_eq!(search(db, "\"ask) (*country:"), ["b.oga"]);
+    // No words at all: no filter.
+    assert_eq!(search(db, "&|!:*'"), ["заказ_2.oga", "b.oga", "a.oga"]);
+    // A transcript replaced (retry) or a job deleted leaves no stale match.
+    db.finish_done(&b.id, "en", 2.0, &t("something else"))
+        .unwrap();
+    assert!(search(db, "country").is_empty());
+    db.delete(&a.id).unwrap();
+    assert_eq!(search(db, "заказ"), ["заказ_2.oga"]);
+}
+
+/// Issue #13, item 1: a job that was running each time the process died three times is
+/// failed as `crashed_worker`, not requeued into a fourth crash; a shutdown does not count.
+pub(super) fn crash_loop_protection(db: &dyn Jobs) {
+    let a = db.insert(new_job("bomb.wav")).unwrap().0;
+    for round in 1..=3u32 {
+        // A lease already run out: the process is as good as killed.
+        let claimed = db.claim(-1, 30_000, 3).unwrap().expect("claimable");
+        assert_eq!(
+            (claimed.id.as_str(), claimed.attempts),
+            (a.id.as_str(), round)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        // kill -9 here; the next process starts:
+        let (requeued, failed) = db.recover_running(3).unwrap();
+        if round < 3 {
+            assert_eq!((requeued, failed), (1, 0), "round {round}");
+        } else {
+            assert_eq!((requeued, failed), (0, 1));
+        }
+    }
+    let j = db.get(&a.id).unwrap().unwrap();
+    assert_eq!(j.status, Status::Failed);
+    assert_eq!(j.error_code.as_deref(), Some("crashed_worker"));
+    assert!(db.claim(60_000, 30_000, 3).unwrap().is_none());
+    // Retried by hand, it runs again from a clean count.
+    db.requeue(&a.id, true).unwrap();
+    let again = db.claim(60_000, 30_000, 3).unwrap().unwrap();
+    assert_eq!(again.attempts, 1);
+    assert!(db.claim(60_000, 30_000, 3).unwrap().is_none());
+    // An interrupted (shut down) attempt is not counted.
+    db.requeue_interrupted(&a.id).unwrap();
+    assert_eq!(db.get(&a.id).unwrap().unwrap().attempts, 0);
+    // A lease that ran out after the last attempt fails the job at the next claim.
+    for _ in 0..3 {
+        db.claim(-1, 30_000, 3).unwrap().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(db.claim(60_000, 30_000, 3).unwrap().is_none());
+    let j = db.get(&a.id).unwrap().unwrap();
+    assert_eq!(j.error_code.as_deref(), Some("crashed_worker"));
+}
+
+/// The same Idempotency-Key sent by 8 clients at once makes one job, and every client gets
+/// that job.
+pub(super) fn one_job_per_key(db: &dyn Jobs) {
+    let results: Vec<(String, bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut n = new_job("same.oga");
+                    n.idempotency_key = Some("k-1".into());
+                    let (job, created) = db.insert(n).unwrap();
+                    (job.id, created)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(results.iter().filter(|(_, created)| *created).count(), 1);
+    let ids: HashSet<_> = results.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids.len(), 1, "{results:?}");
+}
+
+/// Four workers claiming at once take each of 24 jobs exactly once.
+pub(super) fn exclusive_claims(db: &dyn Jobs) {
+    let mut all = HashSet::new();
+    for i in 0..24 {
+        all.insert(db.insert(new_job(&format!("{i}.oga"))).unwrap().0.id);
+    }
+    let claimed: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    while let Some(j) = db.claim(60_000, 30_000, 3).unwrap() {
+                        mine.push(j.id);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(claimed.len(), 24, "a job was claimed twice or not at all");
+    assert_eq!(claimed.into_iter().collect::<HashSet<_>>(), all);
+}
+
+/// A finished job with a callback has one delivery in the outbox, due now, that keeps its id
+/// through retries. Pieces stay while the job runs and go when it is done.
+pub(super) fn outbox_and_pieces(db: &dyn Jobs) {
+    let mut n = new_job("hook.oga");
+    n.callback_url = Some("http://127.0.0.1:9/hook".into());
+    let a = db.insert(n).unwrap().0;
+    let plain = db.insert(new_job("plain.oga")).unwrap().0;
+    let claimed = db.claim(60_000, 30_000, 3).unwrap().unwrap();
+    let claimed2 = db.claim(60_000, 30_000, 3).unwrap().unwrap();
+    assert_eq!(
+        [claimed.id.as_str(), claimed2.id.as_str()]
+            .into_iter()
+            .collect::<HashSet<_>>(),
+        [a.id.as_str(), plain.id.as_str()].into_iter().collect()
+    );
+    let piece = serde_json::json!({ "text": "первая часть" });
+    db.save_piece(&a.id, 0, 16_000, &piece).unwrap();
+    assert_eq!(db.pieces(&a.id).unwrap(), vec![(0, 16_000, piece)]);
+    db.finish_done(&a.id, "ru", 1.0, &serde_json::json!({ "text": "всё" }))
+        .unwrap();
+    db.finish_done(&plain.id, "ru", 1.0, &serde_json::json!({ "text": "x" }))
+        .unwrap();
+    assert!(db.pieces(&a.id).unwrap().is_empty());
+    let due = db.due_deliveries(16).unwrap();
+    assert_eq!(due.len(), 1, "one delivery, for the job with a callback");
+    assert_eq!(
+        (due[0].job_id.as_str(), due[0].event.as_str()),
+        (a.id.as_str(), "job.done")
+    );
+    db.delivery_retry(&due[0].id, "connection refused", 0)
+        .unwrap();
+    let again = db.due_deliveries(16).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, due[0].id, "a retry keeps its delivery id");
+    db.delivery_done(&again[0].id).unwrap();
+    assert!(db.due_deliveries(16).unwrap().is_empty());
+    let last = db.latest_delivery(&a.id).unwrap().unwrap();
+    assert_eq!((last.status.as_str(), last.attempts), ("delivered", 2));
+    // Deleting the job takes its outbox rows with it; the audio is another job's too.
+    assert_eq!(db.delete(&a.id).unwrap(), Some(None));
+    assert!(db.latest_delivery(&a.id).unwrap().is_none());
+    assert_eq!(db.delete(&plain.id).unwrap(), Some(Some("00".repeat(32))));
+    assert_eq!(db.delete(&plain.id).unwrap(), None);
+}
