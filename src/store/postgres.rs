@@ -99,10 +99,23 @@ fn enqueue_delivery(
     Ok(())
 }
 
-/// Fail the jobs (locked by the caller) whose worker died on each of their attempts, and
-/// queue their webhooks.
-fn fail_crashed(tx: &mut postgres::Transaction<'_>, ids: &[String]) -> Result<(), postgres::Error> {
-    for id in ids {
+/// Fail the jobs whose lease ran out after their last allowed attempt (their worker died on
+/// each), and queue their webhooks; how many.
+fn fail_crashed(
+    tx: &mut postgres::Transaction<'_>,
+    now: i64,
+    max_attempts: u32,
+) -> Result<usize, postgres::Error> {
+    let ids: Vec<String> = tx
+        .query(
+            "SELECT id FROM jobs WHERE status = 'running' AND lease_until < $1 AND attempts >= $2
+             FOR UPDATE SKIP LOCKED",
+            &[&now, &(max_attempts as i32)],
+        )?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
         tracing::error!(id = %id, "job failed: the process died while running it on every attempt");
         tx.execute(
             "UPDATE jobs SET status = 'failed', error_code = 'crashed_worker', error_message = $2,
@@ -116,7 +129,7 @@ fn fail_crashed(tx: &mut postgres::Transaction<'_>, ids: &[String]) -> Result<()
         tx.execute("DELETE FROM pieces WHERE job_id = $1", &[id])?;
         enqueue_delivery(tx, id, "job.failed")?;
     }
-    Ok(())
+    Ok(ids.len())
 }
 
 impl Postgres {
@@ -255,16 +268,7 @@ impl Jobs for Postgres {
         let mut c = self.conn()?;
         let now = now_ms();
         let mut tx = c.transaction()?;
-        let crashed: Vec<String> = tx
-            .query(
-                "SELECT id FROM jobs WHERE status = 'running' AND lease_until < $1 AND attempts >= $2
-                 FOR UPDATE SKIP LOCKED",
-                &[&now, &(max_attempts as i32)],
-            )?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-        fail_crashed(&mut tx, &crashed)?;
+        fail_crashed(&mut tx, now, max_attempts)?;
         let row = tx.query_opt(
             &format!(
                 "SELECT {COLUMNS} FROM jobs WHERE status = 'queued' OR (status = 'running' AND lease_until < $1)
@@ -433,23 +437,14 @@ impl Jobs for Postgres {
         let mut c = self.conn()?;
         let now = now_ms();
         let mut tx = c.transaction()?;
-        let crashed: Vec<String> = tx
-            .query(
-                "SELECT id FROM jobs WHERE status = 'running' AND lease_until < $1 AND attempts >= $2
-                 FOR UPDATE SKIP LOCKED",
-                &[&now, &(max_attempts as i32)],
-            )?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-        fail_crashed(&mut tx, &crashed)?;
+        let crashed = fail_crashed(&mut tx, now, max_attempts)?;
         let requeued = tx.execute(
             "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = $1
              WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_until < $1 FOR UPDATE SKIP LOCKED)",
             &[&now],
         )?;
         tx.commit()?;
-        Ok((requeued as usize, crashed.len()))
+        Ok((requeued as usize, crashed))
     }
 
     fn requeue_interrupted(&self, id: &str) -> Result<bool, StorageError> {
