@@ -45,7 +45,8 @@ pub struct Service {
     /// upload (the file, deduplicated by hash, then its row) and deleting a job (its row,
     /// then the file when no other row points at it). Without it, an upload of bytes that
     /// are already stored could find the file present, a delete could then remove it as
-    /// unreferenced, and the upload's row would point at nothing.
+    /// unreferenced, and the upload's row would point at nothing. It covers this process;
+    /// nodes sharing a database also take [`Jobs::lock_audio`] under it.
     audio_refs: Mutex<()>,
 }
 
@@ -93,6 +94,7 @@ impl Service {
     ) -> Result<Submitted, StorageError> {
         let submitted = {
             let _refs = self.lock_audio_refs();
+            let _audio = self.db.lock_audio(&blob.sha256())?;
             let (sha, size) = self.blobs.commit(blob)?;
             let (stored, created) = self.db.insert(job(sha.clone(), size))?;
             if created {
@@ -224,7 +226,11 @@ impl Service {
     /// A job's record (if there is one), and its audio when no other record points at it,
     /// as one step against [`Service::submit`].
     fn remove(&self, id: &str) -> Result<(), StorageError> {
+        let Some(job) = self.db.get(id)? else {
+            return Ok(());
+        };
         let _refs = self.lock_audio_refs();
+        let _audio = self.db.lock_audio(&job.sha256)?;
         if let Some(Some(sha)) = self.db.delete(id)? {
             self.blobs.remove(&sha)?;
         }

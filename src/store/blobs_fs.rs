@@ -33,6 +33,11 @@ impl PendingBlob {
     pub fn size(&self) -> u64 {
         self.size
     }
+
+    /// The SHA-256 of the bytes written so far (hex).
+    pub fn sha256(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
 }
 
 impl Drop for PendingBlob {

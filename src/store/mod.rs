@@ -142,7 +142,18 @@ pub trait Jobs: Send + Sync {
 
     /// Whether a write goes through (readiness).
     fn writable(&self) -> bool;
+
+    /// Hold the lock under which the audio `sha` and the rows that point at it change
+    /// together (an upload stores the file then its row; a delete removes the row then the
+    /// file when no row is left), for every process on this store, until the lock is
+    /// dropped. One process on SQLite needs none beyond the job service's own mutex.
+    fn lock_audio(&self, _sha: &str) -> Result<AudioLock, StorageError> {
+        Ok(AudioLock(None))
+    }
 }
+
+/// See [`Jobs::lock_audio`]: released when dropped.
+pub struct AudioLock(#[allow(dead_code)] Option<Box<dyn Send>>);
 
 /// A [`Jobs`] whose calls may block on the network (PostgreSQL), made safe to call from the
 /// async handlers as well as from worker threads: on a runtime thread each call runs under
@@ -151,7 +162,7 @@ pub trait Jobs: Send + Sync {
 /// runtime thread would panic.)
 pub struct OffRuntime<J>(pub J);
 
-fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
@@ -273,6 +284,10 @@ impl<J: Jobs> Jobs for OffRuntime<J> {
 
     fn writable(&self) -> bool {
         off_runtime(|| self.0.writable())
+    }
+
+    fn lock_audio(&self, sha: &str) -> Result<AudioLock, StorageError> {
+        off_runtime(|| self.0.lock_audio(sha))
     }
 }
 

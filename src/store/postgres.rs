@@ -16,7 +16,10 @@ use postgres::{NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::postgres_schema::{MIGRATIONS, MIGRATION_LOCK};
-use super::{now_ms, search_words, Delivery, Job, Jobs, ListFilter, NewJob, Status, StorageError};
+use super::{
+    now_ms, off_runtime, search_words, AudioLock, Delivery, Job, Jobs, ListFilter, NewJob, Status,
+    StorageError,
+};
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
@@ -130,6 +133,28 @@ fn fail_crashed(
         enqueue_delivery(tx, id, "job.failed")?;
     }
     Ok(ids.len())
+}
+
+/// A held [`Jobs::lock_audio`].
+struct PgAudioLock {
+    conn: Option<Conn>,
+    sha: String,
+}
+
+impl Drop for PgAudioLock {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.conn.take() {
+            off_runtime(|| {
+                if let Err(e) = c.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+                    &[&self.sha],
+                ) {
+                    // The connection is broken: dropping it ends the session and the lock.
+                    tracing::warn!(error = %e, "could not release an audio lock");
+                }
+            });
+        }
+    }
 }
 
 impl Postgres {
@@ -496,6 +521,17 @@ impl Jobs for Postgres {
             .try_get(0)?)
     }
 
+    /// A session-level advisory lock on the hash, held on a connection of its own until the
+    /// lock is dropped (or the node dies, which ends the session and frees it).
+    fn lock_audio(&self, sha: &str) -> Result<AudioLock, StorageError> {
+        let mut conn = self.conn()?;
+        conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&sha])?;
+        Ok(AudioLock(Some(Box::new(PgAudioLock {
+            conn: Some(conn),
+            sha: sha.to_string(),
+        }))))
+    }
+
     fn writable(&self) -> bool {
         self.conn()
             .and_then(|mut c| {
@@ -571,6 +607,43 @@ mod tests {
             db.due_deliveries(16).unwrap().is_empty(),
             "leased to the first reader"
         );
+    }
+
+    /// The audio lock of one hash is held by one node at a time (each `Postgres` here stands
+    /// for a node: its own pool, so its own sessions); other hashes do not wait.
+    #[test]
+    fn the_audio_lock_spans_nodes() {
+        let Some(node_a) = open() else { return };
+        let db_name: String = node_a
+            .conn()
+            .unwrap()
+            .query_one("SELECT current_database()", &[])
+            .unwrap()
+            .get(0);
+        let mut config: postgres::Config = std::env::var("EARSHOT_TEST_DATABASE_URL")
+            .unwrap()
+            .parse()
+            .unwrap();
+        config.dbname(&db_name);
+        let node_b = Postgres::with_config(config).unwrap();
+        let held = node_a.lock_audio("aa").unwrap();
+        drop(node_b.lock_audio("bb").unwrap());
+        let step = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let _l = node_b.lock_audio("aa").unwrap();
+                step.store(1, std::sync::atomic::Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert_eq!(
+                step.load(std::sync::atomic::Ordering::SeqCst),
+                0,
+                "node B did not wait"
+            );
+            drop(held);
+            waiter.join().unwrap();
+        });
+        assert_eq!(step.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     /// Two nodes starting on one new database migrate it once.
