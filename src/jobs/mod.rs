@@ -267,6 +267,13 @@ impl Service {
 
     /// Start the worker threads.
     pub fn start(self: &Arc<Self>) -> Vec<std::thread::JoinHandle<()>> {
+        // Jobs queued by other nodes on a shared database wake the workers too.
+        let me = Arc::downgrade(self);
+        self.db.on_queued(Box::new(move || {
+            if let Some(s) = me.upgrade() {
+                s.notify();
+            }
+        }));
         (0..self.workers)
             .map(|i| {
                 let q = self.clone();

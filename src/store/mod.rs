@@ -150,6 +150,11 @@ pub trait Jobs: Send + Sync {
     fn lock_audio(&self, _sha: &str) -> Result<AudioLock, StorageError> {
         Ok(AudioLock(None))
     }
+
+    /// Call `wake` whenever a job is queued by any process on this store (a new job, a
+    /// retry, a job taken back), from a thread of the store's own, until the process ends.
+    /// One process on SQLite wakes its workers itself, so there is nothing to listen to.
+    fn on_queued(&self, _wake: Box<dyn Fn() + Send>) {}
 }
 
 /// See [`Jobs::lock_audio`]: released when dropped.
@@ -288,6 +293,10 @@ impl<J: Jobs> Jobs for OffRuntime<J> {
 
     fn lock_audio(&self, sha: &str) -> Result<AudioLock, StorageError> {
         off_runtime(|| self.0.lock_audio(sha))
+    }
+
+    fn on_queued(&self, wake: Box<dyn Fn() + Send>) {
+        self.0.on_queued(wake)
     }
 }
 

@@ -12,6 +12,7 @@
 //! Calls block (the synchronous `postgres` client on an r2d2 pool), like SQLite's: async
 //! callers run them on the blocking pool.
 
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
 
@@ -33,7 +34,12 @@ const POOL_SIZE: u32 = 8;
 /// The job records in one PostgreSQL database.
 pub struct Postgres {
     pool: Pool,
+    /// For the `LISTEN` connection, which stays out of the pool.
+    config: postgres::Config,
 }
+
+/// The channel a job's queueing is announced on (`NOTIFY`), so idle nodes claim it at once.
+const QUEUED: &str = "earshot_queued";
 
 fn job_from_row(r: &Row) -> Result<Job, StorageError> {
     let status: String = r.try_get("status")?;
@@ -167,7 +173,7 @@ impl Postgres {
 
     /// [`Postgres::open`] with the connection settings parsed.
     pub fn with_config(config: postgres::Config) -> Result<Postgres, StorageError> {
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .connection_timeout(std::time::Duration::from_secs(10))
@@ -177,7 +183,7 @@ impl Postgres {
         let migrated = Self::migrate(&mut c);
         c.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])?;
         migrated?;
-        Ok(Postgres { pool })
+        Ok(Postgres { pool, config })
     }
 
     fn migrate(c: &mut Conn) -> Result<(), StorageError> {
@@ -203,6 +209,15 @@ impl Postgres {
         Ok(self.pool.get()?)
     }
 
+    /// Announce `n` jobs queued again (none: nothing to say); whether there were any.
+    fn announce(&self, n: u64) -> Result<bool, StorageError> {
+        if n > 0 {
+            self.conn()?
+                .execute("SELECT pg_notify($1, '')", &[&QUEUED])?;
+        }
+        Ok(n > 0)
+    }
+
     fn by_id(c: &mut impl postgres::GenericClient, id: &str) -> Result<Option<Job>, StorageError> {
         c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id])?
             .as_ref()
@@ -225,6 +240,7 @@ impl Jobs for Postgres {
             &[&id, &now, &n.sha256, &(n.size as i64), &n.content_type, &n.filename, &n.external_id, &n.source, &n.options, &n.priority, &n.idempotency_key, &n.callback_url],
         )?;
         if let Some(row) = inserted {
+            c.execute("SELECT pg_notify($1, '')", &[&QUEUED])?;
             return Ok((job_from_row(&row)?, true));
         }
         // The key is taken (by another request, maybe on another node, just now).
@@ -452,7 +468,7 @@ impl Jobs for Postgres {
              attempts = CASE WHEN $3 THEN 0 ELSE attempts END WHERE id = $1",
             &[&id, &now_ms(), &reset_attempts],
         )?;
-        Ok(n > 0)
+        self.announce(n)
     }
 
     /// With several nodes on one database, a job `running` at start-up may be another
@@ -469,6 +485,7 @@ impl Jobs for Postgres {
             &[&now],
         )?;
         tx.commit()?;
+        self.announce(requeued)?;
         Ok((requeued as usize, crashed))
     }
 
@@ -478,7 +495,7 @@ impl Jobs for Postgres {
              attempts = greatest(attempts - 1, 0) WHERE id = $1 AND status = 'running'",
             &[&id, &now_ms()],
         )?;
-        Ok(n > 0)
+        self.announce(n)
     }
 
     fn delete(&self, id: &str) -> Result<Option<Option<String>>, StorageError> {
@@ -530,6 +547,38 @@ impl Jobs for Postgres {
             conn: Some(conn),
             sha: sha.to_string(),
         }))))
+    }
+
+    /// A thread of its own holds a `LISTEN` connection (outside the pool) and calls `wake`
+    /// on each announcement, reconnecting after a failure; the workers' poll covers a
+    /// missed one.
+    fn on_queued(&self, wake: Box<dyn Fn() + Send>) {
+        let config = self.config.clone();
+        let listen = move || -> Result<(), postgres::Error> {
+            let mut c = config.connect(NoTls)?;
+            c.batch_execute(&format!("LISTEN {QUEUED}"))?;
+            loop {
+                {
+                    let mut heard = c.notifications();
+                    let mut it = heard.timeout_iter(std::time::Duration::from_secs(30));
+                    while it.next()?.is_some() {
+                        wake();
+                    }
+                }
+                c.batch_execute("SELECT 1")?; // the connection still answers
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("earshot-listen".into())
+            .spawn(move || loop {
+                if let Err(e) = listen() {
+                    tracing::warn!(error = %e, "lost the LISTEN connection; reconnecting in 2 s");
+                }
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the LISTEN thread; workers poll instead");
+        }
     }
 
     fn writable(&self) -> bool {
@@ -644,6 +693,46 @@ mod tests {
             waiter.join().unwrap();
         });
         assert_eq!(step.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A job queued through one node wakes the workers of another at once (`LISTEN/NOTIFY`),
+    /// and so does a retry.
+    #[test]
+    fn a_job_queued_on_one_node_wakes_another() {
+        let Some(node_a) = open() else { return };
+        let db_name: String = node_a
+            .conn()
+            .unwrap()
+            .query_one("SELECT current_database()", &[])
+            .unwrap()
+            .get(0);
+        let mut config: postgres::Config = std::env::var("EARSHOT_TEST_DATABASE_URL")
+            .unwrap()
+            .parse()
+            .unwrap();
+        config.dbname(&db_name);
+        let node_b = Postgres::with_config(config).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        node_b.on_queued(Box::new(move || {
+            let _ = tx.lock().unwrap().send(());
+        }));
+        let wait = std::time::Duration::from_secs(1);
+        // The listener connects on its own thread: the first inserts may come before it.
+        let woken = (0..20).any(|i| {
+            node_a.insert(new_job(&format!("{i}.oga"))).unwrap();
+            rx.recv_timeout(wait).is_ok()
+        });
+        assert!(woken, "no wake-up for jobs queued on the other node");
+        while rx.try_recv().is_ok() {}
+        let job = node_a.claim(60_000, 30_000, 3).unwrap().unwrap();
+        node_a
+            .finish_done(&job.id, "ru", 1.0, &serde_json::json!({ "text": "x" }))
+            .unwrap();
+        while rx.try_recv().is_ok() {}
+        node_a.requeue(&job.id, true).unwrap();
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("a retry wakes the other node");
     }
 
     /// Two nodes starting on one new database migrate it once.
