@@ -28,8 +28,9 @@ cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 python3 scripts/modgraph.py --quiet   # the module graph has no loop (README, Architecture)
 cargo test
-# The service's tests again, with the job records in PostgreSQL (tests/it/common/server.rs).
-EARSHOT_IT_POSTGRES="$EARSHOT_TEST_DATABASE_URL" cargo test --test it -- serve:: inbox::
+# The service's tests again, with the job records in PostgreSQL (tests/it/common/server.rs),
+# and the cluster tests, which need it.
+EARSHOT_IT_POSTGRES="$EARSHOT_TEST_DATABASE_URL" cargo test --test it -- serve:: inbox:: cluster::
 # After cargo test: the OpenAI SDK test drives the binary it built.
 python3 -m unittest discover -s tests -p 'test_*.py' -v
 # The benchmark's smoke mode (one clip, one round, all three systems), so it cannot rot.

@@ -47,6 +47,9 @@ impl Drop for PendingBlob {
     }
 }
 
+/// How old a spool file must be to count as left by a crash.
+const STALE_SPOOL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -54,9 +57,18 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
 impl FsBlobs {
     pub fn open(root: &Path) -> io::Result<FsBlobs> {
         fs::create_dir_all(root.join("tmp"))?;
-        // Temp files from a crash are never referenced by a row: clear them.
+        // Temp files from a crash are never referenced by a row: clear them. Only those an
+        // hour old, since nodes sharing the folder may be spooling uploads into it right now.
         for e in fs::read_dir(root.join("tmp"))?.flatten() {
-            let _ = fs::remove_file(e.path());
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_SPOOL);
+            if old {
+                let _ = fs::remove_file(e.path());
+            }
         }
         Ok(FsBlobs {
             root: root.to_path_buf(),

@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod cluster;
 mod decode;
 mod hardening;
 mod inbox;

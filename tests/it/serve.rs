@@ -804,63 +804,6 @@ fn uploads_and_deletes_of_the_same_bytes_never_lose_audio() {
     assert!(files.is_empty(), "audio left behind: {files:?}");
 }
 
-/// One request a receiver got: its headers (lowercased names) and body.
-type Received = (Vec<(String, String)>, Vec<u8>);
-
-/// A webhook receiver on loopback: records each request, answers 500 to the first `fail_first`.
-fn receiver(
-    listener: std::net::TcpListener,
-    fail_first: usize,
-) -> std::sync::mpsc::Receiver<Received> {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for (n, conn) in listener.incoming().enumerate() {
-            let Ok(mut conn) = conn else { continue };
-            let mut r = BufReader::new(conn.try_clone().unwrap());
-            let mut headers = Vec::new();
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            loop {
-                line.clear();
-                r.read_line(&mut line).unwrap();
-                if line.trim().is_empty() {
-                    break;
-                }
-                let (k, v) = line.split_once(':').unwrap();
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-            let len: usize = headers
-                .iter()
-                .find(|(k, _)| k == "content-length")
-                .map(|(_, v)| v.parse().unwrap())
-                .unwrap_or(0);
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            let status = if n < fail_first {
-                "500 Internal Server Error"
-            } else {
-                "200 OK"
-            };
-            let _ = conn.write_all(
-                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            );
-            if tx.send((headers, body)).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
-    h.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no {name} header in {h:?}"))
-}
-
 fn hmac_hex(secret: &str, body: &[u8]) -> String {
     use hmac::Mac;
     let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
