@@ -310,27 +310,21 @@ impl Jobs for Postgres {
         let now = now_ms();
         let mut tx = c.transaction()?;
         fail_crashed(&mut tx, now, max_attempts)?;
+        // One statement: the next job, locked (skipping those another node is taking),
+        // marked running under a lease.
         let row = tx.query_opt(
             &format!(
-                "SELECT {COLUMNS} FROM jobs WHERE status = 'queued' OR (status = 'running' AND lease_until < $1)
-                 ORDER BY priority ASC, (created_at < $2) DESC, CASE WHEN created_at < $2 THEN created_at ELSE size END ASC, id ASC
-                 LIMIT 1 FOR UPDATE SKIP LOCKED"
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $3, updated_at = $1
+                 WHERE id = (
+                     SELECT id FROM jobs WHERE status = 'queued' OR (status = 'running' AND lease_until < $1)
+                     ORDER BY priority ASC, (created_at < $2) DESC, CASE WHEN created_at < $2 THEN created_at ELSE size END ASC, id ASC
+                     LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING {COLUMNS}"
             ),
-            &[&now, &(now - max_wait_ms)],
-        )?;
-        let Some(row) = row else {
-            tx.commit()?;
-            return Ok(None);
-        };
-        let mut job = job_from_row(&row)?;
-        tx.execute(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $2, updated_at = $3 WHERE id = $1",
-            &[&job.id, &(now + lease_ms), &now],
+            &[&now, &(now - max_wait_ms), &(now + lease_ms)],
         )?;
         tx.commit()?;
-        job.status = Status::Running;
-        job.attempts += 1;
-        Ok(Some(job))
+        row.as_ref().map(job_from_row).transpose()
     }
 
     fn heartbeat(&self, id: &str, lease_ms: i64) -> Result<(), StorageError> {
