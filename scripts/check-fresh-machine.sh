@@ -27,6 +27,7 @@ cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 [ -d "$rustup_home" ] && [ -x "$cargo_bin/cargo" ] || { echo "check-fresh-machine: no rustup toolchain at $rustup_home" >&2; exit 2; }
 
 root="$(mktemp -d /var/tmp/earshot-fresh.XXXXXX)"
+chmod 755 "$root" # a real root is world-readable: services that drop root (postgres, _apt) need it
 mounts=()
 cleanup() {
   set +e
