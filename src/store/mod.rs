@@ -1,14 +1,16 @@
 //! Durable storage: the job records ([`Jobs`]) and the audio ([`Blobs`]), the seam that the
-//! job service, the workers, the webhook sender and the inbox go through. Today's backends
-//! are embedded: SQLite (`sqlite`, its migrations in `sqlite_schema`) and a folder
-//! (`blobs_fs`).
+//! job service, the workers, the webhook sender and the inbox go through. The records live
+//! in SQLite by default (`sqlite`, its migrations in `sqlite_schema`) or in PostgreSQL for
+//! several nodes (`postgres`, `postgres_schema`); the audio in a folder (`blobs_fs`).
+//! `conformance` holds the behaviour both record stores must show, run against each.
 //!
 //! The write order is the promise: an upload is streamed to a temp file while hashed,
 //! fsynced, renamed to `audio/ab/cd/<sha256>`, and the folder fsynced; only then is the row
-//! inserted, and only after the insert commits (WAL, `synchronous=FULL`) does anyone answer
-//! 2xx. Identical audio is stored once; rows point at blobs by hash. Nothing is deleted
-//! except by an explicit delete. SQLite is used through rusqlite: synchronous calls that
-//! the server runs on its blocking pool, with no async driver or connection pool to carry.
+//! inserted, and only after the insert commits (SQLite: WAL, `synchronous=FULL`) does anyone
+//! answer 2xx. Identical audio is stored once; rows point at blobs by hash. Nothing is
+//! deleted except by an explicit delete. Both stores are synchronous calls (rusqlite; the
+//! `postgres` client on an r2d2 pool), made from worker threads and the blocking pool, or
+//! through [`OffRuntime`] on the async runtime.
 //!
 //! This module holds the two traits and the types both sides and their callers share.
 
