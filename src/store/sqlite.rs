@@ -1,7 +1,6 @@
 //! The job records in SQLite: jobs, their full-text index, the webhook outbox, and the
 //! finished pieces of long jobs. One connection behind a mutex; every state change is one
-//! transaction. (Over 500 lines because every SQL statement on these tables is here, in one
-//! place; about 130 of them are tests.)
+//! transaction. Its tests are the shared ones in `conformance`.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
