@@ -616,6 +616,22 @@ mod tests {
 
     super::super::conformance::behaviour!(open());
 
+    /// The connection settings of `db`'s database, for another node on it.
+    fn config_of(db: &Postgres) -> postgres::Config {
+        let name: String = db
+            .conn()
+            .unwrap()
+            .query_one("SELECT current_database()", &[])
+            .unwrap()
+            .get(0);
+        let mut config: postgres::Config = std::env::var("EARSHOT_TEST_DATABASE_URL")
+            .unwrap()
+            .parse()
+            .unwrap();
+        config.dbname(&name);
+        config
+    }
+
     /// Search finds other forms of a Russian or English word (stems), beyond SQLite's prefixes.
     #[test]
     fn search_finds_russian_and_english_word_forms() {
@@ -658,18 +674,7 @@ mod tests {
     #[test]
     fn the_audio_lock_spans_nodes() {
         let Some(node_a) = open() else { return };
-        let db_name: String = node_a
-            .conn()
-            .unwrap()
-            .query_one("SELECT current_database()", &[])
-            .unwrap()
-            .get(0);
-        let mut config: postgres::Config = std::env::var("EARSHOT_TEST_DATABASE_URL")
-            .unwrap()
-            .parse()
-            .unwrap();
-        config.dbname(&db_name);
-        let node_b = Postgres::with_config(config).unwrap();
+        let node_b = Postgres::with_config(config_of(&node_a)).unwrap();
         let held = node_a.lock_audio("aa").unwrap();
         drop(node_b.lock_audio("bb").unwrap());
         let step = std::sync::atomic::AtomicUsize::new(0);
@@ -695,18 +700,7 @@ mod tests {
     #[test]
     fn a_job_queued_on_one_node_wakes_another() {
         let Some(node_a) = open() else { return };
-        let db_name: String = node_a
-            .conn()
-            .unwrap()
-            .query_one("SELECT current_database()", &[])
-            .unwrap()
-            .get(0);
-        let mut config: postgres::Config = std::env::var("EARSHOT_TEST_DATABASE_URL")
-            .unwrap()
-            .parse()
-            .unwrap();
-        config.dbname(&db_name);
-        let node_b = Postgres::with_config(config).unwrap();
+        let node_b = Postgres::with_config(config_of(&node_a)).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = std::sync::Mutex::new(tx);
         node_b.on_queued(Box::new(move || {
@@ -734,17 +728,11 @@ mod tests {
     #[test]
     fn nodes_starting_together_migrate_once() {
         let Some(db) = open() else { return };
-        let mut c = db.conn().unwrap();
-        let db_name: String = c
-            .query_one("SELECT current_database()", &[])
+        let config = config_of(&db);
+        db.conn()
             .unwrap()
-            .get(0);
-        c.batch_execute("DROP TABLE pieces, deliveries, jobs, earshot_migrations")
+            .batch_execute("DROP TABLE pieces, deliveries, jobs, earshot_migrations")
             .unwrap();
-        drop(c);
-        let url = std::env::var("EARSHOT_TEST_DATABASE_URL").unwrap();
-        let mut config: postgres::Config = url.parse().unwrap();
-        config.dbname(&db_name);
         std::thread::scope(|s| {
             let nodes: Vec<_> = (0..3)
                 .map(|_| s.spawn(|| Postgres::with_config(config.clone()).map(|_| ())))
