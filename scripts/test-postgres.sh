@@ -30,6 +30,7 @@ stop_postgres() {
   "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$pg_dir"
 }
-trap stop_postgres EXIT
+earshot_stops+=(stop_postgres)
+trap 'for f in "${earshot_stops[@]}"; do "$f"; done' EXIT
 export EARSHOT_TEST_DATABASE_URL="postgres://earshot@127.0.0.1:$pg_port/postgres"
 echo "test: PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port" >&2

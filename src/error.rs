@@ -51,6 +51,8 @@ error_codes! {
     // A job that failed for a reason that is not the input's.
     TranscriptionFailed => "transcription_failed",
     StorageError => "storage_error",
+    /// The database or the object store could not be reached: retry later.
+    StorageUnavailable => "storage_unavailable",
     // The request.
     InvalidRequest => "invalid_request",
     InvalidValue => "invalid_value",
@@ -94,7 +96,7 @@ impl ErrorCode {
             Empty | NotAudio | UnsupportedCodec | NoAudioTrack | Corrupt | TooLarge | TooLong
             | InvalidLanguage => true,
             ModelNotFound | ModelLoadFailed | InferenceFailed | GpuUnavailable | Cancelled
-            | TranscriptionFailed | StorageError | InternalError => false,
+            | TranscriptionFailed | StorageError | StorageUnavailable | InternalError => false,
             InvalidRequest | InvalidValue | InvalidBody | InvalidMultipart | MissingFile
             | UnsupportedMediaType | InvalidApiKey | InvalidCallbackUrl | IdempotencyKeyReused
             | NotFound | JobNotFound | JobRunning | NotRetryable | MethodNotAllowed
@@ -121,7 +123,8 @@ impl ErrorCode {
             RangeNotSatisfiable => 416,
             IdempotencyKeyReused => 422,
             QueueFull => 429,
-            Overloaded | ShuttingDown | GpuUnavailable | Cancelled | TooManyConnections => 503,
+            Overloaded | ShuttingDown | GpuUnavailable | Cancelled | TooManyConnections
+            | StorageUnavailable => 503,
             InsufficientStorage => 507,
             ModelLoadFailed | InferenceFailed | TranscriptionFailed | StorageError
             | InternalError => 500,

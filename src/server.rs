@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::config::Database;
 use crate::config::Settings;
+use crate::config::{AudioStore, Database};
 use crate::http::{self, AppState};
 use crate::jobs::Service;
-use crate::store::{Blobs, FsBlobs, Jobs, OffRuntime, Postgres, Sqlite};
+use crate::store::{Blobs, FsBlobs, Jobs, OffRuntime, Postgres, S3Blobs, Sqlite};
 
 /// Run the service until SIGTERM/SIGINT.
 pub async fn run(cfg: Settings) -> anyhow::Result<()> {
@@ -33,8 +33,22 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
             Arc::new(OffRuntime(pg))
         }
     };
-    let blobs: Arc<dyn Blobs> =
-        Arc::new(FsBlobs::open(&cfg.data_dir.join("audio")).context("opening the audio store")?);
+    let blobs: Arc<dyn Blobs> = match cfg.audio_store().map_err(anyhow::Error::msg)? {
+        AudioStore::Folder(dir) => Arc::new(
+            FsBlobs::open(&dir)
+                .with_context(|| format!("opening the audio folder {}", dir.display()))?,
+        ),
+        AudioStore::S3(url) => {
+            let spool = cfg.data_dir.join("spool");
+            Arc::new(
+                tokio::task::spawn_blocking(move || {
+                    S3Blobs::open(&url, &spool, &crate::store::S3Options::from_env())
+                })
+                .await?
+                .context("opening the audio store (--audio-store)")?,
+            )
+        }
+    };
     let (requeued, crashed) = db.recover_running(crate::jobs::MAX_ATTEMPTS)?;
     if requeued > 0 {
         tracing::info!(

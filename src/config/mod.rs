@@ -12,7 +12,7 @@ mod serve;
 
 pub use crate::engine::{cores, parallelism, Parallelism};
 pub use model::ModelArgs;
-pub use serve::{Database, ServeArgs, Settings};
+pub use serve::{AudioStore, Database, ServeArgs, Settings};
 
 /// A secret from the command line or the environment (an API key, the webhook secret).
 /// `Debug` shows its length only, so the configuration can be logged whole; the value is

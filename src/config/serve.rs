@@ -34,6 +34,12 @@ pub struct ServeArgs {
     /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (migrated at start-up).
     #[arg(long, env = "EARSHOT_DATABASE_URL")]
     pub database_url: Option<Secret>,
+    /// Where the audio lives: `file:PATH` (default: audio/ in --data-dir), or
+    /// `s3://BUCKET/PREFIX` on any S3-compatible store, with the usual AWS_* variables
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION) and AWS_ENDPOINT_URL for a
+    /// store that is not AWS.
+    #[arg(long, env = "EARSHOT_AUDIO_STORE")]
+    pub audio_store: Option<String>,
     #[command(flatten)]
     pub model: ModelArgs,
     /// The language of every note that does not name its own (ISO 639-1, e.g. ru), or auto.
@@ -106,6 +112,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `--database-url` (see [`Settings::database`]).
     pub database_url: Option<Secret>,
+    /// `--audio-store` (see [`Settings::audio_store`]).
+    pub audio_store: Option<String>,
     pub model: ModelArgs,
     pub language: String,
     pub prompt: Option<String>,
@@ -132,6 +140,7 @@ impl From<ServeArgs> for Settings {
             listen: a.listen,
             data_dir: a.data_dir,
             database_url: a.database_url,
+            audio_store: a.audio_store,
             model: a.model,
             language: a.language,
             prompt: a.prompt,
@@ -245,6 +254,28 @@ impl Settings {
                 }
             ),
             format!(
+                "audio_store={}",
+                match self.audio_store() {
+                    Ok(AudioStore::Folder(p)) => format!("file:{}", p.display()),
+                    Ok(AudioStore::S3(url)) => {
+                        let o = crate::store::S3Options::from_env();
+                        format!(
+                            "{url} (endpoint={} region={} access_key={} secret_key={})",
+                            o.endpoint.unwrap_or_else(|| "AWS".into()),
+                            o.region.unwrap_or_else(|| "us-east-1".into()),
+                            o.access_key_id
+                                .map_or("none".into(), |k| Secret(k).masked()),
+                            if o.secret_access_key.is_some() {
+                                "set (masked)"
+                            } else {
+                                "none"
+                            }
+                        )
+                    }
+                    Err(e) => e,
+                }
+            ),
+            format!(
                 "model={} (models_dir={})",
                 self.model.model,
                 self.model
@@ -345,6 +376,39 @@ impl Settings {
             Err(format!(
                 "--database-url must start with sqlite: or postgres:// (got {})",
                 masked_url(u)
+            ))
+        }
+    }
+}
+
+/// Where the audio lives (`--audio-store`).
+pub enum AudioStore {
+    /// A folder; uploads are spooled in its `tmp/`.
+    Folder(PathBuf),
+    /// `s3://bucket/prefix`; uploads are spooled in the data folder's `spool/`.
+    S3(String),
+}
+
+impl Settings {
+    /// The audio store `--audio-store` names, `audio/` in the data folder by default; an
+    /// error a person can act on for anything else.
+    pub fn audio_store(&self) -> Result<AudioStore, String> {
+        let Some(u) = self.audio_store.as_deref().map(str::trim) else {
+            return Ok(AudioStore::Folder(self.data_dir.join("audio")));
+        };
+        if let Some(path) = u.strip_prefix("file:") {
+            let path = path.trim_start_matches("//");
+            if path.is_empty() {
+                return Err("--audio-store file: needs a folder (file:PATH)".into());
+            }
+            Ok(AudioStore::Folder(PathBuf::from(path)))
+        } else if u.starts_with("s3://") {
+            crate::store::parse_s3_url(u).map_err(|e| format!("--audio-store {e}"))?;
+            Ok(AudioStore::S3(u.to_string()))
+        } else {
+            Err(format!(
+                "--audio-store must start with file: or s3:// (got {})",
+                crate::error::clip(u, 80)
             ))
         }
     }

@@ -54,11 +54,19 @@ impl ApiError {
     }
 }
 
-/// Storage failures: a full disk (or quota) is 507 `insufficient_storage`, anything else 500.
+/// Storage failures: a full disk (or quota) is 507 `insufficient_storage`, a store that
+/// cannot be reached 503 `storage_unavailable`, anything else 500.
 impl From<crate::store::StorageError> for ApiError {
     fn from(e: crate::store::StorageError) -> Self {
         if e.is_full() {
             disk_full()
+        } else if e.is_unavailable() {
+            tracing::error!(error = %e, "storage unavailable");
+            ApiError::of(
+                ErrorCode::StorageUnavailable,
+                "the service's storage did not answer, so nothing was stored; retry later",
+            )
+            .retry_after(30)
         } else {
             ApiError::internal(e)
         }

@@ -21,14 +21,24 @@ pub(super) async fn readyz(State(s): State<Shared>) -> Response {
     let db_ok = s.queue.writable();
     let free = free_disk_mb(&s.cfg.data_dir);
     let disk_ok = free.is_some_and(|f| f >= s.cfg.min_free_disk_mb);
+    let queue = s.queue.clone();
+    let store = tokio::task::spawn_blocking(move || queue.audio_store_ok())
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let store_ok = store.is_ok();
+    if let Err(e) = &store {
+        tracing::warn!(error = %e, "readiness: the audio store does not answer");
+    }
+    let ready = db_ok && disk_ok && store_ok;
     let body = json!({
-        "status": if db_ok && disk_ok { "ready" } else { "not_ready" },
+        "status": if ready { "ready" } else { "not_ready" },
         "model": {"loaded": true, "name": s.model_name, "path": s.queue.engine.model_path(), "backend": s.queue.engine.backend().name, "gpu": s.queue.engine.backend().device, "flash_attn": s.queue.engine.backend().flash_attn},
         "database": {"writable": db_ok},
+        "audio_store": {"ok": store_ok},
         "disk": {"free_mb": free, "min_free_mb": s.cfg.min_free_disk_mb, "ok": disk_ok},
         "workers": s.queue.workers,
     });
-    let status = if db_ok && disk_ok {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

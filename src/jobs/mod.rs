@@ -177,6 +177,11 @@ impl Service {
         Ok(self.blobs.read(&job.sha256)?)
     }
 
+    /// Whether the audio store answers (readiness).
+    pub fn audio_store_ok(&self) -> std::io::Result<()> {
+        self.blobs.check()
+    }
+
     /// Jobs by status (metrics); empty when the database cannot say.
     pub fn count_by_status(&self) -> Vec<(String, i64)> {
         self.db.count_by_status().unwrap_or_default()
@@ -347,6 +352,7 @@ impl JobError {
             JobError::Running(_) => ErrorCode::JobRunning,
             JobError::Stopped => ErrorCode::InternalError,
             JobError::Storage(e) if e.is_full() => ErrorCode::InsufficientStorage,
+            JobError::Storage(e) if e.is_unavailable() => ErrorCode::StorageUnavailable,
             JobError::Storage(_) => ErrorCode::StorageError,
         }
     }

@@ -119,11 +119,24 @@ impl Service {
     fn run(&self, job: &Job, started: Instant) {
         let bytes = match self.audio(job) {
             Ok(b) => b,
+            Err(e) if e.is_unavailable() && job.attempts < MAX_ATTEMPTS => {
+                // The object store is down or refusing: the audio is not lost, so wait and
+                // put the job back rather than fail it.
+                tracing::warn!(error = %e, attempts = job.attempts, "audio store unavailable; retrying");
+                std::thread::sleep(Duration::from_secs(1 << job.attempts.min(5)));
+                let _ = self.db.requeue(&job.id, false);
+                return;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "audio blob unreadable");
+                let code = if e.is_unavailable() {
+                    crate::error::ErrorCode::StorageUnavailable
+                } else {
+                    crate::error::ErrorCode::StorageError
+                };
                 let _ = self.db.finish_failed(
                     &job.id,
-                    crate::error::ErrorCode::StorageError,
+                    code,
                     &format!("stored audio could not be read: {e}"),
                 );
                 return;

@@ -6,70 +6,21 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use super::Blobs;
+use super::{open_spool, Blobs, PendingBlob};
 
 /// The audio folder.
 pub struct FsBlobs {
     root: PathBuf,
 }
 
-/// An upload being written: hash and size accumulate as chunks arrive.
-pub struct PendingBlob {
-    file: File,
-    tmp: PathBuf,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl PendingBlob {
-    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        self.hasher.update(chunk);
-        self.size += chunk.len() as u64;
-        self.file.write_all(chunk)
-    }
-
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// The SHA-256 of the bytes written so far (hex).
-    pub fn sha256(&self) -> String {
-        hex::encode(self.hasher.clone().finalize())
-    }
-}
-
-impl Drop for PendingBlob {
-    fn drop(&mut self) {
-        // Abandoned (refused or failed) uploads leave nothing behind.
-        let _ = fs::remove_file(&self.tmp);
-    }
-}
-
-/// How old a spool file must be to count as left by a crash.
-const STALE_SPOOL: std::time::Duration = std::time::Duration::from_secs(3600);
-
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 impl FsBlobs {
+    /// The folder (made if missing); its spool is `tmp/` inside it, so a commit is a rename.
     pub fn open(root: &Path) -> io::Result<FsBlobs> {
-        fs::create_dir_all(root.join("tmp"))?;
-        // Temp files from a crash are never referenced by a row: clear them. Only those an
-        // hour old, since nodes sharing the folder may be spooling uploads into it right now.
-        for e in fs::read_dir(root.join("tmp"))?.flatten() {
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE_SPOOL);
-            if old {
-                let _ = fs::remove_file(e.path());
-            }
-        }
+        open_spool(&root.join("tmp"))?;
         Ok(FsBlobs {
             root: root.to_path_buf(),
         })
@@ -82,20 +33,13 @@ impl FsBlobs {
 
 impl Blobs for FsBlobs {
     fn begin(&self) -> io::Result<PendingBlob> {
-        let tmp = self.root.join("tmp").join(uuid::Uuid::now_v7().to_string());
-        let file = File::create(&tmp)?;
-        Ok(PendingBlob {
-            file,
-            tmp,
-            hasher: Sha256::new(),
-            size: 0,
-        })
+        PendingBlob::create(&self.root.join("tmp"))
     }
 
     fn commit(&self, mut p: PendingBlob) -> io::Result<(String, u64)> {
         p.file.flush()?;
         p.file.sync_all()?;
-        let sha = hex::encode(p.hasher.clone().finalize());
+        let sha = p.sha256();
         let dest = self.path(&sha);
         let dir = dest.parent().expect("blob paths have a parent");
         fs::create_dir_all(dir)?;
@@ -117,5 +61,40 @@ impl Blobs for FsBlobs {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        fs::metadata(self.root.join("tmp")).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    super::super::conformance::blobs_behaviour!({
+        let dir = tempfile::tempdir().unwrap();
+        Some((FsBlobs::open(dir.path()).unwrap(), dir))
+    });
+
+    /// A spool file a crash left is cleared at the next start once it is an hour old, and
+    /// not before: another node may be writing it.
+    #[test]
+    fn stale_spool_files_go_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        fs::write(tmp.join("old"), b"x").unwrap();
+        fs::write(tmp.join("new"), b"x").unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3700);
+        File::options()
+            .write(true)
+            .open(tmp.join("old"))
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        FsBlobs::open(dir.path()).unwrap();
+        assert!(!tmp.join("old").exists());
+        assert!(tmp.join("new").exists());
     }
 }

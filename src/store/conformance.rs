@@ -1,11 +1,13 @@
 //! The behaviour every [`Jobs`] backend must show, as tests run against each of them
 //! ([`behaviour!`] in `sqlite` and `postgres`): search, crash-loop protection, one job per
 //! Idempotency-Key under concurrent inserts, exclusive claims, the webhook outbox and the
-//! stored pieces of long jobs.
+//! stored pieces of long jobs. And what every [`Blobs`] backend must show
+//! ([`blobs_behaviour!`] in `blobs_fs` and `blobs_s3`): bytes back as stored, by their hash,
+//! once per content, in one PUT or in parts, and gone when removed.
 
 use std::collections::HashSet;
 
-use super::{Jobs, ListFilter, NewJob, Status};
+use super::{Blobs, Jobs, ListFilter, NewJob, Status};
 
 /// The tests of this module, for a backend opened by `$open` (an expression giving
 /// `Option<impl Jobs>`; `None` skips, where the backend's server is not there).
@@ -230,4 +232,68 @@ pub(super) fn outbox_and_pieces(db: &dyn Jobs) {
     assert!(db.latest_delivery(&a.id).unwrap().is_none());
     assert_eq!(db.delete(&plain.id).unwrap(), Some(Some("00".repeat(32))));
     assert_eq!(db.delete(&plain.id).unwrap(), None);
+}
+
+/// The tests of [`Blobs`], for a store opened by `$open` (an expression giving
+/// `Option<(impl Blobs, guard)>`; `None` skips; the guard keeps a temp folder alive).
+macro_rules! blobs_behaviour {
+    ($open:expr) => {
+        #[test]
+        fn bytes_come_back_by_hash_stored_once_and_go_when_removed() {
+            if let Some((blobs, _keep)) = $open {
+                super::super::conformance::blob_round_trip(&blobs, 100_000);
+            }
+        }
+        #[test]
+        fn an_upload_past_one_part_comes_back_whole() {
+            if let Some((blobs, _keep)) = $open {
+                super::super::conformance::blob_round_trip(&blobs, (10 << 20) + 12_345);
+            }
+        }
+    };
+}
+pub(super) use blobs_behaviour;
+
+/// Bytes no earlier run stored: the run's own id, then a pattern.
+pub(super) fn unique_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = uuid::Uuid::now_v7().as_bytes().to_vec();
+    bytes.extend((0..len.saturating_sub(16)).map(|i| (i * 7 + i / 251) as u8));
+    bytes
+}
+
+pub(super) fn blob_round_trip(blobs: &dyn Blobs, len: usize) {
+    use sha2::Digest;
+    blobs.check().expect("the store answers");
+    let bytes = unique_bytes(len);
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    let store = |bytes: &[u8]| {
+        let mut p = blobs.begin().unwrap();
+        for chunk in bytes.chunks(64 << 10) {
+            p.write(chunk).unwrap();
+        }
+        assert_eq!(p.sha256(), sha);
+        blobs.commit(p).unwrap()
+    };
+    assert_eq!(store(&bytes), (sha.clone(), len as u64));
+    assert!(blobs.read(&sha).unwrap() == bytes, "the bytes come back");
+    // The same bytes again: the same blob, still readable.
+    assert_eq!(store(&bytes), (sha.clone(), len as u64));
+    assert!(blobs.read(&sha).unwrap() == bytes);
+    // An upload given up on is not stored.
+    let mut p = blobs.begin().unwrap();
+    p.write(&unique_bytes(1000)).unwrap();
+    let dropped = p.sha256();
+    drop(p);
+    assert_eq!(
+        blobs.read(&dropped).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
+    blobs.remove(&sha).unwrap();
+    assert_eq!(
+        blobs.read(&sha).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
+    blobs
+        .remove(&sha)
+        .expect("removing what is not there is not an error");
 }

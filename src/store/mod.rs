@@ -15,6 +15,7 @@
 //! This module holds the two traits and the types both sides and their callers share.
 
 mod blobs_fs;
+mod blobs_s3;
 #[cfg(test)]
 mod conformance;
 mod postgres;
@@ -26,7 +27,8 @@ use std::io;
 
 use serde::Serialize;
 
-pub use blobs_fs::{FsBlobs, PendingBlob};
+pub use blobs_fs::FsBlobs;
+pub use blobs_s3::{parse_url as parse_s3_url, S3Blobs, S3Options};
 pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 
@@ -318,6 +320,78 @@ pub trait Blobs: Send + Sync {
 
     /// Remove stored bytes (none stored is not an error).
     fn remove(&self, sha: &str) -> io::Result<()>;
+
+    /// Whether the store answers (readiness): a folder that is there, a bucket that lists.
+    fn check(&self) -> io::Result<()>;
+}
+
+/// An upload being spooled to a local temp file: hash and size accumulate as chunks arrive.
+/// Dropped without a commit (refused or failed), it leaves nothing behind.
+pub struct PendingBlob {
+    file: std::fs::File,
+    tmp: std::path::PathBuf,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl PendingBlob {
+    /// A new spool file in `dir`.
+    fn create(dir: &std::path::Path) -> io::Result<PendingBlob> {
+        use sha2::Digest;
+        let tmp = dir.join(uuid::Uuid::now_v7().to_string());
+        Ok(PendingBlob {
+            file: std::fs::File::create(&tmp)?,
+            tmp,
+            hasher: sha2::Sha256::new(),
+            size: 0,
+        })
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        use sha2::Digest;
+        use std::io::Write;
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file.write_all(chunk)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The SHA-256 of the bytes written so far (hex).
+    pub fn sha256(&self) -> String {
+        use sha2::Digest;
+        hex::encode(self.hasher.clone().finalize())
+    }
+}
+
+impl Drop for PendingBlob {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// How old a spool file must be to count as left by a crash.
+const STALE_SPOOL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Make the spool folder, and clear the temp files a crash left in it: never referenced by a
+/// row, but only those an hour old, since nodes sharing the folder may be spooling into it
+/// right now.
+fn open_spool(dir: &std::path::Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_SPOOL);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(())
 }
 
 /// Free disk (MiB) below which uploads are refused, by default (`--min-free-disk-mb`).
@@ -337,6 +411,19 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Whether the store could not be reached or refused (the object store, or no free
+    /// database connection in time): nothing was stored, and the same request may succeed
+    /// later, so the caller answers 503, not 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StorageError::Io(e) => e
+                .get_ref()
+                .is_some_and(|inner| inner.is::<blobs_s3::StoreUnavailable>()),
+            StorageError::Pool(_) => true,
+            StorageError::Db(_) | StorageError::Postgres(_) => false,
+        }
+    }
+
     /// Whether the disk (or the quota) is full: the caller answers 507, not 500.
     pub fn is_full(&self) -> bool {
         match self {
