@@ -22,15 +22,19 @@ if [ ${#pyneed[@]} -gt 0 ]; then
   python3 -m pip install -q --disable-pip-version-check "${pyneed[@]}" \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages "${pyneed[@]}"
 fi
-# A throw-away PostgreSQL server for the PostgreSQL backend (stopped when this script ends).
+# A throw-away PostgreSQL server and a throw-away Garage (S3) for the cluster's backends,
+# stopped when this script ends.
+earshot_stops=()
 source scripts/test-postgres.sh
+source scripts/test-garage.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 python3 scripts/modgraph.py --quiet   # the module graph has no loop (README, Architecture)
 cargo test
-# The service's tests again, with the job records in PostgreSQL (tests/it/common/server.rs),
-# and the cluster tests, which need it.
-EARSHOT_IT_POSTGRES="$EARSHOT_TEST_DATABASE_URL" cargo test --test it -- serve:: inbox:: cluster::
+# The service's tests again, with the job records in PostgreSQL and the audio in Garage
+# (tests/it/common/server.rs), and the cluster tests, which need both.
+EARSHOT_IT_POSTGRES="$EARSHOT_TEST_DATABASE_URL" EARSHOT_IT_S3="$EARSHOT_TEST_S3_URL" \
+  cargo test --test it -- serve:: inbox:: cluster::
 # After cargo test: the OpenAI SDK test drives the binary it built.
 python3 -m unittest discover -s tests -p 'test_*.py' -v
 # The benchmark's smoke mode (one clip, one round, all three systems), so it cannot rot.

@@ -38,6 +38,12 @@ macro_rules! behaviour {
             }
         }
         #[test]
+        fn a_job_is_finished_once() {
+            if let Some(db) = $open {
+                super::super::conformance::finished_once(&db);
+            }
+        }
+        #[test]
         fn webhook_outbox_and_stored_pieces() {
             if let Some(db) = $open {
                 super::super::conformance::outbox_and_pieces(&db);
@@ -92,6 +98,7 @@ pub(super) fn full_text_search(db: &dyn Jobs) {
     // No words at all: no filter.
     assert_eq!(search(db, "&|!:*'"), ["заказ_2.oga", "b.oga", "a.oga"]);
     // A transcript replaced (retry) or a job deleted leaves no stale match.
+    db.requeue(&b.id, true).unwrap();
     db.finish_done(&b.id, "en", 2.0, &t("something else"))
         .unwrap();
     assert!(search(db, "country").is_empty());
@@ -232,6 +239,28 @@ pub(super) fn outbox_and_pieces(db: &dyn Jobs) {
     assert!(db.latest_delivery(&a.id).unwrap().is_none());
     assert_eq!(db.delete(&plain.id).unwrap(), Some(Some("00".repeat(32))));
     assert_eq!(db.delete(&plain.id).unwrap(), None);
+}
+
+/// A worker that lost its lease and finishes after another worker finished the job changes
+/// nothing: the first transcript stays, and its webhook is queued once.
+pub(super) fn finished_once(db: &dyn Jobs) {
+    let mut n = new_job("once.oga");
+    n.callback_url = Some("http://127.0.0.1:9/hook".into());
+    let (job, _) = db.insert(n).unwrap();
+    let claimed = db.claim(60_000, 1_000_000, 3).unwrap().expect("the job");
+    assert_eq!(claimed.id, job.id);
+    let t = |text: &str| serde_json::json!({ "text": text });
+    db.finish_done(&job.id, "ru", 1.0, &t("первый")).unwrap();
+    db.finish_done(&job.id, "ru", 1.0, &t("второй")).unwrap();
+    db.finish_failed(&job.id, crate::error::ErrorCode::InferenceFailed, "late")
+        .unwrap();
+    let got = db.get(&job.id).unwrap().unwrap();
+    assert_eq!(got.status, Status::Done);
+    assert_eq!(got.transcript.unwrap()["text"], "первый");
+    let queued = db.due_deliveries(100).unwrap();
+    let mine: Vec<_> = queued.iter().filter(|d| d.job_id == job.id).collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0].event, "job.done");
 }
 
 /// The tests of [`Blobs`], for a store opened by `$open` (an expression giving

@@ -77,7 +77,10 @@ pub trait Jobs: Send + Sync {
     /// Extend a running job's lease (the worker's heartbeat).
     fn heartbeat(&self, id: &str, lease_ms: i64) -> Result<(), StorageError>;
 
-    /// Record a transcript; queues the webhook (if any) in the same transaction.
+    /// Record a transcript; queues the webhook (if any) in the same transaction. Only a job
+    /// still queued or running is finished: a worker that lost its lease and finishes late,
+    /// after another node finished the job, changes nothing (a transcript is written once,
+    /// and its webhook queued once).
     fn finish_done(
         &self,
         id: &str,
@@ -86,7 +89,8 @@ pub trait Jobs: Send + Sync {
         transcript: &serde_json::Value,
     ) -> Result<(), StorageError>;
 
-    /// Record a failure; queues the webhook (if any) in the same transaction.
+    /// Record a failure; queues the webhook (if any) in the same transaction. As
+    /// [`Jobs::finish_done`], only for a job still queued or running.
     fn finish_failed(
         &self,
         id: &str,
@@ -392,6 +396,15 @@ fn open_spool(dir: &std::path::Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a finishing update changed a row (`n`); when not, the job had already been
+/// finished elsewhere, which is logged.
+fn finished_now(n: usize, id: &str) -> bool {
+    if n == 0 {
+        tracing::warn!(id, "the job was already finished (its lease ran out and another worker took it); this result is dropped");
+    }
+    n > 0
 }
 
 /// Free disk (MiB) below which uploads are refused, by default (`--min-free-disk-mb`).

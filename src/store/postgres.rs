@@ -7,6 +7,8 @@
 //!   nodes at once makes one job;
 //! - due webhook deliveries are leased to the node that reads them, so each is sent by one
 //!   node at a time;
+//! - leases are set and compared on the database's clock, so the nodes' clocks need not
+//!   agree;
 //! - search is PostgreSQL's full-text search (see `postgres_schema`).
 //!
 //! Calls block (the synchronous `postgres` client on an r2d2 pool), like SQLite's; the server
@@ -19,8 +21,8 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::postgres_schema::{MIGRATIONS, MIGRATION_LOCK};
 use super::{
-    now_ms, off_runtime, search_words, AudioLock, Delivery, Job, Jobs, ListFilter, NewJob, Status,
-    StorageError,
+    finished_now, now_ms, off_runtime, search_words, AudioLock, Delivery, Job, Jobs, ListFilter,
+    NewJob, Status, StorageError,
 };
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
@@ -107,6 +109,14 @@ fn enqueue_delivery(
         ],
     )?;
     Ok(())
+}
+
+/// The database's clock, in ms since the epoch. Leases are set and compared on it, so the
+/// nodes' own clocks need not agree.
+const DB_NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+fn db_now(c: &mut impl postgres::GenericClient) -> Result<i64, postgres::Error> {
+    c.query_one(&format!("SELECT {DB_NOW_MS}"), &[])?.try_get(0)
 }
 
 /// Fail the jobs whose lease ran out after their last allowed attempt (their worker died on
@@ -308,8 +318,8 @@ impl Jobs for Postgres {
         max_attempts: u32,
     ) -> Result<Option<Job>, StorageError> {
         let mut c = self.conn()?;
-        let now = now_ms();
         let mut tx = c.transaction()?;
+        let now = db_now(&mut tx)?;
         fail_crashed(&mut tx, now, max_attempts)?;
         // One statement: the next job, locked (skipping those another node is taking),
         // marked running under a lease.
@@ -330,8 +340,8 @@ impl Jobs for Postgres {
 
     fn heartbeat(&self, id: &str, lease_ms: i64) -> Result<(), StorageError> {
         self.conn()?.execute(
-            "UPDATE jobs SET lease_until = $2 WHERE id = $1 AND status = 'running'",
-            &[&id, &(now_ms() + lease_ms)],
+            &format!("UPDATE jobs SET lease_until = {DB_NOW_MS} + $2 WHERE id = $1 AND status = 'running'"),
+            &[&id, &lease_ms],
         )?;
         Ok(())
     }
@@ -345,11 +355,14 @@ impl Jobs for Postgres {
     ) -> Result<(), StorageError> {
         let mut c = self.conn()?;
         let mut tx = c.transaction()?;
-        tx.execute(
+        let n = tx.execute(
             "UPDATE jobs SET status = 'done', language = $2, duration = $3, transcript = $4, error_code = NULL, error_message = NULL,
-             lease_until = NULL, updated_at = $5 WHERE id = $1",
+             lease_until = NULL, updated_at = $5 WHERE id = $1 AND status IN ('queued', 'running')",
             &[&id, &language, &duration, transcript, &now_ms()],
         )?;
+        if !finished_now(n as usize, id) {
+            return Ok(());
+        }
         tx.execute("DELETE FROM pieces WHERE job_id = $1", &[&id])?;
         enqueue_delivery(&mut tx, id, "job.done")?;
         tx.commit()?;
@@ -364,10 +377,14 @@ impl Jobs for Postgres {
     ) -> Result<(), StorageError> {
         let mut c = self.conn()?;
         let mut tx = c.transaction()?;
-        tx.execute(
-            "UPDATE jobs SET status = 'failed', error_code = $2, error_message = $3, lease_until = NULL, updated_at = $4 WHERE id = $1",
+        let n = tx.execute(
+            "UPDATE jobs SET status = 'failed', error_code = $2, error_message = $3, lease_until = NULL, updated_at = $4
+             WHERE id = $1 AND status IN ('queued', 'running')",
             &[&id, &code.as_str(), &message, &now_ms()],
         )?;
+        if !finished_now(n as usize, id) {
+            return Ok(());
+        }
         tx.execute("DELETE FROM pieces WHERE job_id = $1", &[&id])?;
         enqueue_delivery(&mut tx, id, "job.failed")?;
         tx.commit()?;
@@ -377,8 +394,9 @@ impl Jobs for Postgres {
     /// Due deliveries are leased for [`DELIVERY_LEASE_MS`] as they are read, so that no other
     /// node sends them meanwhile; the sender's outcome then sets the row's next step.
     fn due_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StorageError> {
-        let now = now_ms();
-        let rows = self.conn()?.query(
+        let mut c = self.conn()?;
+        let now = db_now(&mut *c)?;
+        let rows = c.query(
             "UPDATE deliveries SET next_attempt_at = $2 WHERE id IN (
                  SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1
                  ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
@@ -471,8 +489,8 @@ impl Jobs for Postgres {
     /// running job, since its one process just started).
     fn recover_running(&self, max_attempts: u32) -> Result<(usize, usize), StorageError> {
         let mut c = self.conn()?;
-        let now = now_ms();
         let mut tx = c.transaction()?;
+        let now = db_now(&mut tx)?;
         let crashed = fail_crashed(&mut tx, now, max_attempts)?;
         let requeued = tx.execute(
             "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = $1

@@ -8,7 +8,10 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::sqlite_schema::MIGRATIONS;
-use super::{now_ms, search_words, Delivery, Job, Jobs, ListFilter, NewJob, Status, StorageError};
+use super::{
+    finished_now, now_ms, search_words, Delivery, Job, Jobs, ListFilter, NewJob, Status,
+    StorageError,
+};
 
 /// An FTS5 query matching every word of `q` as a prefix, with FTS syntax neutralised:
 /// `cafe "x` becomes `"cafe"* "x"*`. `None` when `q` has no words.
@@ -251,11 +254,14 @@ impl Jobs for Sqlite {
     ) -> Result<(), StorageError> {
         let c = self.conn();
         let tx = c.unchecked_transaction()?;
-        tx.execute(
+        let n = tx.execute(
             "UPDATE jobs SET status = 'done', language = ?2, duration = ?3, transcript = ?4, error_code = NULL, error_message = NULL,
-             lease_until = NULL, updated_at = ?5 WHERE id = ?1",
+             lease_until = NULL, updated_at = ?5 WHERE id = ?1 AND status IN ('queued', 'running')",
             params![id, language, duration, transcript.to_string(), now_ms()],
         )?;
+        if !finished_now(n, id) {
+            return Ok(());
+        }
         enqueue_delivery(&tx, id, "job.done")?;
         tx.commit()?;
         Ok(())
@@ -269,10 +275,14 @@ impl Jobs for Sqlite {
     ) -> Result<(), StorageError> {
         let c = self.conn();
         let tx = c.unchecked_transaction()?;
-        tx.execute(
-            "UPDATE jobs SET status = 'failed', error_code = ?2, error_message = ?3, lease_until = NULL, updated_at = ?4 WHERE id = ?1",
+        let n = tx.execute(
+            "UPDATE jobs SET status = 'failed', error_code = ?2, error_message = ?3, lease_until = NULL, updated_at = ?4
+             WHERE id = ?1 AND status IN ('queued', 'running')",
             params![id, code.as_str(), message, now_ms()],
         )?;
+        if !finished_now(n, id) {
+            return Ok(());
+        }
         enqueue_delivery(&tx, id, "job.failed")?;
         tx.commit()?;
         Ok(())

@@ -1,6 +1,7 @@
-//! Several `earshot serve` nodes on one PostgreSQL database and one audio folder (issue
-//! #16). These run where `EARSHOT_IT_POSTGRES` names a server: scripts/test.sh's second run
-//! of the service's tests. Elsewhere they say so and pass.
+//! Several `earshot serve` nodes on one PostgreSQL database and one S3 bucket (issue #16),
+//! each with a data folder of its own. These run where `EARSHOT_IT_POSTGRES` names a server
+//! and `EARSHOT_IT_S3` a bucket: scripts/test.sh's second run of the service's tests.
+//! Elsewhere they say so and pass.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -8,10 +9,14 @@ use std::time::{Duration, Instant};
 use crate::common::server::{multipart_body, request, sha256_hex, Server};
 use crate::common::*;
 
-fn postgres_here() -> bool {
-    let here = std::env::var_os("EARSHOT_IT_POSTGRES").is_some();
+fn cluster_here() -> bool {
+    let here = ["EARSHOT_IT_POSTGRES", "EARSHOT_IT_S3"]
+        .iter()
+        .all(|v| std::env::var_os(v).is_some());
     if !here {
-        eprintln!("skipped: EARSHOT_IT_POSTGRES is not set (scripts/test.sh sets it)");
+        eprintln!(
+            "skipped: EARSHOT_IT_POSTGRES and EARSHOT_IT_S3 are not both set (scripts/test.sh sets them)"
+        );
     }
     here
 }
@@ -23,7 +28,7 @@ fn postgres_here() -> bool {
 /// webhook arrives once.
 #[test]
 fn three_nodes_lose_nothing_when_one_is_killed_and_one_restarted() {
-    if !postgres_here() {
+    if !cluster_here() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -37,9 +42,16 @@ fn three_nodes_lose_nothing_when_one_is_killed_and_one_restarted() {
         "1",
         "--webhook-allow-private",
     ];
-    let mut a = Server::start_in(tmp.path(), "tiny.en", &args);
-    let mut b = Server::start_in(tmp.path(), "tiny.en", &args);
-    let c = Server::start_in(tmp.path(), "tiny.en", &args);
+    // One cluster (database and bucket prefix named after `tmp`), three data folders.
+    let dir = |n: &str| {
+        let d = tmp.path().join(n);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let node = |n: &str| Server::start_node(tmp.path(), &dir(n), "tiny.en", &args);
+    let mut a = node("a");
+    let mut b = node("b");
+    let c = node("c");
     let files = [
         "goforward.mp3",
         "goforward.flac",
@@ -127,7 +139,7 @@ fn three_nodes_lose_nothing_when_one_is_killed_and_one_restarted() {
     unsafe { libc::kill(b.child.id() as i32, libc::SIGTERM) };
     let status = b.child.wait().unwrap();
     assert!(status.success(), "node B's shutdown: {status:?}");
-    let b = Server::start_in(tmp.path(), "tiny.en", &args);
+    let b = node("b");
 
     // A note A was running waits out its 60 s lease, then B or C takes it over.
     for (id, f) in &jobs {
@@ -165,5 +177,64 @@ fn three_nodes_lose_nothing_when_one_is_killed_and_one_restarted() {
     assert!(
         got.recv_timeout(Duration::from_secs(3)).is_err(),
         "a webhook was delivered twice"
+    );
+}
+
+/// The throughput figure of the README (scripts/bench-cluster.sh runs it, in release mode):
+/// notes per minute through `EARSHOT_BENCH_NODES` nodes (default 1) on one database and
+/// bucket, each with its default workers, for 60 Russian voice notes posted at once.
+#[test]
+#[ignore = "a benchmark: scripts/bench-cluster.sh"]
+fn throughput() {
+    if !cluster_here() {
+        return;
+    }
+    let nodes: usize = std::env::var("EARSHOT_BENCH_NODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let model = std::env::var("EARSHOT_BENCH_MODEL").unwrap_or_else(|_| "base".into());
+    let tmp = tempfile::tempdir().unwrap();
+    let servers: Vec<Server> = (0..nodes)
+        .map(|i| {
+            let d = tmp.path().join(i.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            Server::start_node(tmp.path(), &d, &model, &[])
+        })
+        .collect();
+    let files = [
+        "telegram_ru.oga",
+        "whatsapp_ru.opus",
+        "messenger_ru.mp4",
+        "android_ru_opus.m4a",
+    ];
+    let notes = 60;
+    let started = Instant::now();
+    let ids: Vec<(usize, String)> = (0..notes)
+        .map(|i| {
+            let s = &servers[i % nodes];
+            let r = s.multipart(
+                "/v1/jobs",
+                &[],
+                Some((
+                    files[i % files.len()],
+                    &read_fixture(files[i % files.len()]),
+                )),
+                &[],
+            );
+            assert_eq!(r.status, 202, "{}", r.text());
+            (i % nodes, r.json()["id"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let mut audio_s = 0.0;
+    for (n, id) in &ids {
+        let j = servers[*n].wait_job(id, Duration::from_secs(1800));
+        assert_eq!(j["status"], "done", "{j}");
+        audio_s += j["duration"].as_f64().unwrap_or(0.0);
+    }
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "throughput: {nodes} node(s), model {model}: {notes} notes ({audio_s:.0} s of audio) in {took:.1} s = {:.1} notes/min",
+        notes as f64 * 60.0 / took
     );
 }

@@ -9,5 +9,6 @@ mod decode;
 mod hardening;
 mod inbox;
 mod long;
+mod s3;
 mod serve;
 mod transcribe;

@@ -220,9 +220,14 @@ fn jobs_lifecycle_range_retry_delete() {
         "go forward 10 meters"
     );
     assert_eq!(done["filename"], "../../etc/passwd");
-    assert!(std::fs::read_dir(s.data_dir.join("audio"))
-        .unwrap()
-        .all(|e| !e.unwrap().file_name().to_string_lossy().contains("passwd")));
+    let stored = s.stored_audio();
+    assert!(
+        !stored.is_empty()
+            && stored
+                .iter()
+                .all(|n| n.len() == 64 && !n.contains("passwd")),
+        "audio is stored by hash: {stored:?}"
+    );
 
     // Transcript in every format.
     assert_eq!(
@@ -446,13 +451,9 @@ fn idempotency_keys() {
     );
     // The refused bytes were not kept.
     let flac_sha = sha256_hex(&read_fixture("goforward.flac"));
-    assert!(!s
-        .data_dir
-        .join("audio")
-        .join(&flac_sha[..2])
-        .join(&flac_sha[2..4])
-        .join(&flac_sha)
-        .exists());
+    let stored = s.stored_audio();
+    assert!(!stored.contains(&flac_sha), "{stored:?}");
+    assert_eq!(stored.len(), 1, "{stored:?}");
     // Identical audio under two jobs is stored once.
     let dup = s.req("POST", "/v1/jobs", &[("Content-Type", "audio/mpeg")], &a);
     assert_eq!(dup.json()["sha256"], first.json()["sha256"]);
@@ -528,8 +529,11 @@ fn auth_and_size_limits() {
             .len(),
         0
     );
-    let stored: Vec<_> = walk(&s.data_dir.join("audio"));
-    assert!(stored.is_empty(), "refused uploads left files: {stored:?}");
+    let (stored, spooled) = (s.stored_audio(), s.spooled());
+    assert!(
+        stored.is_empty() && spooled.is_empty(),
+        "refused uploads left files: {stored:?} {spooled:?}"
+    );
     // A small upload passes.
     let ok = s.req(
         "POST",
@@ -538,15 +542,6 @@ fn auth_and_size_limits() {
         &read_fixture("telegram_ru.oga"),
     );
     assert_eq!(ok.status, 202, "{}", ok.text());
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
-        .collect()
 }
 
 /// Back-pressure. A long note keeps the single worker busy: queued jobs past --queue-limit
@@ -797,10 +792,7 @@ fn uploads_and_deletes_of_the_same_bytes_never_lose_audio() {
             .len(),
         0
     );
-    let files: Vec<_> = walk(&s.data_dir.join("audio"))
-        .into_iter()
-        .filter(|p| !p.starts_with(s.data_dir.join("audio").join("tmp")))
-        .collect();
+    let files = s.stored_audio();
     assert!(files.is_empty(), "audio left behind: {files:?}");
 }
 

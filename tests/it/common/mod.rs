@@ -225,3 +225,54 @@ pub fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
         .map(|(_, v)| v.as_str())
         .unwrap_or_else(|| panic!("no {name} header in {h:?}"))
 }
+
+/// A TCP forwarder to `upstream` that the test can cut and restore: a store that goes away
+/// while a node runs. Cut, it closes the connections it carries and refuses new ones.
+pub struct TcpProxy {
+    pub addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl TcpProxy {
+    pub fn start(upstream: std::net::SocketAddr) -> TcpProxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, open2) = (up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let server = match std::net::TcpStream::connect(upstream) {
+                    Ok(s) if up2.load(Ordering::SeqCst) => s,
+                    _ => continue, // cut: the connection is closed at once
+                };
+                let mut carried = open2.lock().unwrap();
+                carried.push(client.try_clone().unwrap());
+                carried.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        TcpProxy { addr, up, open }
+    }
+
+    /// Close every connection and refuse new ones (`false`), or carry them again (`true`).
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            for s in self.open.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}

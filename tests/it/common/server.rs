@@ -11,6 +11,8 @@ pub struct Server {
     pub child: Child,
     pub addr: String,
     pub data_dir: PathBuf,
+    /// The bucket prefix the audio goes to (`EARSHOT_IT_S3`), or none for the data folder.
+    pub bucket: Option<String>,
     /// Every line the server wrote to stderr (JSON log lines), as it wrote them.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
@@ -29,18 +31,47 @@ impl Server {
     /// Start on an existing data folder (a restart). With `EARSHOT_IT_POSTGRES` set to a
     /// server's URL (scripts/test.sh does, for a second run of the service's tests), the job
     /// records go to a database of that server named after the data folder, so that a
-    /// restart finds them.
+    /// restart finds them; with `EARSHOT_IT_S3` set to a bucket's URL, the audio goes to a
+    /// prefix of that bucket named the same way.
     pub fn start_in(data_dir: &Path, model: &str, extra: &[&str]) -> Server {
+        Server::start_node(data_dir, data_dir, model, extra)
+    }
+
+    /// Start one node of a cluster: its own data folder, and the database and bucket prefix
+    /// of `cluster` (any path naming the cluster), as [`Server::start_in`] picks them.
+    pub fn start_node(cluster: &Path, data_dir: &Path, model: &str, extra: &[&str]) -> Server {
+        Server::start_with(cluster, data_dir, model, extra, &[])
+    }
+
+    /// [`Server::start_node`] with more environment variables for the process.
+    pub fn start_with(
+        cluster: &Path,
+        data_dir: &Path,
+        model: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Server {
         super::model(model);
         let database = std::env::var("EARSHOT_IT_POSTGRES").ok().map(|url| {
             // On a plain thread: the synchronous client starts a runtime of its own, which
             // a tokio test's thread refuses.
-            let dir = data_dir.to_path_buf();
+            let dir = cluster.to_path_buf();
             std::thread::spawn(move || postgres_for(&url, &dir))
                 .join()
                 .unwrap()
         });
-        let mut child = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        let bucket = std::env::var("EARSHOT_IT_S3").ok().map(|url| {
+            let name = &sha256_hex(cluster.to_string_lossy().as_bytes())[..16];
+            format!("{url}/it-{name}")
+        });
+        let mut command = Command::new(env!("CARGO_BIN_EXE_earshot"));
+        if bucket.is_some() {
+            for (to, from) in s3_env(false) {
+                command.env(to, from);
+            }
+        }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        let mut child = command
             .current_dir(super::root())
             .args([
                 "--log-format",
@@ -57,6 +88,11 @@ impl Server {
                 database
                     .iter()
                     .flat_map(|url| ["--database-url", url.as_str()]),
+            )
+            .args(
+                bucket
+                    .iter()
+                    .flat_map(|url| ["--audio-store", url.as_str()]),
             )
             .args(extra)
             .env_remove("EARSHOT_API_KEYS")
@@ -90,9 +126,37 @@ impl Server {
             child,
             addr,
             data_dir: data_dir.to_path_buf(),
+            bucket,
             log,
             _tmp: None,
         }
+    }
+
+    /// The names (hashes) of the audio the server has stored: in its folder, or in its
+    /// bucket prefix.
+    pub fn stored_audio(&self) -> Vec<String> {
+        match &self.bucket {
+            None => files_in(&self.data_dir.join("audio"))
+                .into_iter()
+                .filter(|p| !p.starts_with(self.data_dir.join("audio").join("tmp")))
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect(),
+            Some(url) => s3_list(url),
+        }
+    }
+
+    /// The uploads in flight in the server's spool (none once every request is answered).
+    pub fn spooled(&self) -> Vec<PathBuf> {
+        let spool = match self.bucket {
+            None => self.data_dir.join("audio").join("tmp"),
+            Some(_) => self.data_dir.join("spool"),
+        };
+        files_in(&spool)
+    }
+
+    /// Keep `tmp` (the data folder, say) until the server goes.
+    pub fn keep(&mut self, tmp: tempfile::TempDir) {
+        self._tmp = Some(tmp);
     }
 
     pub fn kill9(&mut self) {
@@ -266,6 +330,73 @@ fn parse_response(raw: &[u8]) -> Resp {
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
+}
+
+/// The names of the objects under an `s3://bucket/prefix` of the test Garage (on a plain
+/// thread, with a runtime of its own: callers may be tokio tests).
+fn s3_list(url: &str) -> Vec<String> {
+    use futures_util::TryStreamExt;
+    use object_store::ObjectStore;
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let (bucket, prefix) = url
+            .strip_prefix("s3://")
+            .and_then(|r| r.split_once('/'))
+            .expect("s3://bucket/prefix");
+        let env: std::collections::HashMap<_, _> = s3_env(false).into_iter().collect();
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(&env["AWS_ENDPOINT_URL"])
+            .with_region(&env["AWS_REGION"])
+            .with_access_key_id(&env["AWS_ACCESS_KEY_ID"])
+            .with_secret_access_key(&env["AWS_SECRET_ACCESS_KEY"])
+            .with_allow_http(true)
+            .build()
+            .unwrap();
+        let prefix = object_store::path::Path::from(prefix);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(
+                store
+                    .list(Some(&prefix))
+                    .map_ok(|m| m.location.filename().unwrap_or_default().to_string())
+                    .try_collect::<Vec<_>>(),
+            )
+            .unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The `AWS_*` variables for scripts/test.sh's Garage (`EARSHOT_TEST_S3_*`), with the key
+/// that may write or the one that may only read.
+pub fn s3_env(read_only: bool) -> Vec<(&'static str, String)> {
+    let var =
+        |v: &str| std::env::var(v).unwrap_or_else(|_| panic!("{v} (scripts/test.sh sets it)"));
+    let which = if read_only { "_RO" } else { "" };
+    vec![
+        ("AWS_ENDPOINT_URL", var("EARSHOT_TEST_S3_ENDPOINT")),
+        ("AWS_REGION", var("EARSHOT_TEST_S3_REGION")),
+        (
+            "AWS_ACCESS_KEY_ID",
+            var(&format!("EARSHOT_TEST_S3{which}_KEY_ID")),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            var(&format!("EARSHOT_TEST_S3{which}_SECRET")),
+        ),
+    ]
 }
 
 /// A database on the PostgreSQL server at `url` for the data folder `dir` (made on first
