@@ -459,7 +459,7 @@ mod tests {
     }
 
     /// `--database-url`: SQLite in the data folder by default, `sqlite:` and `postgres://`
-    /// taken, anything else refused; the password never shown.
+    /// taken, anything else refused; the password never shown. `--audio-store` likewise.
     #[test]
     fn database_url_choices_and_masking() {
         use clap::Parser;
@@ -492,6 +492,25 @@ mod tests {
             "{shown}"
         );
         assert!(!shown.contains("hunter2"));
+        // --audio-store: the data folder's audio/ by default, file: and s3:// taken.
+        assert!(
+            matches!(s.audio_store(), Ok(AudioStore::Folder(p)) if p == std::path::Path::new("/srv/e/audio"))
+        );
+        let s3 = settings(&["--audio-store", "s3://voice-notes/earshot"]);
+        assert!(
+            matches!(s3.audio_store(), Ok(AudioStore::S3(u)) if u == "s3://voice-notes/earshot")
+        );
+        assert!(s3
+            .describe()
+            .contains("audio_store=s3://voice-notes/earshot ("));
+        let f = settings(&["--audio-store", "file:/mnt/nfs/audio"]);
+        assert!(
+            matches!(f.audio_store(), Ok(AudioStore::Folder(p)) if p == std::path::Path::new("/mnt/nfs/audio"))
+        );
+        for bad in ["s3://Voice_Notes", "ftp://x/y", "file:"] {
+            let e = settings(&["--audio-store", bad]).audio_store().err();
+            assert!(e.is_some_and(|e| e.starts_with("--audio-store")), "{bad}");
+        }
         let s = settings(&["--database-url", "mysql://u:pw@h/d"]);
         let e = s.database().err().unwrap();
         assert!(

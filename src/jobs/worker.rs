@@ -24,6 +24,9 @@ use super::{JobOptions, JobResult, Service};
 
 /// Attempts before an engine error fails a job for good.
 pub const MAX_ATTEMPTS: u32 = 3;
+/// How long a worker pauses after a job's audio could not be fetched from an object store
+/// that does not answer, before it claims again.
+const STORE_RETRY: Duration = Duration::from_secs(5);
 const LEASE_MS: i64 = 60_000;
 /// A queued job that waited this long goes before shorter ones.
 const MAX_WAIT_MS: i64 = 30_000;
@@ -119,24 +122,20 @@ impl Service {
     fn run(&self, job: &Job, started: Instant) {
         let bytes = match self.audio(job) {
             Ok(b) => b,
-            Err(e) if e.is_unavailable() && job.attempts < MAX_ATTEMPTS => {
-                // The object store is down or refusing: the audio is not lost, so wait and
-                // put the job back rather than fail it.
-                tracing::warn!(error = %e, attempts = job.attempts, "audio store unavailable; retrying");
-                std::thread::sleep(Duration::from_secs(1 << job.attempts.min(5)));
-                let _ = self.db.requeue(&job.id, false);
+            Err(e) if e.is_unavailable() => {
+                // The object store is down or refusing: the audio is not lost, so the job
+                // waits for it, uncounted (attempts guard against crashes, not outages), and
+                // this worker pauses before it claims again.
+                tracing::warn!(error = %e, "audio store unavailable; the job waits for it");
+                std::thread::sleep(STORE_RETRY);
+                let _ = self.db.requeue_interrupted(&job.id);
                 return;
             }
             Err(e) => {
                 tracing::error!(error = %e, "audio blob unreadable");
-                let code = if e.is_unavailable() {
-                    crate::error::ErrorCode::StorageUnavailable
-                } else {
-                    crate::error::ErrorCode::StorageError
-                };
                 let _ = self.db.finish_failed(
                     &job.id,
-                    code,
+                    crate::error::ErrorCode::StorageError,
                     &format!("stored audio could not be read: {e}"),
                 );
                 return;

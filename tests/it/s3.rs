@@ -135,7 +135,7 @@ fn a_store_that_goes_away_and_comes_back() {
         .lock()
         .unwrap()
         .iter()
-        .any(|l| l.contains("audio store unavailable; retrying"))
+        .any(|l| l.contains("audio store unavailable; the job waits for it"))
     {
         assert!(
             started.elapsed() < Duration::from_secs(300),
