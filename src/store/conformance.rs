@@ -1,9 +1,10 @@
 //! The behaviour every [`Jobs`] backend must show, as tests run against each of them
 //! ([`behaviour!`] in `sqlite` and `postgres`): search, crash-loop protection, one job per
-//! Idempotency-Key under concurrent inserts, exclusive claims, the webhook outbox and the
-//! stored pieces of long jobs. And what every [`Blobs`] backend must show
-//! ([`blobs_behaviour!`] in `blobs_fs` and `blobs_s3`): bytes back as stored, by their hash,
-//! once per content, in one PUT or in parts, and gone when removed.
+//! Idempotency-Key under concurrent inserts, exclusive claims, a job finished once,
+//! retention, the webhook outbox and the stored pieces of long jobs. And what every
+//! [`Blobs`] backend must show ([`blobs_behaviour!`] in `blobs_fs` and `blobs_s3`): bytes
+//! back as stored, by their hash, once per content, in one PUT or in parts, and gone when
+//! removed.
 
 use std::collections::HashSet;
 
@@ -41,6 +42,12 @@ macro_rules! behaviour {
         fn a_job_is_finished_once() {
             if let Some(db) = $open {
                 super::super::conformance::finished_once(&db);
+            }
+        }
+        #[test]
+        fn retention_takes_finished_jobs_past_their_age() {
+            if let Some(db) = $open {
+                super::super::conformance::retention(&db);
             }
         }
         #[test]
@@ -261,6 +268,30 @@ pub(super) fn finished_once(db: &dyn Jobs) {
     let mine: Vec<_> = queued.iter().filter(|d| d.job_id == job.id).collect();
     assert_eq!(mine.len(), 1, "{mine:?}");
     assert_eq!(mine[0].event, "job.done");
+}
+
+/// Retention picks finished jobs older than the age given, never queued or running ones;
+/// a job it picks is gone after its delete.
+pub(super) fn retention(db: &dyn Jobs) {
+    let (done, _) = db.insert(new_job("done.oga")).unwrap();
+    let (failed, _) = db.insert(new_job("failed.oga")).unwrap();
+    let (waiting, _) = db.insert(new_job("waiting.oga")).unwrap();
+    db.finish_done(&done.id, "ru", 1.0, &serde_json::json!({ "text": "да" }))
+        .unwrap();
+    db.finish_failed(&failed.id, crate::error::ErrorCode::Corrupt, "bad")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert!(db.expired(1).unwrap().is_empty(), "nothing is a day old");
+    let mut old = db.expired(0).unwrap();
+    old.sort();
+    let mut want = vec![done.id.clone(), failed.id.clone()];
+    want.sort();
+    assert_eq!(old, want, "finished jobs only");
+    for id in &old {
+        db.delete(id).unwrap();
+    }
+    assert!(db.expired(0).unwrap().is_empty());
+    assert!(db.get(&waiting.id).unwrap().is_some());
 }
 
 /// The tests of [`Blobs`], for a store opened by `$open` (an expression giving
