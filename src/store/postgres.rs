@@ -7,8 +7,8 @@
 //!   nodes at once makes one job;
 //! - due webhook deliveries are leased to the node that reads them, so each is sent by one
 //!   node at a time;
-//! - leases are set and compared on the database's clock, so the nodes' clocks need not
-//!   agree;
+//! - leases and webhook due times are set and compared on the database's clock, so the
+//!   nodes' clocks need not agree;
 //! - search is PostgreSQL's full-text search (see `postgres_schema`).
 //!
 //! Calls block (the synchronous `postgres` client on an r2d2 pool), like SQLite's; the server
@@ -98,15 +98,12 @@ fn enqueue_delivery(
     event: &str,
 ) -> Result<(), postgres::Error> {
     tx.execute(
-        "INSERT INTO deliveries (id, job_id, url, event, status, next_attempt_at, created_at)
-         SELECT $1, id, callback_url, $2, 'pending', $3, $3 FROM jobs
-         WHERE id = $4 AND callback_url IS NOT NULL",
-        &[
-            &uuid::Uuid::now_v7().to_string(),
-            &event,
-            &now_ms(),
-            &job_id,
-        ],
+        &format!(
+            "INSERT INTO deliveries (id, job_id, url, event, status, next_attempt_at, created_at)
+             SELECT $1, id, callback_url, $2, 'pending', {DB_NOW_MS}, {DB_NOW_MS} FROM jobs
+             WHERE id = $3 AND callback_url IS NOT NULL"
+        ),
+        &[&uuid::Uuid::now_v7().to_string(), &event, &job_id],
     )?;
     Ok(())
 }
@@ -425,10 +422,12 @@ impl Jobs for Postgres {
         Ok(())
     }
 
+    /// `next_at` is on this node's clock; the row gets the same delay on the database's,
+    /// which is the clock due deliveries are read by.
     fn delivery_retry(&self, id: &str, error: &str, next_at: i64) -> Result<(), StorageError> {
         self.conn()?.execute(
-            "UPDATE deliveries SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 WHERE id = $1",
-            &[&id, &error, &next_at],
+            &format!("UPDATE deliveries SET attempts = attempts + 1, last_error = $2, next_attempt_at = {DB_NOW_MS} + $3 WHERE id = $1"),
+            &[&id, &error, &(next_at - now_ms()).max(0)],
         )?;
         Ok(())
     }
