@@ -24,20 +24,12 @@ fn bucket() -> Option<String> {
 /// A node whose audio goes to a prefix of its own in the test bucket, through `env`.
 fn node(url: &str, env: &[(&str, String)], extra: &[&str]) -> Server {
     let tmp = tempfile::tempdir().unwrap();
-    let store = format!("{url}/s3-{}", sha256_of_now());
+    let store = format!("{url}/s3-{}", uuid::Uuid::now_v7().simple());
     let mut args = vec!["--audio-store", store.as_str()];
     args.extend_from_slice(extra);
     let mut s = Server::start_with(tmp.path(), tmp.path(), "tiny.en", &args, env);
     s.keep(tmp);
     s
-}
-
-fn sha256_of_now() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    crate::common::server::sha256_hex(t.to_string().as_bytes())[..16].to_string()
 }
 
 fn assert_unavailable(r: &crate::common::server::Resp, what: &str) {
