@@ -5,7 +5,8 @@
 //! `X-Earshot-Delivery`). One thread sends what is due and retries failures with
 //! exponential backoff. Only `http`/`https` URLs are accepted, and loopback, private and
 //! link-local targets are refused unless the operator allows them: the check runs when the
-//! job is created and again before each delivery, and redirects are not followed.
+//! job is created, again before each delivery, and on the addresses the connection is made
+//! to (so a name re-pointed in between is caught); redirects are not followed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 use std::sync::Arc;
@@ -166,6 +167,60 @@ pub fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The client deliveries go out on: 15 s in all, no redirects, and (unless private targets are
+/// allowed) a resolver that refuses a name with any non-global address. `check_url` looks the
+/// name up once; without this resolver the connection would look it up again, and a name
+/// whose records change in between (DNS rebinding) would pass the check with a public address
+/// and connect to a private one. Through an HTTP proxy the proxy resolves the target, so only
+/// `check_url` guards it there.
+fn agent(allow_private: bool) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(15)))
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build();
+    if allow_private {
+        ureq::Agent::new_with_config(config)
+    } else {
+        ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            GlobalOnly,
+        )
+    }
+}
+
+/// Resolves like the system does, then refuses the answer if any address is not global
+/// unicast. A proxy's own address is let through: the operator chose it.
+#[derive(Debug)]
+struct GlobalOnly;
+
+impl ureq::unversioned::resolver::Resolver for GlobalOnly {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let addrs = ureq::unversioned::resolver::DefaultResolver::default()
+            .resolve(uri, config, timeout)?;
+        let is_proxy = config.proxy().is_some_and(|p| uri.host() == Some(p.host()));
+        if !is_proxy {
+            if let Some(a) = addrs.iter().find(|a| is_private(a.ip())) {
+                return Err(ureq::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{} now resolves to {}, which is not a global unicast address; not connecting",
+                        uri.host().unwrap_or(""),
+                        a.ip()
+                    ),
+                )));
+            }
+        }
+        Ok(addrs)
+    }
+}
+
 /// `sha256=<hex HMAC-SHA256 of body>`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac =
@@ -186,12 +241,7 @@ pub fn run(
     allow_private: bool,
     render: impl Fn(&crate::store::Job) -> serde_json::Value,
 ) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(15)))
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent(allow_private);
     loop {
         let due = match db.due_deliveries(16) {
             Ok(d) => d,
@@ -337,6 +387,40 @@ mod tests {
             .unwrap_err()
             .contains("1 to 65535"));
         assert!(host_and_port("example.com:0", 80).is_err());
+    }
+
+    /// A name that resolves to a private address is refused by the delivery client itself,
+    /// not only by `check_url`: this is what stops a name re-pointed between the check and
+    /// the connection. `localhost` stands in for such a name.
+    #[test]
+    fn the_client_refuses_private_addresses_when_it_connects() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://localhost:{port}/hook");
+
+        let err = agent(false).post(&url).send("{}").unwrap_err().to_string();
+        assert!(err.contains("not a global unicast address"), "{err}");
+        listener.set_nonblocking(true).unwrap();
+        assert_eq!(
+            listener.accept().unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock,
+            "the refused client must not have connected"
+        );
+
+        // The same client with private targets allowed does connect and deliver.
+        listener.set_nonblocking(false).unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap();
+            s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        let r = agent(true).post(&url).send("{}").unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        assert!(server.join().unwrap().starts_with("POST /hook "));
     }
 
     #[test]
