@@ -87,31 +87,65 @@ impl Service {
     /// job. `job` builds the row from the audio's hash and size. The Idempotency-Key rule
     /// lives here: the same key with the same bytes is the same job; the same key with other
     /// bytes is refused, and the bytes just stored go unless another job uses them.
+    ///
+    /// The slow part of storing (an fsync, a PUT to a bucket) is staged first, outside the
+    /// locks, so that uploads are not stored one at a time and no database connection waits
+    /// on the store. Bytes staged for a job that then fails to be recorded are taken back.
     pub fn submit(
         &self,
-        blob: PendingBlob,
+        mut blob: PendingBlob,
         job: impl FnOnce(String, u64) -> NewJob,
     ) -> Result<Submitted, StorageError> {
-        let submitted = {
-            let _refs = self.lock_audio_refs();
-            let _audio = self.db.lock_audio(&blob.sha256())?;
-            let (sha, size) = self.blobs.commit(blob)?;
-            let (stored, created) = self.db.insert(job(sha.clone(), size))?;
-            if created {
-                Submitted::Created(stored)
-            } else if stored.sha256 == sha {
-                Submitted::Replayed(stored)
-            } else {
-                if !self.db.sha_in_use(&sha)? {
-                    self.blobs.remove(&sha)?;
-                }
-                Submitted::KeyReused(stored)
-            }
-        };
+        let staged = self.blobs.stage(&mut blob)?;
+        let sha = blob.sha256();
+        let submitted = self.record(blob, job);
+        if submitted.is_err() && staged {
+            self.take_back(&sha);
+        }
+        let submitted = submitted?;
         if let Submitted::Created(_) = submitted {
             self.notify();
         }
         Ok(submitted)
+    }
+
+    /// Staged bytes no job came to use: removed unless a job uses them after all. When the
+    /// database cannot say (it is down, which is likely why the job failed), they stay: an
+    /// unreferenced object costs space, never audio.
+    fn take_back(&self, sha: &str) {
+        let _refs = self.lock_audio_refs();
+        let gone = self.db.lock_audio(sha).and_then(|_audio| {
+            if !self.db.sha_in_use(sha)? {
+                self.blobs.remove(sha)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = gone {
+            tracing::warn!(sha, error = %e, "audio stored for a job that was not recorded is left in the store");
+        }
+    }
+
+    /// The locked half of [`Service::submit`]: the commit and the row, as one step against
+    /// [`Service::delete`].
+    fn record(
+        &self,
+        blob: PendingBlob,
+        job: impl FnOnce(String, u64) -> NewJob,
+    ) -> Result<Submitted, StorageError> {
+        let _refs = self.lock_audio_refs();
+        let _audio = self.db.lock_audio(&blob.sha256())?;
+        let (sha, size) = self.blobs.commit(blob)?;
+        let (stored, created) = self.db.insert(job(sha.clone(), size))?;
+        Ok(if created {
+            Submitted::Created(stored)
+        } else if stored.sha256 == sha {
+            Submitted::Replayed(stored)
+        } else {
+            if !self.db.sha_in_use(&sha)? {
+                self.blobs.remove(&sha)?;
+            }
+            Submitted::KeyReused(stored)
+        })
     }
 
     /// A job by id.

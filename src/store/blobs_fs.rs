@@ -75,7 +75,7 @@ mod tests {
     super::super::conformance::blobs_behaviour!({
         let dir = tempfile::tempdir().unwrap();
         Some((FsBlobs::open(dir.path()).unwrap(), dir))
-    });
+    }, stage_stores: false);
 
     /// A spool file a crash left is cleared at the next start once it is an hour old, and
     /// not before: another node may be writing it.

@@ -3,8 +3,8 @@
 //! Idempotency-Key under concurrent inserts, exclusive claims, a job finished once,
 //! retention, the webhook outbox and the stored pieces of long jobs. And what every
 //! [`Blobs`] backend must show ([`blobs_behaviour!`] in `blobs_fs` and `blobs_s3`): bytes
-//! back as stored, by their hash, once per content, in one PUT or in parts, and gone when
-//! removed.
+//! back as stored, by their hash, once per content, in one PUT or in parts, gone when
+//! removed, and stored by a commit even when removed after being staged.
 
 use std::collections::HashSet;
 
@@ -297,7 +297,7 @@ pub(super) fn retention(db: &dyn Jobs) {
 /// The tests of [`Blobs`], for a store opened by `$open` (an expression giving
 /// `Option<(impl Blobs, guard)>`; `None` skips; the guard keeps a temp folder alive).
 macro_rules! blobs_behaviour {
-    ($open:expr) => {
+    ($open:expr, stage_stores: $stage_stores:expr) => {
         #[test]
         fn bytes_come_back_by_hash_stored_once_and_go_when_removed() {
             if let Some((blobs, _keep)) = $open {
@@ -308,6 +308,12 @@ macro_rules! blobs_behaviour {
         fn an_upload_past_one_part_comes_back_whole() {
             if let Some((blobs, _keep)) = $open {
                 super::super::conformance::blob_round_trip(&blobs, (10 << 20) + 12_345);
+            }
+        }
+        #[test]
+        fn a_staged_upload_commits_even_if_removed_in_between() {
+            if let Some((blobs, _keep)) = $open {
+                super::super::conformance::blob_staged(&blobs, $stage_stores);
             }
         }
     };
@@ -356,4 +362,34 @@ pub(super) fn blob_round_trip(blobs: &dyn Blobs, len: usize) {
     blobs
         .remove(&sha)
         .expect("removing what is not there is not an error");
+}
+
+/// Staging then committing stores the bytes; staging the same bytes again reports them as
+/// already there; and when they are removed between the stage and the commit (the last job
+/// using them deleted meanwhile), the commit stores them again. `stage_stores`: whether the
+/// backend's stage already stores (a bucket: the PUT) or only prepares (a folder: the fsync).
+pub(super) fn blob_staged(blobs: &dyn Blobs, stage_stores: bool) {
+    let bytes = unique_bytes(50_000);
+    let spool = |bytes: &[u8]| {
+        let mut p = blobs.begin().unwrap();
+        p.write(bytes).unwrap();
+        p
+    };
+    let mut p = spool(&bytes);
+    assert_eq!(blobs.stage(&mut p).unwrap(), stage_stores);
+    let (sha, _) = blobs.commit(p).unwrap();
+    assert!(blobs.read(&sha).unwrap() == bytes);
+
+    let mut again = spool(&bytes);
+    assert!(
+        !blobs.stage(&mut again).unwrap(),
+        "bytes already stored are not sent again"
+    );
+    blobs.remove(&sha).unwrap();
+    blobs.commit(again).unwrap();
+    assert!(
+        blobs.read(&sha).unwrap() == bytes,
+        "removed between stage and commit, the bytes are stored again"
+    );
+    blobs.remove(&sha).unwrap();
 }

@@ -315,8 +315,18 @@ pub trait Blobs: Send + Sync {
     /// Start spooling an upload.
     fn begin(&self) -> io::Result<PendingBlob>;
 
+    /// The slow part of a commit, done before it and outside any lock: the folder fsyncs the
+    /// spooled bytes, a bucket receives them. Returns whether the bytes are now stored under
+    /// their hash (so that a caller that fails before the commit can take them back).
+    fn stage(&self, p: &mut PendingBlob) -> io::Result<bool> {
+        use std::io::Write;
+        p.file.flush()?;
+        p.file.sync_all()?;
+        Ok(false)
+    }
+
     /// Make the upload durable under its hash; returns (sha256, size). Bytes already stored
-    /// are kept, and the spool goes.
+    /// are kept, and the spool goes. Correct without [`Blobs::stage`], and quick after it.
     fn commit(&self, p: PendingBlob) -> io::Result<(String, u64)>;
 
     /// The stored bytes.

@@ -60,10 +60,15 @@ impl Server {
                 .join()
                 .unwrap()
         });
-        let bucket = std::env::var("EARSHOT_IT_S3").ok().map(|url| {
-            let name = &sha256_hex(cluster.to_string_lossy().as_bytes())[..16];
-            format!("{url}/it-{name}")
-        });
+        // A test that names its own audio store keeps it.
+        let own_store = extra.iter().any(|a| a.starts_with("--audio-store"));
+        let bucket = std::env::var("EARSHOT_IT_S3")
+            .ok()
+            .filter(|_| !own_store)
+            .map(|url| {
+                let name = &sha256_hex(cluster.to_string_lossy().as_bytes())[..16];
+                format!("{url}/it-{name}")
+            });
         let mut command = Command::new(env!("CARGO_BIN_EXE_earshot"));
         if bucket.is_some() {
             for (to, from) in s3_env(false) {
