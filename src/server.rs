@@ -21,10 +21,13 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data folder {}", cfg.data_dir.display()))?;
     let db: Arc<dyn Jobs> = match cfg.database().map_err(anyhow::Error::msg)? {
-        Database::Sqlite(path) => Arc::new(
-            Sqlite::open(&path)
-                .with_context(|| format!("opening the database {}", path.display()))?,
-        ),
+        // Both stores block: SQLite on its one connection (a handler may wait for a worker's
+        // fsynced write), PostgreSQL on the network. OffRuntime keeps that off the runtime.
+        Database::Sqlite(path) => {
+            Arc::new(OffRuntime(Sqlite::open(&path).with_context(|| {
+                format!("opening the database {}", path.display())
+            })?))
+        }
         Database::Postgres(url) => {
             let url = url.expose().to_string();
             let pg = tokio::task::spawn_blocking(move || Postgres::open(&url))

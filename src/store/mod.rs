@@ -8,9 +8,10 @@
 //! fsynced, renamed to `audio/ab/cd/<sha256>`, and the folder fsynced; only then is the row
 //! inserted, and only after the insert commits (SQLite: WAL, `synchronous=FULL`) does anyone
 //! answer 2xx. Identical audio is stored once; rows point at blobs by hash. Nothing is
-//! deleted except by an explicit delete. Both stores are synchronous calls (rusqlite; the
-//! `postgres` client on an r2d2 pool), made from worker threads and the blocking pool, or
-//! through [`OffRuntime`] on the async runtime.
+//! deleted except by an explicit delete. Both stores are synchronous calls (rusqlite on one
+//! connection behind a mutex; the `postgres` client on an r2d2 pool), made from worker
+//! threads and the blocking pool, and through [`OffRuntime`] (both are wrapped in it) on the
+//! async runtime.
 //!
 //! This module holds the two traits and the types both sides and their callers share.
 
@@ -168,8 +169,9 @@ pub trait Jobs: Send + Sync {
 /// See [`Jobs::lock_audio`]: released when dropped.
 pub struct AudioLock(#[allow(dead_code)] Option<Box<dyn Send>>);
 
-/// A [`Jobs`] whose calls may block on the network (PostgreSQL), made safe to call from the
-/// async handlers as well as from worker threads: on a runtime thread each call runs under
+/// A [`Jobs`] whose calls block (on SQLite's one connection while a worker writes, on the
+/// network for PostgreSQL), made safe to call from the async handlers as well as from worker
+/// threads: on a runtime thread each call runs under
 /// `tokio::task::block_in_place`, which moves that thread's other tasks elsewhere meanwhile.
 /// (The synchronous `postgres` client runs a runtime of its own, and starting one on a
 /// runtime thread would panic.)
