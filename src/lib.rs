@@ -110,6 +110,9 @@ pub fn transcribe_bytes_with(
     if info.warnings.iter().any(|w| w.code == "truncated") {
         transcript.review.flag(engine::review::Reason::Truncated);
     }
+    if info.warnings.iter().any(|w| w.code == "damaged_audio") {
+        transcript.review.flag(engine::review::Reason::DamagedAudio);
+    }
     Ok(Outcome {
         transcript,
         warnings: info.warnings,

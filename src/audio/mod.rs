@@ -96,7 +96,7 @@ impl DecodeError {
 /// Something worth telling the user about audio that did decode.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Warning {
-    /// `truncated`, `damaged_header`, `skipped_packets`.
+    /// `truncated`, `damaged_header`, `damaged_audio`, `skipped_packets`.
     pub code: std::borrow::Cow<'static, str>,
     pub message: String,
 }
@@ -213,6 +213,24 @@ pub fn decode_into(
                       transcribed the audio"
                 .into(),
         });
+    }
+    if container == "ogg" {
+        let n = ogg::damaged_stretches(&data);
+        if n > 0 {
+            warnings.push(Warning {
+                code: "damaged_audio".into(),
+                message: if n == 1 {
+                    "a damaged stretch of the file's audio (it failed its checksum) was \
+                     skipped; the transcript has a gap there"
+                        .into()
+                } else {
+                    format!(
+                        "{n} damaged stretches of the file's audio (they failed their \
+                         checksums) were skipped; the transcript has gaps there"
+                    )
+                },
+            });
+        }
     }
     if container == "matroska" && mkv::patch_truncated(data.to_mut()) {
         warnings.push(truncated_warning("the file ends before its declared end"));

@@ -140,6 +140,46 @@ pub fn repair_opus_headers(data: &mut Vec<u8>) -> bool {
     true
 }
 
+/// How many candidate page starts a search for the next intact page may check in one file
+/// (each check hashes up to one page, 64 KiB): a hostile file full of false starts stops
+/// being counted there, and is still decoded.
+const RESYNC_CHECKS: usize = 4096;
+
+/// How many damaged stretches the stream has between intact pages: a page whose checksum
+/// fails, or bytes that are no page at all, followed by an intact page. The demuxer skips
+/// them and decodes on, so the samples are short by what they held; this is how the caller
+/// finds out. A cut-off end (no intact page after the damage) is not counted: that is a
+/// truncation, told apart by the decoder.
+pub fn damaged_stretches(d: &[u8]) -> usize {
+    let mut checks = 0;
+    let mut next_intact = |from: usize| -> Option<usize> {
+        let mut i = from;
+        while checks < RESYNC_CHECKS {
+            let j = i + d.get(i..)?.windows(4).position(|w| w == b"OggS")?;
+            checks += 1;
+            if page_at(d, j).is_some_and(|p| p.crc_ok) {
+                return Some(j);
+            }
+            i = j + 1;
+        }
+        None
+    };
+    let (mut at, mut damaged) = (0, 0);
+    while at < d.len() {
+        match page_at(d, at) {
+            Some(p) if p.crc_ok => at = p.end,
+            _ => match next_intact(at + 1) {
+                Some(next) => {
+                    damaged += 1;
+                    at = next;
+                }
+                None => break,
+            },
+        }
+    }
+    damaged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +211,31 @@ mod tests {
             assert!(p.crc_ok);
             at = p.end;
         }
+    }
+
+    #[test]
+    fn counts_damaged_stretches_between_intact_pages() {
+        let d = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/telegram_ru.oga"
+        ))
+        .unwrap();
+        assert_eq!(damaged_stretches(&d), 0);
+        let third = page_at(&d, page_at(&d, 0).unwrap().end).unwrap().end;
+        let fourth = page_at(&d, third).unwrap().end;
+        let mut one = d.clone();
+        one[third + 40] ^= 1;
+        assert_eq!(damaged_stretches(&one), 1, "a flipped bit in one page");
+        let mut garbage = d.clone();
+        garbage.splice(fourth..fourth, [0x55; 300]);
+        assert_eq!(damaged_stretches(&garbage), 1, "bytes that are no page");
+        assert_eq!(
+            damaged_stretches(&one[..one.len() - 10]),
+            1,
+            "a cut-off end is not damage"
+        );
+        let hostile = b"OggS\0".repeat(100_000);
+        assert_eq!(damaged_stretches(&hostile), 0, "no intact page at all");
     }
 
     #[test]

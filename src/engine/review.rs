@@ -21,6 +21,8 @@ pub enum Reason {
     LanguageUncertain,
     /// The file was cut short; only the part that arrived was transcribed.
     Truncated,
+    /// A stretch of the file was damaged and skipped; the text has a gap there.
+    DamagedAudio,
     /// No speech was found; the text is empty. Listen if a voice was expected.
     NoSpeech,
     /// A segment kept repeating itself even after the careful retry; the repeats were cut.
@@ -29,12 +31,13 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in a stable order (for metrics).
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::QuietAudio,
         Reason::SpeechButNoText,
         Reason::LowConfidence,
         Reason::LanguageUncertain,
         Reason::Truncated,
+        Reason::DamagedAudio,
         Reason::NoSpeech,
         Reason::SuspectText,
     ];
@@ -47,6 +50,7 @@ impl Reason {
             Reason::LowConfidence => "low_confidence",
             Reason::LanguageUncertain => "language_uncertain",
             Reason::Truncated => "truncated",
+            Reason::DamagedAudio => "damaged_audio",
             Reason::NoSpeech => "no_speech",
             Reason::SuspectText => "suspect_text",
         }

@@ -194,6 +194,38 @@ fn damaged_metadata_keeps_the_whole_recording() {
     }
 }
 
+/// A damaged audio page in the middle of an Ogg Opus note: the rest decodes, and the
+/// warning says that a stretch is missing, rather than the transcript silently having a gap.
+#[test]
+fn a_damaged_audio_page_is_skipped_and_said() {
+    let ogg = read_fixture("telegram_ru.oga");
+    let starts: Vec<usize> = ogg
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"OggS")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(starts.len() > 6, "the fixture has several audio pages");
+    let mut d = ogg.clone();
+    d[starts[4] + 60] ^= 0xff; // inside the fifth page's audio
+    let a = decode(&d, &Limits::default()).unwrap();
+    let full = decode(&ogg, &Limits::default()).unwrap();
+    assert!(full.warnings.is_empty());
+    assert_eq!(
+        a.warnings
+            .iter()
+            .map(|w| w.code.as_ref())
+            .collect::<Vec<_>>(),
+        ["damaged_audio"]
+    );
+    assert!(
+        a.samples.len() < full.samples.len() && a.samples.len() > full.samples.len() / 2,
+        "the page's audio is missing, the rest is there: {} of {}",
+        a.samples.len(),
+        full.samples.len()
+    );
+}
+
 #[test]
 fn edge_cases_decode() {
     let short = decode_fixture("short_0.2s.oga").unwrap();

@@ -117,6 +117,41 @@ fn silence_and_noise_give_empty_text() {
     }
 }
 
+/// A note with a damaged audio page in the middle: the rest is transcribed, and the verdict
+/// asks for a listen, saying why.
+#[test]
+fn a_damaged_stretch_asks_for_a_listen() {
+    let ogg = read_fixture("telegram_jfk.oga");
+    let pages: Vec<usize> = ogg
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"OggS")
+        .map(|(i, _)| i)
+        .collect();
+    let mut d = ogg.clone();
+    d[pages[pages.len() / 2] + 60] ^= 0xff;
+    let out = transcribe_bytes(
+        &engine("tiny.en"),
+        &d,
+        &Limits::default(),
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(out.warnings.iter().any(|w| w.code == "damaged_audio"));
+    let t = out.transcript;
+    assert!(t.review.needed);
+    assert!(
+        t.review.reasons.contains(&Reason::DamagedAudio),
+        "{:?}",
+        t.review
+    );
+    assert!(
+        normalize(&t.text).starts_with("and so my fellow americans"),
+        "{}",
+        t.text
+    );
+}
+
 #[test]
 fn very_short_clip_is_not_an_error() {
     let t = run("base", "short_0.2s.oga", &Options::default()).transcript;
