@@ -27,11 +27,15 @@ pub enum Reason {
     NoSpeech,
     /// A segment kept repeating itself even after the careful retry; the repeats were cut.
     SuspectText,
+    /// A phrase of two words or more comes twice back to back.
+    RepeatedText,
+    /// More text than the speech could hold: words were likely made up over noise.
+    TooMuchText,
 }
 
 impl Reason {
     /// Every reason, in a stable order (for metrics).
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 10] = [
         Reason::QuietAudio,
         Reason::SpeechButNoText,
         Reason::LowConfidence,
@@ -40,6 +44,8 @@ impl Reason {
         Reason::DamagedAudio,
         Reason::NoSpeech,
         Reason::SuspectText,
+        Reason::RepeatedText,
+        Reason::TooMuchText,
     ];
 
     /// The machine-readable name (as serialized).
@@ -53,6 +59,8 @@ impl Reason {
             Reason::DamagedAudio => "damaged_audio",
             Reason::NoSpeech => "no_speech",
             Reason::SuspectText => "suspect_text",
+            Reason::RepeatedText => "repeated_text",
+            Reason::TooMuchText => "too_much_text",
         }
     }
 }
@@ -90,6 +98,21 @@ pub const LOW_CONFIDENCE_BELOW: f32 = 0.64;
 pub const LANGUAGE_UNSURE_BELOW: f32 = 0.8;
 /// Speech at least this long with no text is `speech_but_no_text`; shorter, `no_speech`.
 pub const SPEECH_FOR_TEXT_S: f64 = 0.5;
+/// More letters and digits than this per second of speech (as the voice-activity model
+/// measured it, pauses left out) is `too_much_text`, once the text has
+/// [`MIN_CHARS_FOR_RATE`] of them. Chosen on the tuning half: its three notes with whole
+/// sentences invented over noise ran at 18.3-23.1 a second, its good notes at 14.9 at most
+/// (read speech; a fast talker may reach the threshold, and is then worth a listen anyway).
+pub const MAX_CHARS_PER_SPEECH_S: f64 = 17.0;
+pub const MIN_CHARS_FOR_RATE: usize = 20;
+
+/// Whether `text` holds more than `speech_s` seconds of speech could say.
+pub fn too_much_text(text: &str, speech_s: f64) -> bool {
+    let chars = text.chars().filter(|c| c.is_alphanumeric()).count();
+    speech_s > 0.0
+        && chars >= MIN_CHARS_FOR_RATE
+        && chars as f64 > MAX_CHARS_PER_SPEECH_S * speech_s
+}
 
 /// The verdict on a decoded note of `duration` seconds, `speech_s` of them speech.
 pub(super) fn judge(mut t: Transcript, duration: f64, level: &Level, speech_s: f64) -> Transcript {
@@ -113,6 +136,12 @@ pub(super) fn judge(mut t: Transcript, duration: f64, level: &Level, speech_s: f
             Reason::NoSpeech
         });
     }
+    if text::has_repeated_phrase(&t.text) {
+        review.flag(Reason::RepeatedText);
+    }
+    if too_much_text(&t.text, speech_s) {
+        review.flag(Reason::TooMuchText);
+    }
     if review.confidence.is_some_and(|c| c < LOW_CONFIDENCE_BELOW) {
         review.flag(Reason::LowConfidence);
     }
@@ -129,4 +158,52 @@ pub(super) fn judge(mut t: Transcript, duration: f64, level: &Level, speech_s: f
     );
     t.review = review;
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_beyond_what_the_speech_could_hold() {
+        // Real base output: a sentence invented over 3 s of room noise before "one moment
+        // please", 2.85 s of speech in all (19.7 a second).
+        let invented = "It's a little bit similar to the principle for them. One moment, please.";
+        assert!(too_much_text(invented, 2.848));
+        assert!(
+            !too_much_text(invented, 5.0),
+            "the same text over 5 s of speech"
+        );
+        assert!(!too_much_text("Да, конечно.", 0.3), "too short to judge");
+        assert!(
+            !too_much_text(invented, 0.0),
+            "no speech measure: not judged"
+        );
+    }
+
+    /// The verdict puts the text reasons on a transcript (no segments: no confidence).
+    #[test]
+    fn the_verdict_names_repeated_and_excess_text() {
+        let loud = Level {
+            peak_dbfs: -3.0,
+            speech_dbfs: -12.0,
+            floor_dbfs: -60.0,
+            gain_db: 0.0,
+        };
+        let judged = |text: &str, speech_s: f64| {
+            let mut t = Transcript::empty("ru", false);
+            t.text = text.into();
+            judge(t, 8.0, &loud, speech_s).review
+        };
+        let r = judged("Нажмите один для... Нажмите один для...", 2.9);
+        assert_eq!(r.reasons, [Reason::RepeatedText]);
+        assert!(r.needed);
+        let r = judged(
+            "Je m'allais qu'il y en a de toute façon pour tout ce que je fais.",
+            2.5,
+        );
+        assert_eq!(r.reasons, [Reason::TooMuchText]);
+        let r = judged("Здравствуйте, я хотел бы заказать торт.", 4.0);
+        assert!(!r.needed && r.reasons.is_empty(), "{r:?}");
+    }
 }

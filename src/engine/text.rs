@@ -236,19 +236,19 @@ fn find_loop(words: &[String], from: usize) -> Option<(usize, usize, usize)> {
     None
 }
 
+/// A word as loops and repeats compare it: its letters and digits, lower case.
+fn compared(word: &str) -> String {
+    word.chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect::<String>()
+        .to_lowercase()
+}
+
 /// `text` with every loop cut to one copy of its phrase; `None` when there is no loop.
 pub fn collapse_loops(text: &str) -> Option<String> {
     // Work on the words as written, compare them normalized.
     let mut raw: Vec<&str> = text.split_whitespace().collect();
-    let mut norm: Vec<String> = raw
-        .iter()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric())
-                .collect::<String>()
-                .to_lowercase()
-        })
-        .collect();
+    let mut norm: Vec<String> = raw.iter().map(|w| compared(w)).collect();
     let mut from = 0;
     let mut found = false;
     while let Some((start, n, reps)) = find_loop(&norm, from) {
@@ -263,6 +263,20 @@ pub fn collapse_loops(text: &str) -> Option<String> {
 /// Whether the text loops.
 pub fn has_loop(text: &str) -> bool {
     collapse_loops(text).is_some()
+}
+
+/// Whether a phrase of two words or more comes twice back to back ("Нажмите один для...
+/// Нажмите один для..."): fewer repeats than a loop, and often what Whisper makes of noise
+/// or of speech it could not read. One word said twice ("да, да") is ordinary speech.
+pub fn has_repeated_phrase(text: &str) -> bool {
+    let w: Vec<String> = text
+        .split_whitespace()
+        .map(compared)
+        .filter(|w| !w.is_empty())
+        .collect();
+    (2..=16).any(|n| {
+        (0..(w.len() + 1).saturating_sub(2 * n)).any(|i| w[i..i + n] == w[i + n..i + 2 * n])
+    })
 }
 
 #[cfg(test)]
@@ -322,6 +336,18 @@ mod tests {
         ] {
             assert_eq!(clean(said), (said.to_string(), false), "{said:?}");
         }
+    }
+
+    #[test]
+    fn a_phrase_said_twice_is_told_from_a_word_said_twice() {
+        assert!(has_repeated_phrase(
+            "Нажмите один для... Нажмите один для..."
+        ));
+        assert!(has_repeated_phrase("10 of clubs. 10 of clubs."));
+        assert!(!has_repeated_phrase("Да, да, я вас слушаю."));
+        assert!(!has_repeated_phrase("one two one three one two"));
+        assert!(!has_repeated_phrase("Привет"));
+        assert!(!has_repeated_phrase(""));
     }
 
     #[test]

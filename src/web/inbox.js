@@ -33,6 +33,8 @@ const STRINGS = {
       damaged_audio: "part of the recording is damaged",
       no_speech: "no speech found",
       suspect_text: "the text repeated itself",
+      repeated_text: "a phrase comes twice in a row",
+      too_much_text: "more words than the speech could hold",
     },
     err: {
       empty: "The file is empty.",
@@ -71,6 +73,8 @@ const STRINGS = {
       damaged_audio: "часть записи повреждена",
       no_speech: "речи не найдено",
       suspect_text: "текст повторялся",
+      repeated_text: "фраза повторена дважды подряд",
+      too_much_text: "слов больше, чем могло прозвучать",
     },
     err: {
       empty: "Файл пустой.",

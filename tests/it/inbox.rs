@@ -448,6 +448,8 @@ async fn listen_badge_unsure_words_and_click_to_seek() {
         "language_uncertain" => "the language is uncertain",
         "suspect_text" => "the text repeated itself",
         "speech_but_no_text" => "speech heard, but no words recognized",
+        "repeated_text" => "a phrase comes twice in a row",
+        "too_much_text" => "more words than the speech could hold",
         other => panic!("unexpected reason {other}"),
     };
     let want = if jobs[1]["review"]["needed"] == true {
