@@ -498,7 +498,8 @@ impl Engine {
     }
 }
 
-/// Why a fast result should not be trusted, if it should not: it repeats itself, the model
+/// Why a fast result should not be trusted, if it should not: it repeats itself (a loop, or
+/// a phrase of two words or more said twice in a row, which Whisper makes of noise), the model
 /// was unsure of the language or the words, or the text is too short for the audio or stops
 /// well before the sound does (the decoder gave up early).
 fn suspicious(t: &Transcript, opts: &Options) -> Option<&'static str> {
@@ -513,6 +514,7 @@ fn suspicious(t: &Transcript, opts: &Options) -> Option<&'static str> {
         .iter()
         .any(|s| s.compression_ratio > opts.compression_ratio_threshold)
         || t.loops()
+        || text::has_repeated_phrase(&t.text)
     {
         return Some("repetition");
     }
