@@ -13,8 +13,9 @@
 //!
 //! A handler that is working (a synchronous transcription) has no time limit: the client is
 //! waiting for it. Over [`Limits::max_connections`], a new connection is answered 503
-//! `too_many_connections` and closed, so the process never runs out of descriptors and a
-//! health check is answered rather than left in the backlog.
+//! `too_many_connections` and closed, so the process never runs out of descriptors; a
+//! liveness probe (`GET /healthz`) over the cap is still answered 200, so a busy process is
+//! not mistaken for a dead one.
 
 use crate::error::ErrorCode;
 use std::future::Future;
@@ -242,7 +243,7 @@ pub async fn serve(
         while tasks.try_join_next().is_some() {}
         if open.load(Ordering::SeqCst) >= limits.max_connections {
             tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many open connections");
-            tasks.spawn(refuse(stream));
+            tasks.spawn(refuse(stream, app.clone()));
             continue;
         }
         open.fetch_add(1, Ordering::SeqCst);
@@ -270,20 +271,85 @@ pub async fn serve(
     }
 }
 
-/// Over the cap: a short 503 and close.
-async fn refuse(mut stream: tokio::net::TcpStream) {
-    let body = serde_json::json!({"error": {"message": "too many open connections; retry shortly",
-        "type": "service_unavailable", "param": null, "code": ErrorCode::TooManyConnections}})
-    .to_string();
-    let msg = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = stream.write_all(msg.as_bytes()).await;
-        let _ = stream.shutdown().await;
+/// Over the cap: a 503 `too_many_connections` and close, within 2 s. A liveness probe
+/// (`GET /healthz`) is answered by the service as usual instead: the process is alive, only
+/// busy, and a probe that failed here would have it restarted with its work in flight. The
+/// request line is given half a second to arrive (a probe sends it at once; a silent client
+/// over the cap should not hold a descriptor long).
+async fn refuse(mut stream: tokio::net::TcpStream, app: Router) {
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        let mut head = [0u8; 64];
+        let mut got = 0;
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            use tokio::io::AsyncReadExt;
+            while got < head.len() && !head[..got].contains(&b'\n') {
+                match stream.read(&mut head[got..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+        })
+        .await;
+        let line = head[..got].split(|&b| b == b'\r' || b == b'\n').next();
+        let probe = matches!(
+            line,
+            Some(b"GET /healthz HTTP/1.1" | b"GET /healthz HTTP/1.0")
+        );
+        let response = if probe {
+            let req = Request::get("/healthz")
+                .body(Body::empty())
+                .expect("a valid request");
+            match tower::ServiceExt::oneshot(app, req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
+        } else {
+            use axum::response::IntoResponse;
+            crate::http::ApiError::of(
+                ErrorCode::TooManyConnections,
+                "too many open connections; retry shortly",
+            )
+            .retry_after(1)
+            .into_response()
+        };
+        let _ = write_and_close(&mut stream, response).await;
     })
     .await;
+}
+
+/// A whole response as HTTP/1.1 on a connection that then closes.
+async fn write_and_close(
+    stream: &mut tokio::net::TcpStream,
+    response: Response<Body>,
+) -> std::io::Result<()> {
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map_err(std::io::Error::other)?;
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_str(),
+        parts.status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_LENGTH && name != axum::http::header::CONNECTION {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(
+        format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&body);
+    stream.write_all(&out).await?;
+    stream.shutdown().await
 }
 
 async fn connection(

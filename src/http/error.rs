@@ -44,7 +44,7 @@ impl ApiError {
         self.param = Some(p);
         self
     }
-    pub(super) fn retry_after(mut self, s: u64) -> Self {
+    pub(crate) fn retry_after(mut self, s: u64) -> Self {
         self.retry_after = Some(s);
         self
     }

@@ -13,6 +13,7 @@
 
 mod auth;
 mod error;
+pub(crate) use error::ApiError;
 mod jobs;
 mod openai;
 mod ops;

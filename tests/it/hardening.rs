@@ -238,13 +238,30 @@ fn slow_and_idle_clients_are_cut_off() {
         closed.is_some(),
         "an idle keep-alive connection stayed open"
     );
-    // The cap: four open connections, the fifth is answered 503 right away.
+    // The cap: four open connections, the fifth is answered 503 right away, unless it is
+    // the liveness probe, which the busy process still answers (and then closes).
     let held: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(&s.addr).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(100));
-    let r = s.get("/healthz");
+    let r = s.get("/readyz");
     assert_error(&r, 503, "too_many_connections");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let r = s.get("/healthz");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "ok");
+    let mut probe = TcpStream::connect(&s.addr).unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (got, closed) = read_until_closed(&mut probe, Duration::from_secs(5));
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    assert!(
+        closed.is_some(),
+        "an over-the-cap probe's connection is closed"
+    );
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(s.get("/healthz").status, 200);
