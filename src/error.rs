@@ -144,6 +144,28 @@ impl PartialEq<&str> for ErrorCode {
     }
 }
 
+/// The `type` of an error body for an HTTP status (OpenAI's names).
+pub fn error_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        400 | 404 | 405 | 408 | 409 | 413 | 415 | 416 | 422 => "invalid_request_error",
+        429 => "rate_limit_error",
+        503 => "service_unavailable",
+        _ => "server_error",
+    }
+}
+
+/// The one JSON error body, OpenAI's shape: `{"error":{"message","type","param","code"}}`.
+/// The HTTP layer's `ApiError` and the accept loop's refusal both write it.
+pub fn error_body(
+    status: u16,
+    code: ErrorCode,
+    message: &str,
+    param: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({"error": {"message": message, "type": error_type(status), "param": param, "code": code}})
+}
+
 /// At most `max` characters of `s`, with "…" when cut: user input quoted in a message.
 pub fn clip(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {

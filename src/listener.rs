@@ -304,13 +304,18 @@ async fn refuse(mut stream: tokio::net::TcpStream, app: Router) {
                 Err(never) => match never {},
             }
         } else {
-            use axum::response::IntoResponse;
-            crate::http::ApiError::of(
+            let body = crate::error::error_body(
+                503,
                 ErrorCode::TooManyConnections,
                 "too many open connections; retry shortly",
-            )
-            .retry_after(1)
-            .into_response()
+                None,
+            );
+            Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .header("content-type", "application/json")
+                .header("retry-after", "1")
+                .body(Body::from(body.to_string()))
+                .expect("a valid response")
         };
         let _ = write_and_close(&mut stream, response).await;
     })

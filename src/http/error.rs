@@ -7,7 +7,6 @@ use super::*;
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    kind: &'static str,
     code: ErrorCode,
     message: String,
     param: Option<&'static str>,
@@ -16,16 +15,8 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        let kind = match status.as_u16() {
-            401 => "authentication_error",
-            400 | 404 | 405 | 408 | 409 | 413 | 415 | 416 | 422 => "invalid_request_error",
-            429 => "rate_limit_error",
-            503 => "service_unavailable",
-            _ => "server_error",
-        };
         ApiError {
             status,
-            kind,
             code,
             message: message.into(),
             param: None,
@@ -44,7 +35,7 @@ impl ApiError {
         self.param = Some(p);
         self
     }
-    pub(crate) fn retry_after(mut self, s: u64) -> Self {
+    pub(super) fn retry_after(mut self, s: u64) -> Self {
         self.retry_after = Some(s);
         self
     }
@@ -107,7 +98,8 @@ pub(super) fn disk_full() -> ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
+        let body =
+            crate::error::error_body(self.status.as_u16(), self.code, &self.message, self.param);
         let mut r = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after {
             r.headers_mut()

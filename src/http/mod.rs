@@ -13,7 +13,6 @@
 
 mod auth;
 mod error;
-pub(crate) use error::ApiError;
 mod jobs;
 mod openai;
 mod ops;
