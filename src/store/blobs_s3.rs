@@ -188,9 +188,7 @@ impl S3Blobs {
         };
         got.map_err(|_| self.unavailable("the client stopped"))
     }
-}
 
-impl S3Blobs {
     /// Store the spooled bytes under their hash unless the same bytes are there (a HEAD
     /// first); whether they were sent.
     fn put_if_absent(&self, p: &mut PendingBlob) -> io::Result<bool> {
