@@ -62,4 +62,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         transcript JSONB NOT NULL,
         PRIMARY KEY (job_id, start_sample, end_sample)
     );",
+    // `GET /v1/jobs?review=needed` without reading every row (`Postgres::list` spells the
+    // same condition).
+    "CREATE INDEX jobs_review ON jobs(id)
+        WHERE status = 'done' AND transcript->'review'->'needed' = 'true'::jsonb;",
 ];

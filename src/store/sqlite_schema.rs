@@ -85,4 +85,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER IF NOT EXISTS pieces_deleted AFTER DELETE ON jobs BEGIN
         DELETE FROM pieces WHERE job_id = old.id;
     END;",
+    // `GET /v1/jobs?review=needed`: the notes someone should listen to, newest first, without
+    // reading every row (`Sqlite::list` spells the same condition, so the planner uses it).
+    "CREATE INDEX IF NOT EXISTS jobs_review ON jobs(id)
+        WHERE status = 'done' AND json_extract(transcript, '$.review.needed') = 1;",
 ];
