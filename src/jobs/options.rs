@@ -410,9 +410,9 @@ mod tests {
             let v: i64 = conn
                 .pragma_query_value(None, "user_version", |r| r.get(0))
                 .unwrap();
-            // Back to before that migration (the pieces table came after it; its migration
-            // is idempotent, so running it again is harmless).
-            conn.pragma_update(None, "user_version", v - 2).unwrap();
+            // Back to before that migration (the pieces table and the review index came
+            // after it; their migrations are idempotent, so running them again is harmless).
+            conn.pragma_update(None, "user_version", v - 3).unwrap();
             job.id
         };
         let db = Sqlite::open(&path).unwrap();
