@@ -199,15 +199,8 @@ fn damaged_metadata_keeps_the_whole_recording() {
 #[test]
 fn a_damaged_audio_page_is_skipped_and_said() {
     let ogg = read_fixture("telegram_ru.oga");
-    let starts: Vec<usize> = ogg
-        .windows(4)
-        .enumerate()
-        .filter(|(_, w)| *w == b"OggS")
-        .map(|(i, _)| i)
-        .collect();
-    assert!(starts.len() > 6, "the fixture has several audio pages");
-    let mut d = ogg.clone();
-    d[starts[4] + 60] ^= 0xff; // inside the fifth page's audio
+    let (d, pages) = ogg_with_damaged_page(&ogg, |_| 4); // inside the fifth page's audio
+    assert!(pages > 6, "the fixture has several audio pages");
     let a = decode(&d, &Limits::default()).unwrap();
     let full = decode(&ogg, &Limits::default()).unwrap();
     assert!(full.warnings.is_empty());

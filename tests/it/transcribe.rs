@@ -121,15 +121,7 @@ fn silence_and_noise_give_empty_text() {
 /// asks for a listen, saying why.
 #[test]
 fn a_damaged_stretch_asks_for_a_listen() {
-    let ogg = read_fixture("telegram_jfk.oga");
-    let pages: Vec<usize> = ogg
-        .windows(4)
-        .enumerate()
-        .filter(|(_, w)| *w == b"OggS")
-        .map(|(i, _)| i)
-        .collect();
-    let mut d = ogg.clone();
-    d[pages[pages.len() / 2] + 60] ^= 0xff;
+    let (d, _) = ogg_with_damaged_page(&read_fixture("telegram_jfk.oga"), |n| n / 2);
     let out = transcribe_bytes(
         &engine("tiny.en"),
         &d,

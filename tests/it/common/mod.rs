@@ -19,6 +19,20 @@ pub fn read_fixture(name: &str) -> Vec<u8> {
     std::fs::read(fixture(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
+/// `ogg` with one byte flipped 60 bytes into its `page`-th page (counted from 0), inside
+/// that page's audio once past the two header pages; and how many pages it has.
+pub fn ogg_with_damaged_page(ogg: &[u8], page: impl FnOnce(usize) -> usize) -> (Vec<u8>, usize) {
+    let starts: Vec<usize> = ogg
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"OggS")
+        .map(|(i, _)| i)
+        .collect();
+    let mut d = ogg.to_vec();
+    d[starts[page(starts.len())] + 60] ^= 0xff;
+    (d, starts.len())
+}
+
 /// A real model fetched by scripts/fetch-model.sh (CI fetches them before the tests).
 pub fn model(name: &str) -> PathBuf {
     let p = root().join("models").join(format!("ggml-{name}.bin"));
