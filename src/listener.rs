@@ -30,7 +30,7 @@ use axum::http::{Request, Response, StatusCode};
 use axum::Router;
 use http_body::{Body as HttpBody, Frame};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::Service;
@@ -200,12 +200,7 @@ impl HttpBody for IdleBody {
 
 /// `{"error":…}` with `status` and `code`, for answers the router never sees.
 pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response<Body> {
-    let kind = if status.is_server_error() {
-        "server_error"
-    } else {
-        "invalid_request_error"
-    };
-    let body = serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    let body = crate::error::error_body(status.as_u16(), code, message, None);
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -271,90 +266,36 @@ pub async fn serve(
     }
 }
 
-/// Over the cap: a 503 `too_many_connections` and close, within 2 s. A liveness probe
-/// (`GET /healthz`) is answered by the service as usual instead: the process is alive, only
-/// busy, and a probe that failed here would have it restarted with its work in flight. The
-/// request line is given half a second to arrive (a probe sends it at once; a silent client
-/// over the cap should not hold a descriptor long).
-async fn refuse(mut stream: tokio::net::TcpStream, app: Router) {
-    let _ = tokio::time::timeout(Duration::from_secs(3), async {
-        let mut head = [0u8; 64];
-        let mut got = 0;
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            use tokio::io::AsyncReadExt;
-            while got < head.len() && !head[..got].contains(&b'\n') {
-                match stream.read(&mut head[got..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got += n,
-                }
+/// Over the cap: a 503 `too_many_connections` and close, within 3 s in all. A liveness
+/// probe (`GET /healthz`) is answered by the service as usual instead: the process is alive,
+/// only busy, and a probe that failed here would have it restarted with its work in flight.
+/// One request is served, without keep-alive; its headers get half a second (a probe sends
+/// them at once; a silent client over the cap should not hold a descriptor long).
+async fn refuse(stream: tokio::net::TcpStream, app: Router) {
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let mut app = app.clone();
+        async move {
+            if req.method() == axum::http::Method::GET && req.uri().path() == "/healthz" {
+                return app.call(req.map(Body::new)).await;
             }
-        })
-        .await;
-        let line = head[..got].split(|&b| b == b'\r' || b == b'\n').next();
-        let probe = matches!(
-            line,
-            Some(b"GET /healthz HTTP/1.1" | b"GET /healthz HTTP/1.0")
-        );
-        let response = if probe {
-            let req = Request::get("/healthz")
-                .body(Body::empty())
-                .expect("a valid request");
-            match tower::ServiceExt::oneshot(app, req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            }
-        } else {
-            let body = crate::error::error_body(
-                503,
+            let mut r = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::TooManyConnections,
                 "too many open connections; retry shortly",
-                None,
             );
-            Response::builder()
-                .status(StatusCode::SERVICE_UNAVAILABLE)
-                .header("content-type", "application/json")
-                .header("retry-after", "1")
-                .body(Body::from(body.to_string()))
-                .expect("a valid response")
-        };
-        let _ = write_and_close(&mut stream, response).await;
-    })
-    .await;
-}
-
-/// A whole response as HTTP/1.1 on a connection that then closes.
-async fn write_and_close(
-    stream: &mut tokio::net::TcpStream,
-    response: Response<Body>,
-) -> std::io::Result<()> {
-    let (parts, body) = response.into_parts();
-    let body = axum::body::to_bytes(body, 1 << 20)
-        .await
-        .map_err(std::io::Error::other)?;
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\n",
-        parts.status.as_str(),
-        parts.status.canonical_reason().unwrap_or("")
-    )
-    .into_bytes();
-    for (name, value) in &parts.headers {
-        if name != axum::http::header::CONTENT_LENGTH && name != axum::http::header::CONNECTION {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            Ok(r)
         }
-    }
-    out.extend_from_slice(
-        format!(
-            "content-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(&body);
-    stream.write_all(&out).await?;
-    stream.shutdown().await
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(500))
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(Duration::from_secs(3), conn).await;
 }
 
 async fn connection(
