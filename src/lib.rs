@@ -107,11 +107,14 @@ pub fn transcribe_bytes_with(
             engine.transcribe_stream(info.samples, &meter.finish(), &mut feed, opts, watch)?
         }
     };
-    if info.warnings.iter().any(|w| w.code == "truncated") {
-        transcript.review.flag(engine::review::Reason::Truncated);
-    }
-    if info.warnings.iter().any(|w| w.code == "damaged_audio") {
-        transcript.review.flag(engine::review::Reason::DamagedAudio);
+    // Audio that arrived incomplete leaves gaps in the text: worth a listen.
+    use engine::review::Reason;
+    for w in &info.warnings {
+        match w.code.as_ref() {
+            "truncated" => transcript.review.flag(Reason::Truncated),
+            "damaged_audio" => transcript.review.flag(Reason::DamagedAudio),
+            _ => {}
+        }
     }
     Ok(Outcome {
         transcript,
