@@ -5,8 +5,9 @@
 //! `X-Earshot-Delivery`). One thread sends what is due and retries failures with
 //! exponential backoff. Only `http`/`https` URLs are accepted, and loopback, private and
 //! link-local targets are refused unless the operator allows them: the check runs when the
-//! job is created, again before each delivery, and on the addresses the connection is made
-//! to (so a name re-pointed in between is caught); redirects are not followed.
+//! job is created, and at each delivery on the very addresses the connection is made to (so
+//! a name re-pointed in between is caught; through a proxy, on the name's addresses just
+//! before); redirects are not followed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 use std::sync::Arc;
@@ -210,7 +211,7 @@ impl ureq::unversioned::resolver::Resolver for GlobalOnly {
                 return Err(ureq::Error::Io(std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
                     format!(
-                        "{} now resolves to {}, which is not a global unicast address; not connecting",
+                        "callback_url host {} resolves to {}, which is not a global unicast address (loopback, private, link-local, reserved or documentation); not connecting. The operator must start earshot with --webhook-allow-private to allow that",
                         uri.host().unwrap_or(""),
                         a.ip()
                     ),
@@ -242,6 +243,9 @@ pub fn run(
     render: impl Fn(&crate::store::Job) -> serde_json::Value,
 ) {
     let agent = agent(allow_private);
+    // The agent's resolver checks the addresses it connects to; only through a proxy (which
+    // resolves the target itself) does the check before each delivery look the name up too.
+    let lookup_here = !allow_private && agent.config().proxy().is_some();
     loop {
         let due = match db.due_deliveries(16) {
             Ok(d) => d,
@@ -263,7 +267,8 @@ pub fn run(
                 continue;
             };
             let body = render(&job).to_string();
-            let result = check_url(&d.url, allow_private).and_then(|()| {
+            // (Private addresses pass `check_url` unless it looks the name up here.)
+            let result = check_url(&d.url, !lookup_here).and_then(|()| {
                 let mut req = agent
                     .post(&d.url)
                     .header("Content-Type", "application/json")
