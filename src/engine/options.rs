@@ -76,8 +76,9 @@ const CTX_PER_SECOND: usize = 50;
 /// Russian CER on the eval set, 128 and 256 about 1 (`scripts/bench.sh --levers`).
 pub const CTX_MARGIN: usize = 128;
 pub(super) const CTX_FULL: usize = 1500;
-/// Positions language detection looks at first in `Auto` mode (5.12 s; 10.24 s took 10% longer
-/// on the 49 eval clips for the same result).
+/// Positions language detection looks at first in `Auto` mode when no decoding pass will
+/// reuse its encoder output (5.12 s; 10.24 s took 10% longer on the 49 eval clips for the
+/// same result).
 pub(super) const CTX_DETECT: usize = 256;
 /// Below this probability, a short-context language detection is done again in full.
 pub(super) const REDETECT_BELOW: f32 = 0.9;

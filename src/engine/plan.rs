@@ -21,6 +21,18 @@ pub struct DecodePlan {
     pub guarded: bool,
 }
 
+impl DecodePlan {
+    /// The plan for a detection whose encoder output no decoding pass on the same state will
+    /// reuse (a long note's language, detected apart from its pieces): the first guess then
+    /// looks at no more than 5 s, as it is paid for in full.
+    pub fn for_detection_alone(self) -> DecodePlan {
+        DecodePlan {
+            detect_ctx: self.detect_ctx.map(|c| c.min(CTX_DETECT)),
+            ..self
+        }
+    }
+}
+
 /// What the model and the machine are, as far as the plan cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanModel {
@@ -34,8 +46,12 @@ pub struct PlanModel {
 ///   was both faster (the extra passes cost more than they save there) and more accurate
 ///   (H100: 98 notes in 5.7 s vs 11.2 s, CER 5.4% vs 7.3%), and English-only models crawled
 ///   with a fitted context (tiny.en: a minute for three short clips, not understood yet).
-/// - The language is first guessed on at most 5 s, then, under 90% sure, on the full window
-///   (see `Engine::transcribe_on`). Not on a GPU, for the same reason.
+/// - The language is first guessed on the decoding pass's own fitted context, whose encoder
+///   output the decoding pass then reuses (whisper.cpp as vendored here skips an encode of
+///   the input it encoded last), so the guess costs one decoder step; then, under 90% sure,
+///   on the full window (see `Engine::language`). With the full window to decode, the first
+///   guess looks at 5 s. Not on a GPU, for the same reason: there the one detection is on
+///   the full window, which the decoding pass reuses.
 /// - The guard: a fitted context, or greedy decoding of a note up to 30 s, gets the careful
 ///   pass when the result looks wrong.
 pub fn decode_plan(opts: &Options, model: PlanModel, samples: usize) -> DecodePlan {
@@ -47,12 +63,10 @@ pub fn decode_plan(opts: &Options, model: PlanModel, samples: usize) -> DecodePl
         AudioCtx::Auto => 0,
     };
     // (An English-only model never detects.)
-    let detect_ctx = (auto && !model.gpu && model.multilingual).then(|| {
-        if ctx == 0 {
-            CTX_DETECT
-        } else {
-            ctx.min(CTX_DETECT)
-        }
+    let detect_ctx = (auto && !model.gpu && model.multilingual).then_some(if ctx == 0 {
+        CTX_DETECT
+    } else {
+        ctx
     });
     let greedy = opts.beam_size.unwrap_or(1) <= 1;
     let duration = samples as f64 / WHISPER_RATE as f64;
@@ -107,8 +121,15 @@ mod tests {
             guarded,
         };
         // (what, options, model, seconds) -> plan
-        plan("CPU, a 5 s note: fitted context (250 + 128 positions, to a multiple of 64), a 5 s first guess, guarded",
-            &auto, cpu, 5.0, p(384, Some(256), CTX_FULL, true));
+        plan("CPU, a 5 s note: fitted context (250 + 128 positions, to a multiple of 64), the first guess on it, guarded",
+            &auto, cpu, 5.0, p(384, Some(384), CTX_FULL, true));
+        plan(
+            "CPU, a 20 s note: the first guess on its whole fitted context (the decoding pass reuses that encode)",
+            &auto,
+            cpu,
+            20.0,
+            p(1152, Some(1152), CTX_FULL, true),
+        );
         plan(
             "CPU, a 2 s note: the first guess uses the note's own context",
             &auto,
@@ -137,7 +158,7 @@ mod tests {
             &opts(AudioCtx::Auto, Some(5)),
             cpu,
             5.0,
-            p(384, Some(256), CTX_FULL, true),
+            p(384, Some(384), CTX_FULL, true),
         );
         plan(
             "GPU: full window, one detection, guarded only as greedy on a short note",
@@ -181,5 +202,20 @@ mod tests {
             5.0,
             p(0, None, 0, false),
         );
+    }
+
+    #[test]
+    fn a_detection_no_decoding_pass_reuses_looks_at_5_s_first() {
+        let cpu = PlanModel {
+            multilingual: true,
+            gpu: false,
+        };
+        let twenty = decode_plan(&opts(AudioCtx::Auto, None), cpu, 20 * S);
+        assert_eq!(twenty.for_detection_alone().detect_ctx, Some(CTX_DETECT));
+        assert_eq!(twenty.for_detection_alone().ctx, twenty.ctx);
+        let two = decode_plan(&opts(AudioCtx::Auto, None), cpu, 2 * S);
+        assert_eq!(two.for_detection_alone(), two, "already within 5 s");
+        let full = decode_plan(&opts(AudioCtx::Full, None), cpu, 20 * S);
+        assert_eq!(full.for_detection_alone(), full, "no first guess to cap");
     }
 }

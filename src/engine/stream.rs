@@ -268,7 +268,10 @@ impl Reader<'_> {
             (None, None, Some(job)) => {
                 let packed = self.engine.packed(&job.samples, &job.plan);
                 let mut state = DecoderState::new(self.engine, self.opts.threads)?;
-                let decoding = self.engine.decode_plan(self.opts, packed.len());
+                let decoding = self
+                    .engine
+                    .decode_plan(self.opts, packed.len())
+                    .for_detection_alone();
                 Engine::language(&mut state, &packed, None, &decoding)?
             }
             (None, None, None) => return Ok(()),

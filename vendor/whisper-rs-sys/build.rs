@@ -101,13 +101,20 @@ fn main() {
     }
 
     println!("cargo:rerun-if-changed=wrapper.h");
+    // earshot: rebuild when the vendored (patched) sources change.
+    println!("cargo:rerun-if-changed=whisper.cpp/src");
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let whisper_root = out.join("whisper.cpp");
 
-    if !whisper_root.exists() {
+    // earshot: copied again every time, so that a changed source reaches the build.
+    {
         std::fs::create_dir_all(&whisper_root).unwrap();
-        fs_extra::dir::copy("./whisper.cpp", &out, &Default::default()).unwrap_or_else(|e| {
+        let options = fs_extra::dir::CopyOptions {
+            overwrite: true,
+            ..Default::default()
+        };
+        fs_extra::dir::copy("./whisper.cpp", &out, &options).unwrap_or_else(|e| {
             panic!(
                 "Failed to copy whisper sources into {}: {}",
                 whisper_root.display(),
@@ -134,6 +141,7 @@ fn main() {
         .map_err(|v| v.to_string())
         .unwrap();
 
+        #[allow(unused_mut)] // earshot: mut only with the metal or vulkan feature
         let mut bindings = bindgen::Builder::default()
             .rust_edition(bindgen::RustEdition::Edition2021)
             .rust_target(package_msrv)

@@ -880,6 +880,11 @@ struct whisper_state {
 
     // helpers for GPU offloading
     std::vector<float> inp_mel;
+
+    // earshot: the encoder input of the last encode that completed, so that an encode of the
+    // very same input (language detection, then the decoding pass over the same window) reuses
+    // the encoder output already in embd_enc / kv_cross instead of computing it again.
+    std::vector<float> inp_mel_encoded;
     std::vector<float> inp_mask;
 
     // decode output (2-dimensional array: [n_tokens][n_vocab])
@@ -2364,6 +2369,31 @@ static bool whisper_encode_internal(
                    void * abort_callback_data) {
     const int64_t t_start_us = ggml_time_us();
 
+    // earshot: build the encoder input first; when it is the input of the last encode that
+    // completed, embd_enc and kv_cross already hold its output (nothing else writes them).
+    if (!whisper_encode_external(wstate)) {
+        const auto & mel_inp = wstate.mel;
+        const int n_ctx   = wstate.exp_n_audio_ctx > 0 ? wstate.exp_n_audio_ctx : wctx.model.hparams.n_audio_ctx;
+        const int n_frames = 2*n_ctx;
+
+        std::vector<float> inp((size_t) n_frames*mel_inp.n_mel, 0.0f);
+
+        const int i0 = std::min(mel_offset,            mel_inp.n_len);
+        const int i1 = std::min(mel_offset + n_frames, mel_inp.n_len);
+
+        for (int j = 0; j < mel_inp.n_mel; ++j) {
+            for (int i = i0; i < i1; ++i) {
+                inp[(size_t) j*n_frames + (i - i0)] = mel_inp.data[(size_t) j*mel_inp.n_len + i];
+            }
+        }
+
+        if (!wstate.inp_mel_encoded.empty() && inp == wstate.inp_mel_encoded) {
+            return !(abort_callback && abort_callback(abort_callback_data));
+        }
+        wstate.inp_mel_encoded.clear();
+        wstate.inp_mel = std::move(inp);
+    }
+
     // conv
     {
         auto & sched = wstate.sched_conv.sched;
@@ -2377,8 +2407,8 @@ static bool whisper_encode_internal(
 
         struct ggml_tensor * mel = ggml_graph_get_tensor(gf, "mel");
 
-        // set the input
-        {
+        // set the input (earshot: built above, unless the encoder is external)
+        if (whisper_encode_external(wstate)) {
             const auto & mel_inp = wstate.mel;
             const int n_ctx      = wstate.exp_n_audio_ctx > 0 ? wstate.exp_n_audio_ctx : wctx.model.hparams.n_audio_ctx;
 
@@ -2398,9 +2428,10 @@ static bool whisper_encode_internal(
                     dst[j*2*n_ctx + (i - i0)] = mel_inp.data[j*mel_inp.n_len + i];
                 }
             }
-
-            ggml_backend_tensor_set(mel, wstate.inp_mel.data(), 0, ggml_nelements(mel)*sizeof(float));
         }
+
+        GGML_ASSERT((int64_t) wstate.inp_mel.size() == ggml_nelements(mel));
+        ggml_backend_tensor_set(mel, wstate.inp_mel.data(), 0, ggml_nelements(mel)*sizeof(float));
 
         if (!whisper_encode_external(wstate)) {
             if (!ggml_graph_compute_helper(sched, gf, n_threads)) {
@@ -2451,6 +2482,10 @@ static bool whisper_encode_internal(
 
     wstate.t_encode_us += ggml_time_us() - t_start_us;
     wstate.n_encode++;
+
+    if (!whisper_encode_external(wstate)) {
+        wstate.inp_mel_encoded = wstate.inp_mel;
+    }
 
     return !(abort_callback && abort_callback(abort_callback_data));
 }
