@@ -69,6 +69,29 @@ fn jfk_with_base_detects_english() {
     assert!(t.language_probability.unwrap() > 0.5);
 }
 
+/// The no-speech probability is the model's, at the start-of-transcript token, whether the
+/// language was detected or given. (whisper.cpp 1.8.3 read a row of logits its decode never
+/// wrote: what the language detection left there, or zeros, about 0.00002, when the language
+/// was given. vendor/whisper-rs-sys/EARSHOT.md.)
+#[test]
+fn the_no_speech_probability_is_the_same_whether_the_language_is_detected_or_given() {
+    let detected = run("base", "telegram_jfk.oga", &Options::default()).transcript;
+    let given = Options {
+        language: Some("en".into()),
+        ..Options::default()
+    };
+    let given = run("base", "telegram_jfk.oga", &given).transcript;
+    assert_eq!(given.text, detected.text);
+    let (d, g) = (&detected.segments[0], &given.segments[0]);
+    assert!(
+        (g.no_speech_prob - d.no_speech_prob).abs() < 1e-4,
+        "given {} vs detected {}",
+        g.no_speech_prob,
+        d.no_speech_prob
+    );
+    assert!(g.no_speech_prob > 1e-3, "{}", g.no_speech_prob);
+}
+
 /// base on real Russian speech sent as Telegram / WhatsApp / Messenger notes. Bound: 10% CER.
 /// faster-whisper with the same weights scored 3.6% corpus CER on such speech; our corpus
 /// figure over all 31 Russian eval clips is in the README. One 11-word sentence leaves little

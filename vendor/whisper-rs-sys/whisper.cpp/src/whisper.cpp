@@ -7178,6 +7178,13 @@ int whisper_full_with_state(
 
                 whisper_batch_prep_legacy(state->batch, prompt.data(), prompt.size(), 0, 0);
 
+                // earshot: the no-speech probability is read at the start-of-transcript token,
+                // which follows the previous text, if any, so that token's logits are kept too.
+                // (Upstream reads the first row of state->logits, which this decode never
+                // writes: it held whatever an earlier decode left there.)
+                const int i_sot = (int) (prompt.size() - prompt_init.size());
+                state->batch.logits[i_sot] = 1;
+
                 if (!whisper_decode_internal(*ctx, *state, state->batch, params.n_threads, false, params.abort_callback, params.abort_callback_user_data)) {
                     WHISPER_LOG_ERROR("%s: failed to decode\n", __func__);
                     return -8;
@@ -7189,9 +7196,11 @@ int whisper_full_with_state(
                     const int n_logits = ctx->vocab.id_to_token.size();
                     std::vector<float> logprobs(n_logits);
                     std::vector<float> probs(n_logits);
+                    const std::vector<float> sot_logits(state->logits.begin() + (size_t) i_sot*n_logits,
+                                                        state->logits.begin() + (size_t) (i_sot + 1)*n_logits);
 
-                    whisper_compute_logprobs(state->logits, n_logits, logprobs);
-                    whisper_compute_probs(state->logits, n_logits, logprobs, probs);
+                    whisper_compute_logprobs(sot_logits, n_logits, logprobs);
+                    whisper_compute_probs(sot_logits, n_logits, logprobs, probs);
                     state->no_speech_prob = probs[whisper_token_nosp(ctx)];
                 }
 
