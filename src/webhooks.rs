@@ -405,6 +405,14 @@ mod tests {
 
         let err = agent(false).post(&url).send("{}").unwrap_err().to_string();
         assert!(err.contains("not a global unicast address"), "{err}");
+        // An address written in the URL goes through the same check.
+        let literal = format!("http://127.0.0.1:{port}/hook");
+        let err = agent(false)
+            .post(&literal)
+            .send("{}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a global unicast address"), "{err}");
         listener.set_nonblocking(true).unwrap();
         assert_eq!(
             listener.accept().unwrap_err().kind(),
