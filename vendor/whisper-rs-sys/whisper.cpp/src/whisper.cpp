@@ -881,10 +881,11 @@ struct whisper_state {
     // helpers for GPU offloading
     std::vector<float> inp_mel;
 
-    // earshot: the encoder input of the last encode that completed, so that an encode of the
-    // very same input (language detection, then the decoding pass over the same window) reuses
-    // the encoder output already in embd_enc / kv_cross instead of computing it again.
-    std::vector<float> inp_mel_encoded;
+    // earshot: whether inp_mel is the input of the last encode, and that encode completed, so
+    // that an encode of the very same input (language detection, then the decoding pass over
+    // the same window) reuses the encoder output already in kv_cross instead of computing it
+    // again.
+    bool inp_mel_encoded = false;
     std::vector<float> inp_mask;
 
     // decode output (2-dimensional array: [n_tokens][n_vocab])
@@ -2370,7 +2371,7 @@ static bool whisper_encode_internal(
     const int64_t t_start_us = ggml_time_us();
 
     // earshot: build the encoder input first; when it is the input of the last encode that
-    // completed, embd_enc and kv_cross already hold its output (nothing else writes them).
+    // completed, kv_cross already holds its output (nothing else writes it).
     if (!whisper_encode_external(wstate)) {
         const auto & mel_inp = wstate.mel;
         const int n_ctx   = wstate.exp_n_audio_ctx > 0 ? wstate.exp_n_audio_ctx : wctx.model.hparams.n_audio_ctx;
@@ -2387,10 +2388,10 @@ static bool whisper_encode_internal(
             }
         }
 
-        if (!wstate.inp_mel_encoded.empty() && inp == wstate.inp_mel_encoded) {
+        if (wstate.inp_mel_encoded && inp == wstate.inp_mel) {
             return !(abort_callback && abort_callback(abort_callback_data));
         }
-        wstate.inp_mel_encoded.clear();
+        wstate.inp_mel_encoded = false;
         wstate.inp_mel = std::move(inp);
     }
 
@@ -2483,9 +2484,7 @@ static bool whisper_encode_internal(
     wstate.t_encode_us += ggml_time_us() - t_start_us;
     wstate.n_encode++;
 
-    if (!whisper_encode_external(wstate)) {
-        wstate.inp_mel_encoded = wstate.inp_mel;
-    }
+    wstate.inp_mel_encoded = !whisper_encode_external(wstate);
 
     return !(abort_callback && abort_callback(abort_callback_data));
 }
