@@ -400,7 +400,7 @@ impl Engine {
         };
         let started = std::time::Instant::now();
         let first = state
-            .decode(samples, opts, &language, duration, ctx)
+            .decode(samples, &plan.first_pass(opts), &language, duration, ctx)
             .map(with_probability)?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, ctx, "first pass");
         // The guard: a short context, or greedy decoding of a short note, gets a second,

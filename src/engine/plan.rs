@@ -22,6 +22,22 @@ pub struct DecodePlan {
 }
 
 impl DecodePlan {
+    /// The options of the decoding pass. A guarded pass decodes once, at temperature 0,
+    /// without whisper.cpp's temperature fallback: when its result fails the thresholds, the
+    /// careful pass is the fallback. Falling back inside the fast pass first sampled up to
+    /// five more times per step on the fitted context (4-6 s on a 1-2 s note that then often
+    /// went to the careful pass anyway). An unguarded pass keeps the fallback, as asked.
+    pub fn first_pass(&self, opts: &Options) -> Options {
+        if self.guarded {
+            Options {
+                temperature_increment: 0.0,
+                ..opts.clone()
+            }
+        } else {
+            opts.clone()
+        }
+    }
+
     /// The plan for a detection whose encoder output no decoding pass on the same state will
     /// reuse (a long note's language, detected apart from its pieces): the first guess then
     /// looks at no more than 5 s, as it is paid for in full.
@@ -217,5 +233,27 @@ mod tests {
         assert_eq!(two.for_detection_alone(), two, "already within 5 s");
         let full = decode_plan(&opts(AudioCtx::Full, None), cpu, 20 * S);
         assert_eq!(full.for_detection_alone(), full, "no first guess to cap");
+    }
+
+    #[test]
+    fn a_guarded_pass_leaves_the_temperature_fallback_to_the_careful_pass() {
+        let cpu = PlanModel {
+            multilingual: true,
+            gpu: false,
+        };
+        let auto = opts(AudioCtx::Auto, None);
+        let guarded = decode_plan(&auto, cpu, 5 * S);
+        assert!(guarded.guarded);
+        let fast = guarded.first_pass(&auto);
+        assert_eq!(fast.temperature_increment, 0.0);
+        assert_eq!(fast.temperature, auto.temperature);
+        assert_eq!(fast.beam_size, auto.beam_size);
+        let long = decode_plan(&auto, cpu, 60 * S);
+        assert!(!long.guarded);
+        assert_eq!(
+            long.first_pass(&auto).temperature_increment,
+            auto.temperature_increment,
+            "an unguarded pass keeps whisper.cpp's fallback"
+        );
     }
 }
