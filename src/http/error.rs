@@ -46,7 +46,8 @@ impl ApiError {
 }
 
 /// Storage failures: a full disk (or quota) is 507 `insufficient_storage`, a store that
-/// cannot be reached 503 `storage_unavailable`, anything else 500.
+/// cannot be reached 503 `storage_unavailable`, anything else 500 `storage_error` (the
+/// database's or the store's own words go to the log, not to the client).
 impl From<crate::store::StorageError> for ApiError {
     fn from(e: crate::store::StorageError) -> Self {
         if e.is_full() {
@@ -59,7 +60,11 @@ impl From<crate::store::StorageError> for ApiError {
             )
             .retry_after(30)
         } else {
-            ApiError::internal(e)
+            tracing::error!(error = %e, "storage failed");
+            ApiError::of(
+                ErrorCode::StorageError,
+                "the service's storage failed, so nothing was stored; retry later",
+            )
         }
     }
 }
