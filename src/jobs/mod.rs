@@ -90,16 +90,18 @@ impl Service {
     ///
     /// The slow part of storing (an fsync, a PUT to a bucket) is staged first, outside the
     /// locks, so that uploads are not stored one at a time and no database connection waits
-    /// on the store. Bytes staged for a job that then fails to be recorded are taken back.
+    /// on the store. Bytes stored for a job that then fails to be recorded (staged in a
+    /// bucket, or moved into place in the data folder just before the row was refused) are
+    /// taken back.
     pub fn submit(
         &self,
         mut blob: PendingBlob,
         job: impl FnOnce(String, u64) -> NewJob,
     ) -> Result<Submitted, StorageError> {
-        let staged = self.blobs.stage(&mut blob)?;
+        self.blobs.stage(&mut blob)?;
         let sha = blob.sha256();
         let submitted = self.record(blob, job);
-        if submitted.is_err() && staged {
+        if submitted.is_err() {
             self.take_back(&sha);
         }
         let submitted = submitted?;
@@ -109,7 +111,7 @@ impl Service {
         Ok(submitted)
     }
 
-    /// Staged bytes no job came to use: removed unless a job uses them after all. When the
+    /// Stored bytes no job came to use: removed unless a job uses them after all. When the
     /// database cannot say (it is down, which is likely why the job failed), they stay: an
     /// unreferenced object costs space, never audio.
     fn take_back(&self, sha: &str) {

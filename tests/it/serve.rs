@@ -459,6 +459,40 @@ fn idempotency_keys() {
     assert_eq!(dup.json()["sha256"], first.json()["sha256"]);
 }
 
+/// Audio stored for a job that the database then refused to record is taken back out of
+/// the store, and the client gets a JSON error that does not echo the database; once the database records jobs again, the
+/// same upload works.
+#[test]
+fn audio_of_a_job_the_database_refused_is_not_kept() {
+    let s = Server::start("tiny.en", &[]);
+    s.db_execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON jobs \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION refuse();",
+    );
+    let a = read_fixture("goforward.mp3");
+    let post = || s.req("POST", "/v1/jobs", &[("Content-Type", "audio/mpeg")], &a);
+    let refused = post();
+    assert_eq!(
+        (refused.status, refused.json()["error"]["code"].as_str()),
+        (500, Some("storage_error")),
+        "{}",
+        refused.text()
+    );
+    assert!(!refused.text().contains("refused by the test"));
+    assert!(s.stored_audio().is_empty(), "{:?}", s.stored_audio());
+    assert!(s.spooled().is_empty(), "{:?}", s.spooled());
+    s.db_execute(
+        "DROP TRIGGER refuse;",
+        "DROP TRIGGER refuse ON jobs; DROP FUNCTION refuse();",
+    );
+    let taken = post();
+    assert_eq!(taken.status, 202, "{}", taken.text());
+    assert_eq!(s.stored_audio(), [sha256_hex(&a)]);
+}
+
 #[test]
 fn auth_and_size_limits() {
     let s = Server::start(

@@ -13,6 +13,9 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// The bucket prefix the audio goes to (`EARSHOT_IT_S3`), or none for the data folder.
     pub bucket: Option<String>,
+    /// The PostgreSQL database the job records go to (`EARSHOT_IT_POSTGRES`), or none for
+    /// SQLite in the data folder.
+    pub database: Option<String>,
     /// Every line the server wrote to stderr (JSON log lines), as it wrote them.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
@@ -132,6 +135,7 @@ impl Server {
             addr,
             data_dir: data_dir.to_path_buf(),
             bucket,
+            database,
             log,
             _tmp: None,
         }
@@ -147,6 +151,29 @@ impl Server {
                 .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
                 .collect(),
             Some(url) => s3_list(url),
+        }
+    }
+
+    /// Run `sqlite`, or `postgres` when the records are in PostgreSQL, on the server's
+    /// database from outside, as an operator at a console would.
+    pub fn db_execute(&self, sqlite: &str, postgres: &str) {
+        match &self.database {
+            Some(url) => {
+                // On a plain thread, as in `start_with`.
+                let (url, sql) = (url.clone(), postgres.to_string());
+                std::thread::spawn(move || {
+                    postgres::Client::connect(&url, postgres::NoTls)
+                        .expect("the test PostgreSQL")
+                        .batch_execute(&sql)
+                        .expect("the statements run")
+                })
+                .join()
+                .unwrap()
+            }
+            None => rusqlite::Connection::open(self.data_dir.join("earshot.sqlite"))
+                .expect("the server's SQLite file")
+                .execute_batch(sqlite)
+                .expect("the statements run"),
         }
     }
 
