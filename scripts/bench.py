@@ -378,7 +378,7 @@ def bench(systems, clips, beam, rounds, what, work):
         rows.append({"system": s.label, "what": what, "beam": beam, "audio": audio, "wall": wall,
                      "xrt": audio / wall, "rss": rss, "acc": score(clips, rs[-1][0]),
                      "per_note": per_note, "walls": [round(x[1], 2) for x in rs],
-                     "texts": rs[-1][0]})
+                     "texts": rs[-1][0], "clips": [c["oga"] for c in clips]})
     if what in ("short", "noisy"):
         diffs = per_clip({s.label: runs[s.label][-1][0] for s in systems}, clips)
         with open(os.path.join(work, f"per_clip_{what}_beam{beam}.md"), "w") as f:
@@ -464,7 +464,14 @@ def main():
         by_len = {"short": corpus["short"], "noisy": corpus["noisy"], "long": corpus["long"]}
         for r in rows:
             clips = by_len.get(r["what"], [])
-            if r["what"] == "cold":
+            if "clips" in r:
+                # Runs since 2026-11-28 name their clips: no guessing from the order.
+                missing = [o for o in r["clips"] if o not in every]
+                if missing:
+                    sys.exit(f"bench: --rescore: {len(missing)} clips of the run are not in "
+                             f"the corpus now, e.g. {missing[0]}")
+                clips = [every[o] for o in r["clips"]]
+            elif r["what"] == "cold":
                 clips = corpus["short"][:len(r["texts"])]
             elif r["what"] == "long":
                 clips = [c for c in corpus["long"] if abs(c["dur"] - r["audio"]) < 1]
