@@ -123,9 +123,30 @@ fn host_and_port(authority: &str, default_port: u16) -> Result<(String, u16), St
     Ok((host.to_string(), port))
 }
 
-/// Check a callback URL: scheme, host, and (unless allowed) that it resolves only to global
-/// unicast addresses. Returns a message a client can act on.
-pub fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
+/// Whether [`check_url`] looks the host up and refuses non-global addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addresses {
+    /// Look the host up; any loopback, private, link-local or reserved address is refused.
+    Check,
+    /// The form of the URL only: private targets are allowed (`--webhook-allow-private`), or
+    /// the connection's own resolver checks each address it connects to.
+    Skip,
+}
+
+impl Addresses {
+    /// [`Addresses::Skip`] when the operator allows private targets.
+    pub fn unless_private_allowed(allow_private: bool) -> Addresses {
+        if allow_private {
+            Addresses::Skip
+        } else {
+            Addresses::Check
+        }
+    }
+}
+
+/// Check a callback URL: scheme, host, and (with [`Addresses::Check`]) that it resolves only
+/// to global unicast addresses. Returns a message a client can act on.
+pub fn check_url(url: &str, addresses: Addresses) -> Result<(), String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or("callback_url must be an absolute http or https URL")?;
@@ -146,7 +167,7 @@ pub fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
         return Err("callback_url has no host".into());
     }
     let (host, port) = host_and_port(authority, default_port)?;
-    if allow_private {
+    if addresses == Addresses::Skip {
         return Ok(());
     }
     let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
@@ -245,7 +266,11 @@ pub fn run(
     let agent = agent(allow_private);
     // The agent's resolver checks the addresses it connects to; only through a proxy (which
     // resolves the target itself) does the check before each delivery look the name up too.
-    let lookup_here = !allow_private && agent.config().proxy().is_some();
+    let addresses = if !allow_private && agent.config().proxy().is_some() {
+        Addresses::Check
+    } else {
+        Addresses::Skip
+    };
     loop {
         let due = match db.due_deliveries(16) {
             Ok(d) => d,
@@ -267,8 +292,7 @@ pub fn run(
                 continue;
             };
             let body = render(&job).to_string();
-            // (Private addresses pass `check_url` unless it looks the name up here.)
-            let result = check_url(&d.url, !lookup_here).and_then(|()| {
+            let result = check_url(&d.url, addresses).and_then(|()| {
                 let mut req = agent
                     .post(&d.url)
                     .header("Content-Type", "application/json")
@@ -311,18 +335,18 @@ mod tests {
 
     #[test]
     fn refuses_private_targets_and_odd_schemes() {
-        assert!(check_url("http://127.0.0.1:9/x", false)
+        assert!(check_url("http://127.0.0.1:9/x", Addresses::Check)
             .unwrap_err()
             .contains("--webhook-allow-private"));
-        assert!(check_url("http://[::1]/x", false).is_err());
-        assert!(check_url("http://10.1.2.3/x", false).is_err());
-        assert!(check_url("http://169.254.169.254/latest/meta-data", false).is_err());
-        assert!(check_url("ftp://example.com/x", false)
+        assert!(check_url("http://[::1]/x", Addresses::Check).is_err());
+        assert!(check_url("http://10.1.2.3/x", Addresses::Check).is_err());
+        assert!(check_url("http://169.254.169.254/latest/meta-data", Addresses::Check).is_err());
+        assert!(check_url("ftp://example.com/x", Addresses::Check)
             .unwrap_err()
             .contains("not allowed"));
-        assert!(check_url("http://user:pw@example.com/", false).is_err());
-        assert!(check_url("not a url", false).is_err());
-        assert!(check_url("http://127.0.0.1:9/x", true).is_ok());
+        assert!(check_url("http://user:pw@example.com/", Addresses::Check).is_err());
+        assert!(check_url("not a url", Addresses::Check).is_err());
+        assert!(check_url("http://127.0.0.1:9/x", Addresses::Skip).is_ok());
         assert!(is_private("::ffff:192.168.1.1".parse().unwrap()));
         assert!(!is_private("93.184.216.34".parse().unwrap()));
     }
@@ -350,7 +374,7 @@ mod tests {
             "http://[::]/x",
             "http://[3fff::1]/x",
         ] {
-            let e = check_url(url, false).unwrap_err();
+            let e = check_url(url, Addresses::Check).unwrap_err();
             assert!(e.contains("not a global unicast"), "{url}: {e}");
         }
         for url in [
@@ -360,7 +384,7 @@ mod tests {
             "http://[64:ff9b::5db8:d822]/x", // NAT64 of 93.184.216.34
             "http://[2002:5db8:d822::1]/x",  // 6to4 of 93.184.216.34
         ] {
-            assert_eq!(check_url(url, false), Ok(()), "{url}");
+            assert_eq!(check_url(url, Addresses::Check), Ok(()), "{url}");
         }
     }
 

@@ -99,8 +99,10 @@ pub(super) async fn create_job(
         .filter(|u| !u.is_empty())
         .cloned();
     if let Some(url) = &callback_url {
-        let (url, allow) = (url.clone(), s.cfg.webhook_allow_private);
-        tokio::task::spawn_blocking(move || crate::webhooks::check_url(&url, allow))
+        let url = url.clone();
+        let addresses =
+            crate::webhooks::Addresses::unless_private_allowed(s.cfg.webhook_allow_private);
+        tokio::task::spawn_blocking(move || crate::webhooks::check_url(&url, addresses))
             .await
             .map_err(ApiError::internal)?
             .map_err(|m| ApiError::of(ErrorCode::InvalidCallbackUrl, m).param("callback_url"))?;
