@@ -392,8 +392,9 @@ impl Engine {
         plan: &DecodePlan,
     ) -> Result<Transcript, EngineError> {
         let duration = samples.len() as f64 / WHISPER_RATE as f64;
-        let ctx = plan.ctx;
-        let (language, probability) = Self::language(state, samples, requested, plan)?;
+        let (language, probability, looked_again) =
+            Self::language(state, samples, requested, plan)?;
+        let ctx = plan.decoding_ctx(looked_again);
         let with_probability = |mut t: Transcript| {
             t.language_probability = probability;
             t
@@ -451,8 +452,9 @@ impl Engine {
         samples: &[f32],
         requested: Option<String>,
         plan: &DecodePlan,
-    ) -> Result<(String, Option<f32>), EngineError> {
+    ) -> Result<(String, Option<f32>, bool), EngineError> {
         let started = std::time::Instant::now();
+        let mut looked_again = false;
         let (language, probability) = match requested {
             Some(l) => (l, None),
             None if !state.engine().is_multilingual() => ("en".to_string(), None),
@@ -482,7 +484,10 @@ impl Engine {
                 }
                 let (id, p) = match found {
                     Some(f) => f,
-                    None => state.detect(samples, plan.redetect_ctx)?,
+                    None => {
+                        looked_again = true;
+                        state.detect(samples, plan.redetect_ctx)?
+                    }
                 };
                 let lang = language::code_of(id).unwrap_or("en").to_string();
                 (lang, Some(p))
@@ -494,7 +499,7 @@ impl Engine {
             probability,
             "language"
         );
-        Ok((language, probability))
+        Ok((language, probability, looked_again))
     }
 }
 

@@ -38,6 +38,19 @@ impl DecodePlan {
         }
     }
 
+    /// The decoding pass's context once the language is known. A note whose language was
+    /// detected again on the full window (`looked_again`) is decoded on it too: the state
+    /// holds that encode, so the fast pass, and a careful pass after it, reuse it instead of
+    /// encoding the fitted context and then the full window once more. On the tuning half
+    /// that gave the same texts (but for punctuation) for 15% less CPU.
+    pub fn decoding_ctx(&self, looked_again: bool) -> usize {
+        if looked_again && self.redetect_ctx == CTX_FULL {
+            0
+        } else {
+            self.ctx
+        }
+    }
+
     /// The plan for a detection whose encoder output no decoding pass on the same state will
     /// reuse (a long note's language, detected apart from its pieces): the first guess then
     /// looks at no more than 5 s, as it is paid for in full.
@@ -233,6 +246,27 @@ mod tests {
         assert_eq!(two.for_detection_alone(), two, "already within 5 s");
         let full = decode_plan(&opts(AudioCtx::Full, None), cpu, 20 * S);
         assert_eq!(full.for_detection_alone(), full, "no first guess to cap");
+    }
+
+    #[test]
+    fn a_note_detected_again_on_the_full_window_is_decoded_on_it() {
+        let cpu = PlanModel {
+            multilingual: true,
+            gpu: false,
+        };
+        let auto = decode_plan(&opts(AudioCtx::Auto, None), cpu, 2 * S);
+        assert_eq!(auto.decoding_ctx(false), 256, "the first guess was sure");
+        assert_eq!(
+            auto.decoding_ctx(true),
+            0,
+            "detected again on the full window"
+        );
+        let fixed = decode_plan(&opts(AudioCtx::Fixed(700), None), cpu, 2 * S);
+        assert_eq!(
+            fixed.decoding_ctx(true),
+            700,
+            "detection ran on the asked context, which the pass keeps"
+        );
     }
 
     #[test]

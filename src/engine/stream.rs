@@ -272,7 +272,9 @@ impl Reader<'_> {
                     .engine
                     .decode_plan(self.opts, packed.len())
                     .for_detection_alone();
-                Engine::language(&mut state, &packed, None, &decoding)?
+                let (language, probability, _) =
+                    Engine::language(&mut state, &packed, None, &decoding)?;
+                (language, probability)
             }
             (None, None, None) => return Ok(()),
         };
