@@ -32,7 +32,9 @@ root_domain = ".s3.garage.localhost"
 EOF
 chmod 600 "$garage_dir/garage.toml"
 gcli() { "$garage" -c "$garage_dir/garage.toml" "$@"; }
-gcli server >"$garage_dir/server.log" 2>&1 &
+# The binary itself in the background, not through gcli: a function sent to the background
+# runs in a subshell, whose pid $! would be, and killing it left Garage running.
+"$garage" -c "$garage_dir/garage.toml" server >"$garage_dir/server.log" 2>&1 &
 garage_pid=$!
 stop_garage() {
   kill "$garage_pid" 2>/dev/null || true
