@@ -112,6 +112,11 @@ mod tests {
     use super::*;
 
     const S: usize = WHISPER_RATE as usize; // samples per second
+    /// A multilingual model on the CPU, the case most rows are about.
+    const CPU: PlanModel = PlanModel {
+        multilingual: true,
+        gpu: false,
+    };
 
     fn opts(audio_ctx: AudioCtx, beam: Option<u32>) -> Options {
         Options {
@@ -123,10 +128,6 @@ mod tests {
 
     #[test]
     fn the_decoding_plan_is_one_table() {
-        let cpu = PlanModel {
-            multilingual: true,
-            gpu: false,
-        };
         let gpu = PlanModel {
             multilingual: true,
             gpu: true,
@@ -151,41 +152,41 @@ mod tests {
         };
         // (what, options, model, seconds) -> plan
         plan("CPU, a 5 s note: fitted context (250 + 128 positions, to a multiple of 64), the first guess on it, guarded",
-            &auto, cpu, 5.0, p(384, Some(384), CTX_FULL, true));
+            &auto, CPU, 5.0, p(384, Some(384), CTX_FULL, true));
         plan(
             "CPU, a 20 s note: the first guess on its whole fitted context (the decoding pass reuses that encode)",
             &auto,
-            cpu,
+            CPU,
             20.0,
             p(1152, Some(1152), CTX_FULL, true),
         );
         plan(
             "CPU, a 2 s note: the first guess uses the note's own context",
             &auto,
-            cpu,
+            CPU,
             2.0,
             p(256, Some(256), CTX_FULL, true),
         );
         plan("CPU, a 28 s note: too close to 30 s to fit, full window, still guarded (greedy, <= 30 s)",
-            &auto, cpu, 28.0, p(0, Some(CTX_DETECT), CTX_FULL, true));
+            &auto, CPU, 28.0, p(0, Some(CTX_DETECT), CTX_FULL, true));
         plan(
             "CPU, a 60 s recording: full window, not guarded",
             &auto,
-            cpu,
+            CPU,
             60.0,
             p(0, Some(CTX_DETECT), CTX_FULL, false),
         );
         plan(
             "CPU, beam 5 on a 28 s note: full window, not guarded (only greedy is)",
             &opts(AudioCtx::Auto, Some(5)),
-            cpu,
+            CPU,
             28.0,
             p(0, Some(CTX_DETECT), CTX_FULL, false),
         );
         plan(
             "CPU, beam 5 on a 5 s note: the fitted context is guarded whatever the beam",
             &opts(AudioCtx::Auto, Some(5)),
-            cpu,
+            CPU,
             5.0,
             p(384, Some(384), CTX_FULL, true),
         );
@@ -206,28 +207,28 @@ mod tests {
         plan(
             "--audio-ctx full: no first guess, no guard",
             &opts(AudioCtx::Full, None),
-            cpu,
+            CPU,
             5.0,
             p(0, None, 0, false),
         );
         plan(
             "--audio-ctx 700: that context everywhere, no guard",
             &opts(AudioCtx::Fixed(700), None),
-            cpu,
+            CPU,
             5.0,
             p(700, None, 700, false),
         );
         plan(
             "--audio-ctx 5000: capped at the model's 1500",
             &opts(AudioCtx::Fixed(5000), None),
-            cpu,
+            CPU,
             5.0,
             p(CTX_FULL, None, CTX_FULL, false),
         );
         plan(
             "--accurate: full window, beam 5, no guard",
             &auto.clone().accurate(),
-            cpu,
+            CPU,
             5.0,
             p(0, None, 0, false),
         );
@@ -235,33 +236,25 @@ mod tests {
 
     #[test]
     fn a_detection_no_decoding_pass_reuses_looks_at_5_s_first() {
-        let cpu = PlanModel {
-            multilingual: true,
-            gpu: false,
-        };
-        let twenty = decode_plan(&opts(AudioCtx::Auto, None), cpu, 20 * S);
+        let twenty = decode_plan(&opts(AudioCtx::Auto, None), CPU, 20 * S);
         assert_eq!(twenty.for_detection_alone().detect_ctx, Some(CTX_DETECT));
         assert_eq!(twenty.for_detection_alone().ctx, twenty.ctx);
-        let two = decode_plan(&opts(AudioCtx::Auto, None), cpu, 2 * S);
+        let two = decode_plan(&opts(AudioCtx::Auto, None), CPU, 2 * S);
         assert_eq!(two.for_detection_alone(), two, "already within 5 s");
-        let full = decode_plan(&opts(AudioCtx::Full, None), cpu, 20 * S);
+        let full = decode_plan(&opts(AudioCtx::Full, None), CPU, 20 * S);
         assert_eq!(full.for_detection_alone(), full, "no first guess to cap");
     }
 
     #[test]
     fn a_note_detected_again_on_the_full_window_is_decoded_on_it() {
-        let cpu = PlanModel {
-            multilingual: true,
-            gpu: false,
-        };
-        let auto = decode_plan(&opts(AudioCtx::Auto, None), cpu, 2 * S);
+        let auto = decode_plan(&opts(AudioCtx::Auto, None), CPU, 2 * S);
         assert_eq!(auto.decoding_ctx(false), 256, "the first guess was sure");
         assert_eq!(
             auto.decoding_ctx(true),
             0,
             "detected again on the full window"
         );
-        let fixed = decode_plan(&opts(AudioCtx::Fixed(700), None), cpu, 2 * S);
+        let fixed = decode_plan(&opts(AudioCtx::Fixed(700), None), CPU, 2 * S);
         assert_eq!(
             fixed.decoding_ctx(true),
             700,
@@ -271,18 +264,14 @@ mod tests {
 
     #[test]
     fn a_guarded_pass_leaves_the_temperature_fallback_to_the_careful_pass() {
-        let cpu = PlanModel {
-            multilingual: true,
-            gpu: false,
-        };
         let auto = opts(AudioCtx::Auto, None);
-        let guarded = decode_plan(&auto, cpu, 5 * S);
+        let guarded = decode_plan(&auto, CPU, 5 * S);
         assert!(guarded.guarded);
         let fast = guarded.first_pass(&auto);
         assert_eq!(fast.temperature_increment, 0.0);
         assert_eq!(fast.temperature, auto.temperature);
         assert_eq!(fast.beam_size, auto.beam_size);
-        let long = decode_plan(&auto, cpu, 60 * S);
+        let long = decode_plan(&auto, CPU, 60 * S);
         assert!(!long.guarded);
         assert_eq!(
             long.first_pass(&auto).temperature_increment,
