@@ -123,7 +123,7 @@ impl Service {
             Ok(())
         });
         if let Err(e) = gone {
-            tracing::warn!(sha, error = %e, "audio stored for a job that was not recorded is left in the store");
+            tracing::warn!(sha, error = %e, "audio stored for a job that was not recorded, if any was, is left in the store");
         }
     }
 

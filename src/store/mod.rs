@@ -318,8 +318,9 @@ pub trait Blobs: Send + Sync {
     fn begin(&self) -> io::Result<PendingBlob>;
 
     /// The slow part of a commit, done before it and outside any lock: the folder fsyncs the
-    /// spooled bytes, a bucket receives them. Returns whether the bytes are now stored under
-    /// their hash (so that a caller that fails before the commit can take them back).
+    /// spooled bytes, a bucket receives them. Returns whether this call stored the bytes under
+    /// their hash (false for a folder, whose commit moves them into place, and for bytes a
+    /// bucket already holds).
     fn stage(&self, p: &mut PendingBlob) -> io::Result<bool> {
         use std::io::Write;
         p.file.flush()?;

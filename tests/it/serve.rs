@@ -460,8 +460,8 @@ fn idempotency_keys() {
 }
 
 /// Audio stored for a job that the database then refused to record is taken back out of
-/// the store, and the client gets a JSON error that does not echo the database; once the database records jobs again, the
-/// same upload works.
+/// the store, and the client gets a JSON error that does not echo the database; once the
+/// database records jobs again, the same upload works.
 #[test]
 fn audio_of_a_job_the_database_refused_is_not_kept() {
     let s = Server::start("tiny.en", &[]);
