@@ -195,6 +195,9 @@ fn main() {
         .define("WHISPER_ALL_WARNINGS_3RD_PARTY", "OFF")
         .define("WHISPER_BUILD_TESTS", "OFF")
         .define("WHISPER_BUILD_EXAMPLES", "OFF")
+        // earshot: llamafile's matrix kernels for the CPU backend (ggml leaves them off
+        // unless asked; llama.cpp switches them on). See EARSHOT.md.
+        .define("GGML_LLAMAFILE", "ON")
         .very_verbose(true)
         .pic(true);
 
