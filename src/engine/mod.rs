@@ -39,7 +39,7 @@ pub use pieces::{Progress, Watch};
 pub use transcript::{Segment, Transcript, Word};
 
 use decode::{DecoderState, Turns};
-use options::{CTX_DETECT, CTX_FULL};
+use options::{CTX_DETECT, CTX_FULL, REDETECT_BELOW};
 
 use crate::error::ErrorCode;
 use std::path::{Path, PathBuf};
@@ -463,8 +463,9 @@ impl Engine {
                 // the decoding pass reuses its encoder output: whisper.cpp as vendored here
                 // skips an encode of the very input the state encoded last. Before that,
                 // detection ran the encoder once more, about 40% of a short note's time on
-                // 2 cores. A guess the plan does not trust (`DecodePlan::sure_at`) is made
-                // again with the full window, as whisper.cpp does by default. Detecting again over the clip's own
+                // 2 cores. On short clips a fitted context can be confidently wrong between
+                // close languages, so anything under 90% is detected again with the full
+                // window, as whisper.cpp does by default. Detecting again over the clip's own
                 // fitted context instead was 11-21% faster on the tuning half and its noisy
                 // copies, but read a Russian note of the measuring half as Ukrainian (p =
                 // 0.87 on the fitted context): the full window stays.
@@ -477,7 +478,7 @@ impl Engine {
                         language = language::code_of(id),
                         "first language guess"
                     );
-                    if p >= plan.sure_at() {
+                    if p >= REDETECT_BELOW {
                         found = Some((id, p));
                     }
                 }

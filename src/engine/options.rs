@@ -80,15 +80,8 @@ pub(super) const CTX_FULL: usize = 1500;
 /// reuse its encoder output (5.12 s; 10.24 s took 10% longer on the 49 eval clips for the
 /// same result).
 pub(super) const CTX_DETECT: usize = 256;
-/// Below this probability, a first language guess over part of a note (its first 5 s) is
-/// made again over the full window.
+/// Below this probability, a short-context language detection is done again in full.
 pub(super) const REDETECT_BELOW: f32 = 0.9;
-/// Below this probability, a first guess over the whole note (the decoding pass's own fitted
-/// context) is made again over the full window. Chosen on the tuning half's 112 review notes
-/// (each clip as recorded, noisy, quiet and far-field): the 12 guesses under 0.6 were wrong 6
-/// times, the 16 between 0.6 and 0.9 never, and the second look made one of those 16 wrong.
-/// Against 0.9, the four sets took 17% less time, with the same or a lower error rate.
-pub(super) const REDETECT_WHOLE_BELOW: f32 = 0.6;
 
 /// The context `Auto` gives a clip of `n` samples (16 kHz); `None` means the full context.
 pub fn fitted_ctx(n: usize) -> Option<usize> {

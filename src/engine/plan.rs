@@ -2,7 +2,6 @@
 //! looks wrong is decoded again. A pure function, so every rule is a named row of one table
 //! test.
 
-use super::options::{REDETECT_BELOW, REDETECT_WHOLE_BELOW};
 use super::{fitted_ctx, AudioCtx, Options, CTX_DETECT, CTX_FULL, WHISPER_RATE};
 
 /// How one note is decoded: the encoder contexts of each pass, and whether a result that
@@ -52,17 +51,6 @@ impl DecodePlan {
         }
     }
 
-    /// How sure the first language guess must be to stand; under it, the language is
-    /// detected again on `redetect_ctx`. A guess over the whole note (the decoding pass's own
-    /// fitted context) stands from 60%, a guess over only its first 5 s from 90%.
-    pub fn sure_at(&self) -> f32 {
-        if self.ctx != 0 && self.detect_ctx == Some(self.ctx) {
-            REDETECT_WHOLE_BELOW
-        } else {
-            REDETECT_BELOW
-        }
-    }
-
     /// The plan for a detection whose encoder output no decoding pass on the same state will
     /// reuse (a long note's language, detected apart from its pieces): the first guess then
     /// looks at no more than 5 s, as it is paid for in full.
@@ -89,7 +77,7 @@ pub struct PlanModel {
 ///   with a fitted context (tiny.en: a minute for three short clips, not understood yet).
 /// - The language is first guessed on the decoding pass's own fitted context, whose encoder
 ///   output the decoding pass then reuses (whisper.cpp as vendored here skips an encode of
-///   the input it encoded last), so the guess costs one decoder step; then, under 60% sure ([`DecodePlan::sure_at`]),
+///   the input it encoded last), so the guess costs one decoder step; then, under 90% sure,
 ///   on the full window (see `Engine::language`). With the full window to decode, the first
 ///   guess looks at 5 s. Not on a GPU, for the same reason: there the one detection is on
 ///   the full window, which the decoding pass reuses.
@@ -244,38 +232,6 @@ mod tests {
             5.0,
             p(0, None, 0, false),
         );
-    }
-
-    #[test]
-    fn a_guess_over_the_whole_note_stands_from_60_percent_one_over_part_of_it_from_90() {
-        let auto = opts(AudioCtx::Auto, None);
-        let five = decode_plan(&auto, CPU, 5 * S);
-        assert_eq!(
-            five.sure_at(),
-            REDETECT_WHOLE_BELOW,
-            "the guess saw the whole note"
-        );
-        let two = decode_plan(&auto, CPU, 2 * S);
-        assert_eq!(
-            two.for_detection_alone().sure_at(),
-            REDETECT_WHOLE_BELOW,
-            "a 2 s note: its first 5 s are all of it"
-        );
-        let twenty = decode_plan(&auto, CPU, 20 * S);
-        assert_eq!(twenty.sure_at(), REDETECT_WHOLE_BELOW);
-        assert_eq!(
-            twenty.for_detection_alone().sure_at(),
-            REDETECT_BELOW,
-            "a long note's language is guessed from its first 5 s"
-        );
-        let whole_window = decode_plan(&auto, CPU, 28 * S);
-        assert_eq!(whole_window.ctx, 0);
-        assert_eq!(
-            whole_window.sure_at(),
-            REDETECT_BELOW,
-            "the guess saw 5 s of 28"
-        );
-        assert!(REDETECT_WHOLE_BELOW < REDETECT_BELOW);
     }
 
     #[test]
