@@ -103,6 +103,7 @@ fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     // earshot: rebuild when the vendored (patched) sources change.
     println!("cargo:rerun-if-changed=whisper.cpp/src");
+    println!("cargo:rerun-if-changed=whisper.cpp/ggml/src");
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let whisper_root = out.join("whisper.cpp");

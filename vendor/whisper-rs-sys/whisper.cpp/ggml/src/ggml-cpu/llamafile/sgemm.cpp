@@ -484,8 +484,9 @@ class tinyBLAS {
     }
 
     bool matmul(int64_t m, int64_t n) {
-        if (k % KN != 0)
-            return false;
+        // earshot: a k that is not a multiple of KN is served too (gemm_bloc's tail), so
+        // that whisper's attention over 1500 encoder positions (1500 = 93 * 16 + 12) is not
+        // left to one dot product per output element.
         // compute RM for only need tile with size RM&RM-1
 #if VECTOR_REGISTERS == 32
         if (m % 16 == 0 && (m/16 >= params->nth)) {
@@ -540,7 +541,8 @@ class tinyBLAS {
     template <int RM, int RN>
     inline void gemm_bloc(int64_t ii, int64_t jj) {
         D Cv[RN][RM] = {};
-        for (int64_t l = 0; l < k; l += KN) {
+        const int64_t kk = k - k % KN;
+        for (int64_t l = 0; l < kk; l += KN) {
             // help compiler for op order.
             if constexpr (RM <= RN) {
                 V Av[RM];
@@ -564,6 +566,23 @@ class tinyBLAS {
                         Cv[j][i] = madd(Av, Bv[j], Cv[j][i]);
                     }
                 }
+            }
+        }
+        if (kk < k) {
+            // earshot: the last k % KN elements, copied into zero-padded vectors (zeros add
+            // nothing to the sums).
+            TA At[RM][KN] = {};
+            TB Bt[RN][KN] = {};
+            for (int64_t i = 0; i < RM; ++i)
+                for (int64_t l = kk; l < k; ++l)
+                    At[i][l - kk] = A[lda * (ii + i) + l];
+            for (int64_t j = 0; j < RN; ++j)
+                for (int64_t l = kk; l < k; ++l)
+                    Bt[j][l - kk] = B[ldb * (jj + j) + l];
+            for (int64_t j = 0; j < RN; ++j) {
+                V Bv = load<V>(Bt[j]);
+                for (int64_t i = 0; i < RM; ++i)
+                    Cv[j][i] = madd(load<V>(At[i]), Bv, Cv[j][i]);
             }
         }
         for (int64_t j = 0; j < RN; ++j)
