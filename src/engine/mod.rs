@@ -223,7 +223,8 @@ impl Engine {
         let raised = level.apply(samples);
         let samples = &raised[..];
         let speech = match &self.vad {
-            Some(vad) => Some(vad.speech(samples)?),
+            // A note decoded whole is one speaker's: background speech is left out.
+            Some(vad) => Some(vad::foreground(samples, vad.speech(samples)?)),
             None => None,
         };
         let plan = match &speech {
