@@ -223,8 +223,10 @@ impl Engine {
         let raised = level.apply(samples);
         let samples = &raised[..];
         let speech = match &self.vad {
-            // A note decoded whole is one speaker's: background speech is left out.
-            Some(vad) => Some(vad::foreground(samples, vad.speech(samples)?)),
+            // A note decoded whole is one speaker's: background speech is left out, as
+            // silence is (and, with `--keep-silence`, kept as silence is).
+            Some(vad) if opts.trim_silence => Some(vad::foreground(samples, vad.speech(samples)?)),
+            Some(vad) => Some(vad.speech(samples)?),
             None => None,
         };
         let plan = match &speech {

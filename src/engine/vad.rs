@@ -219,8 +219,9 @@ pub const BACKGROUND_DB: f32 = 20.0;
 /// 16-20 dB. 20 dB (a tenth of the amplitude) leaves a margin on the speaker's side: a
 /// phrase said turned away from the phone is kept.
 ///
-/// Only for a note decoded whole: a long recording can hold several speakers at several
-/// distances (a meeting's far end is a participant, not background).
+/// Only for a note decoded whole, and not with `--keep-silence`: a long recording can hold
+/// several speakers at several distances (a meeting's far end is a participant, not
+/// background).
 pub fn foreground(samples: &[f32], speech: Vec<Range<usize>>) -> Vec<Range<usize>> {
     if speech.len() < 2 {
         return speech;

@@ -345,6 +345,26 @@ fn silence_around_speech_is_skipped_and_times_stay_true() {
     }
 }
 
+/// Someone speaking 30 dB under the sender (a television, a colleague across the room) is
+/// background: Silero hears speech there, but it is left out as silence is, so none of it
+/// reaches the text and the sender's words come out as they do alone.
+#[test]
+fn background_speech_far_under_the_speaker_is_left_out() {
+    let background: Vec<f32> = samples_of("telegram_jfk.oga")
+        .iter()
+        .map(|x| x * 10f32.powf(-30.0 / 20.0))
+        .collect();
+    let speech = samples_of("telegram_ru.oga");
+    let samples = [background, vec![0.0; 24_000], speech.clone()].concat();
+    let engine = engine("base");
+    let alone = engine.transcribe(&speech, &greedy()).expect("transcribes");
+    let t = engine.transcribe(&samples, &greedy()).expect("transcribes");
+    assert_eq!(t.language, "ru");
+    assert_eq!(normalize(&t.text), normalize(&alone.text), "{}", t.text);
+    let background_starts = t.segments.iter().filter(|s| s.start < 11.0).count();
+    assert_eq!(background_starts, 0, "{:?}", t.segments);
+}
+
 /// Samples of a fixture, decoded.
 fn samples_of(name: &str) -> Vec<f32> {
     earshot::audio::decode(&read_fixture(name), &Limits::default())
