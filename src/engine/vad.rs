@@ -511,7 +511,7 @@ mod tests {
         quiet_first.extend(noise(S, 0.3));
         assert_eq!(
             foreground(&quiet_first, vec![0..S, S..2 * S]),
-            vec![S..2 * S]
+            only(S..2 * S)
         );
         assert_eq!(
             foreground(&note(30.0), only(2 * S..3 * S)),
