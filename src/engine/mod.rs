@@ -412,7 +412,7 @@ impl Engine {
         // can drop most of a clip (issue #5 saw a phone-menu prompt cut to a few words). A
         // loop gets the second pass whatever the settings.
         let why = if plan.guarded {
-            suspicious(&first, opts)
+            suspicious(&first, samples, opts)
         } else {
             first.loops().then_some("repetition")
         };
@@ -422,8 +422,11 @@ impl Engine {
         tracing::debug!(
             ctx,
             why,
+            text_end = first.segments.last().map_or(0.0, |s| s.end),
+            decoded_s = first.duration,
             "the fast result looks wrong; decoding again with the full context and beam 5"
         );
+        tracing::trace!(text = %first.text, "the fast result");
         let careful = opts.clone().with_beam(opts.beam_size.unwrap_or(1).max(5));
         state.alone();
         let started = std::time::Instant::now();
@@ -509,8 +512,9 @@ impl Engine {
 /// Why a fast result should not be trusted, if it should not: it repeats itself (a loop, or
 /// a phrase of two words or more said twice in a row, which Whisper makes of noise), the model
 /// was unsure of the language or the words, or the text is too short for the audio or stops
-/// well before the sound does (the decoder gave up early).
-fn suspicious(t: &Transcript, opts: &Options) -> Option<&'static str> {
+/// well before the speaker does (the decoder gave up early). `samples` are the audio `t` was
+/// decoded from.
+fn suspicious(t: &Transcript, samples: &[f32], opts: &Options) -> Option<&'static str> {
     if t.segments.is_empty() {
         return Some("no text");
     }
@@ -539,10 +543,64 @@ fn suspicious(t: &Transcript, opts: &Options) -> Option<&'static str> {
         return Some("too little text");
     }
     // With the silence trimmed, the clip ends half a second after its last sound: text that
-    // stops seconds before that means the decoder gave up on the tail.
+    // stops seconds before that means the decoder gave up on the tail, unless what it left
+    // is far quieter than the speaker (murmur the VAD kept: writing nothing for it is right).
     let last_end = t.segments.last().map_or(0.0, |s| s.end);
-    if opts.trim_silence && t.duration >= 4.0 && last_end < t.duration - 3.0 {
+    if opts.trim_silence
+        && t.duration >= 4.0
+        && last_end < t.duration - 3.0
+        && !quiet_tail(samples, last_end)
+    {
         return Some("text ends early");
     }
     None
+}
+
+/// How far under the note's speech the audio after the text must be to count as not the
+/// speaker's: one speaker's phrases differ by a few dB, background voices the VAD keeps are
+/// 15-20 dB under (see [`vad::foreground`]).
+const QUIET_TAIL_DB: f32 = 10.0;
+
+/// Whether the audio from a second after `text_end` (seconds) on is more than
+/// [`QUIET_TAIL_DB`] under the speech of all of `samples`. The second's margin keeps the last
+/// word, which Whisper's end time may cut short, out of the tail's level.
+fn quiet_tail(samples: &[f32], text_end: f64) -> bool {
+    let from = ((text_end + 1.0).max(0.0) * WHISPER_RATE as f64) as usize;
+    if from >= samples.len() {
+        return true;
+    }
+    Level::measure(&samples[from..]).speech_dbfs
+        < Level::measure(samples).speech_dbfs - QUIET_TAIL_DB
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `seconds` of a 220 Hz tone whose RMS is `dbfs`.
+    fn tone(seconds: f64, dbfs: f32) -> Vec<f32> {
+        let amp = 10f32.powf(dbfs / 20.0) * std::f32::consts::SQRT_2;
+        (0..(seconds * WHISPER_RATE as f64) as usize)
+            .map(|i| amp * (i as f32 * 220.0 * std::f32::consts::TAU / WHISPER_RATE as f32).sin())
+            .collect()
+    }
+
+    #[test]
+    fn a_tail_far_under_the_speaker_is_not_missed_speech() {
+        let speaker = tone(10.0, -15.0);
+        let with = |tail: Vec<f32>| [speaker.clone(), tail].concat();
+        // Murmur 17 dB under, as the noisy notes' room tone holds: nothing was missed.
+        assert!(quiet_tail(&with(tone(4.0, -32.0)), 10.0));
+        // Silence after the text: nothing was missed either.
+        assert!(quiet_tail(
+            &with(vec![0.0; 4 * WHISPER_RATE as usize]),
+            10.0
+        ));
+        // The speaker going on a little quieter: the decoder gave up on speech.
+        assert!(!quiet_tail(&with(tone(4.0, -20.0)), 10.0));
+        // Text that stopped mid-speech, well before the tail: the speaker's level is there.
+        assert!(!quiet_tail(&with(tone(4.0, -32.0)), 5.0));
+        // Nothing after the margin: nothing to miss.
+        assert!(quiet_tail(&speaker, 9.5));
+    }
 }

@@ -31,6 +31,7 @@ use whisper_rs::{WhisperVadContext, WhisperVadContextParams};
 
 use super::level::Level;
 use super::EngineError;
+use crate::audio::WHISPER_RATE;
 
 /// 30 ms frames at 16 kHz.
 const FRAME: usize = 480;
@@ -234,6 +235,15 @@ pub fn foreground(samples: &[f32], speech: Vec<Range<usize>>) -> Vec<Range<usize
         })
         .collect();
     let loudest = levels.iter().copied().fold(f32::MIN, f32::max);
+    for (r, level) in speech.iter().zip(&levels) {
+        tracing::trace!(
+            start_s = r.start as f64 / WHISPER_RATE as f64,
+            end_s = r.end as f64 / WHISPER_RATE as f64,
+            level,
+            kept = *level >= loudest - BACKGROUND_DB,
+            "speech range"
+        );
+    }
     speech
         .into_iter()
         .zip(levels)
