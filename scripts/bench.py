@@ -13,7 +13,8 @@ Runs:
           included;
   long    one process over one ~10 minute file;
   noisy   (--noisy) the short notes of the measuring half with 3-6 s of room noise before
-          and after and under the speech, re-encoded as Telegram voice notes.
+          and after and under the speech, re-encoded as Telegram voice notes (with
+          `--half tune`, the tuning half's notes in the same noise: a twin to tune on).
 
 The evaluation clips are split in two halves by a hash of the file name (`half()`):
 thresholds and settings are tuned on "tune", and "measure" is only measured. Accuracy is
@@ -142,13 +143,16 @@ def make_corpus(a):
     short = [clip(os.path.splitext(r["file"])[0], r["src"], r["language"], r["reference"]) for r in rows]
     corpus = {"short": short, "long": [], "noisy": []}
     if a.noisy and not a.smoke:
-        # Noise from the tuning half's own pauses; speech from the measuring half only.
+        # Noise from the tuning half's own pauses; speech from the measuring half.
         tune = [r["src"] for r in rows if half(r["file"]) == "tune"]
         bed = os.path.join(work, "room_tone.wav")
         if not os.path.exists(bed):
             room_tone(tune, 60, a.noise_dbfs, bed)
+        # `--half tune` makes the tuning half's twin of the set instead (same bed, same
+        # rule), to tune on: the noisy set reported is never tuned on.
+        speech_half = "tune" if a.half == "tune" else "measure"
         for r in rows:
-            if half(r["file"]) != "measure":
+            if half(r["file"]) != speech_half:
                 continue
             name = "noisy_" + os.path.splitext(r["file"])[0]
             h = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
@@ -431,7 +435,7 @@ def main():
     p.add_argument("--noisy", action="store_true", help="also the noisy set (measuring half)")
     p.add_argument("--noise-dbfs", type=float, default=-40.0, help="room noise RMS, dBFS")
     p.add_argument("--half", choices=["tune", "measure", "all"], default="all",
-                   help="short notes of one half only")
+                   help="short notes of one half only; with --noisy, tune makes the noisy set from the tuning half")
     p.add_argument("--systems", default="",
                    help="comma list: only the systems whose label contains one of these")
     p.add_argument("--flash-attn", action="store_true", help="whisper-cli with flash attention")

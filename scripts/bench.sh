@@ -8,7 +8,8 @@
 #   scripts/bench.sh --levers        earshot alone, one variant per lever (context, quantization, ...)
 #   scripts/bench.sh --smoke         one clip, one round (CI runs this so the script cannot rot)
 #   scripts/bench.sh --noisy         also the noisy set: the measuring half's notes in room noise
-#   scripts/bench.sh --half tune     only the half of the clips that settings are tuned on
+#   scripts/bench.sh --half tune     only the half of the clips that settings are tuned on (with
+#                                    --noisy, the noisy set is made of that half too)
 #   other options go to bench.py: --rounds N --threads N --clips N --model NAME --no-long ...
 #
 # What is built, all under target/ (nothing is committed):
