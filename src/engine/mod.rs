@@ -557,8 +557,9 @@ fn suspicious(t: &Transcript, samples: &[f32], opts: &Options) -> Option<&'stati
 }
 
 /// How far under the note's speech the audio after the text must be to count as not the
-/// speaker's: one speaker's phrases differ by a few dB, background voices the VAD keeps are
-/// 15-20 dB under (see [`vad::foreground`]).
+/// speaker's: one speaker's phrases stay within about 6 dB of each other; murmur the VAD
+/// keeps sits 13 dB and more under them (and, in a note decoded whole, is mostly dropped
+/// before decoding: [`vad::foreground`]).
 const QUIET_TAIL_DB: f32 = 10.0;
 
 /// Whether the audio from a second after `text_end` (seconds) on is more than
