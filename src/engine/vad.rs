@@ -238,19 +238,20 @@ pub fn foreground(samples: &[f32], speech: Vec<Range<usize>>) -> Vec<Range<usize
         })
         .collect();
     let loudest = levels.iter().copied().fold(f32::MIN, f32::max);
-    for (r, level) in speech.iter().zip(&levels) {
-        tracing::trace!(
-            start_s = r.start as f64 / WHISPER_RATE as f64,
-            end_s = r.end as f64 / WHISPER_RATE as f64,
-            level,
-            kept = *level >= loudest - BACKGROUND_DB,
-            "speech range"
-        );
-    }
     speech
         .into_iter()
         .zip(levels)
-        .filter(|(_, level)| *level >= loudest - BACKGROUND_DB)
+        .filter(|(r, level)| {
+            let kept = *level >= loudest - BACKGROUND_DB;
+            tracing::trace!(
+                start_s = r.start as f64 / WHISPER_RATE as f64,
+                end_s = r.end as f64 / WHISPER_RATE as f64,
+                level,
+                kept,
+                "speech range"
+            );
+            kept
+        })
         .map(|(r, _)| r)
         .collect()
 }
