@@ -432,10 +432,11 @@ def main():
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--no-long", action="store_true")
     p.add_argument("--no-cold", action="store_true")
-    p.add_argument("--noisy", action="store_true", help="also the noisy set (measuring half)")
+    p.add_argument("--noisy", action="store_true",
+                   help="also the noisy set (measuring half; with --half tune, its tuning twin)")
     p.add_argument("--noise-dbfs", type=float, default=-40.0, help="room noise RMS, dBFS")
     p.add_argument("--half", choices=["tune", "measure", "all"], default="all",
-                   help="short notes of one half only; with --noisy, tune makes the noisy set from the tuning half")
+                   help="short notes of one half only")
     p.add_argument("--systems", default="",
                    help="comma list: only the systems whose label contains one of these")
     p.add_argument("--flash-attn", action="store_true", help="whisper-cli with flash attention")
