@@ -15,6 +15,7 @@
 //! result's shape in `transcript`, and where the model runs in `backend`.
 
 mod backend;
+pub mod cover;
 mod decode;
 pub mod language;
 pub mod level;
@@ -42,6 +43,7 @@ use decode::{DecoderState, Turns};
 use options::{CTX_DETECT, CTX_FULL, REDETECT_BELOW};
 
 use crate::error::ErrorCode;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -223,14 +225,20 @@ impl Engine {
         let raised = level.apply(samples);
         let samples = &raised[..];
         let speech = match &self.vad {
-            // A note decoded whole is one speaker's: background speech is left out, as
-            // silence is (and, with `--keep-silence`, kept as silence is).
-            Some(vad) if opts.trim_silence => Some(vad::foreground(samples, vad.speech(samples)?)),
             Some(vad) => Some(vad.speech(samples)?),
             None => None,
         };
+        // Speech far under the note's typical level is decoded apart from the rest, when
+        // silence is trimmed (see `vad::by_level`); with `--keep-silence` the whole note is
+        // decoded at once, as asked.
+        let (main, quiet) = match &speech {
+            Some(s) if opts.trim_silence => vad::by_level(samples, s),
+            Some(s) => (s.clone(), Vec::new()),
+            None => (Vec::new(), Vec::new()),
+        };
         let plan = match &speech {
-            Some(s) => Plan::new(s.clone(), samples.len(), opts.trim_silence),
+            Some(_) if opts.trim_silence => Plan::holding(main.clone(), &quiet, samples.len()),
+            Some(_) => Plan::new(main.clone(), samples.len(), false),
             None => Plan::from_gate(samples, opts.trim_silence),
         };
         if !plan.has_speech() {
@@ -239,7 +247,11 @@ impl Engine {
         // Speech that does not fit one window is cut into pieces decoded side by side (the
         // samples, already raised, streamed through as a long file's are); a note that fits
         // is decoded whole, as one piece.
-        if speech.is_some() && plan.packed_len() > pieces::WHOLE_MAX {
+        let whole = |s: &[Range<usize>]| Plan::new(s.to_vec(), samples.len(), opts.trim_silence);
+        if speech
+            .as_deref()
+            .is_some_and(|s| whole(s).packed_len() > pieces::WHOLE_MAX)
+        {
             let mut feed = |out: &mut dyn FnMut(&[f32]) -> bool| {
                 for c in samples.chunks(WHISPER_RATE as usize) {
                     if !out(c) {
@@ -259,7 +271,16 @@ impl Engine {
             );
         }
         let t = self.transcribe_piece(samples, &plan, opts, requested, None)?;
-        Ok(review::judge(t, duration, &level, plan.speech_seconds()))
+        // Every stretch of speech reaches the text, or the verdict says where it did not.
+        let (t, speech_s) = match &speech {
+            Some(s) => {
+                let language = t.language.clone();
+                let t = self.cover(samples, t, &main, &quiet, opts, &language, None)?;
+                (t, vad::seconds(s))
+            }
+            None => (t, plan.speech_seconds()),
+        };
+        Ok(review::judge(t, duration, &level, speech_s))
     }
 
     /// [`Engine::transcribe_with`] for a note too long to hold: `n` samples, whose `level` was
@@ -558,8 +579,9 @@ fn suspicious(t: &Transcript, samples: &[f32], opts: &Options) -> Option<&'stati
 
 /// How far under the note's speech the audio after the text must be to count as not the
 /// speaker's: one speaker's phrases stay within about 6 dB of each other; murmur the VAD
-/// keeps sits 13 dB and more under them (and, in a note decoded whole, is mostly dropped
-/// before decoding: [`vad::foreground`]).
+/// keeps sits 13 dB and more under them (and, in a note decoded whole, is mostly decoded
+/// apart from the speaker: [`vad::by_level`]). Skipping the careful pass here loses nothing:
+/// speech the text does not cover is decoded on its own afterwards ([`cover`]).
 const QUIET_TAIL_DB: f32 = 10.0;
 
 /// Whether the audio from a second after `text_end` (seconds) on is more than

@@ -115,14 +115,12 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Speech that starts this long after a piece's text ends is speech the text left out.
-const TAIL_SLACK_S: f64 = 0.3;
 impl Engine {
-    /// [`Engine::transcribe_piece`] in `language`, making sure the piece's last words are
-    /// there: Whisper often ends a window at a pause and drops a short utterance after it
-    /// (a test file lost "go forward ten meters" after Kennedy's 11 s in two pieces of six).
-    /// Speech the voice-activity model found after the end of the text is decoded again on
-    /// its own and appended.
+    /// [`Engine::transcribe_piece`] in `language`, making sure no speech of the piece is
+    /// missing from its text: Whisper often ends a window at a pause and drops a short
+    /// utterance after it (a test file lost "go forward ten meters" after Kennedy's 11 s in
+    /// two pieces of six). Speech the voice-activity model found that no segment covers is
+    /// decoded again on its own ([`Engine::cover`]).
     pub(super) fn transcribe_piece_whole(
         &self,
         samples: &[f32],
@@ -131,21 +129,9 @@ impl Engine {
         language: &str,
         turns: &Turns,
     ) -> Result<Transcript, EngineError> {
-        let language = Some(language.to_string());
-        let mut t = self.transcribe_piece(samples, plan, opts, language.clone(), Some(turns))?;
-        let end = t.segments.last().map_or(0.0, |s| s.end);
-        let rest = plan.speech_after(end + TAIL_SLACK_S);
-        if !rest.is_empty() {
-            tracing::debug!(
-                after_s = end,
-                ranges = rest.len(),
-                "speech after the text's end: decoding it on its own"
-            );
-            let tail = Plan::new(rest, samples.len(), opts.trim_silence);
-            let more = self.transcribe_piece(samples, &tail, opts, language, Some(turns))?;
-            t.append(more);
-        }
-        Ok(t)
+        let t =
+            self.transcribe_piece(samples, plan, opts, Some(language.to_string()), Some(turns))?;
+        self.cover(samples, t, plan.speech(), &[], opts, language, Some(turns))
     }
 
     /// How many pieces of a long note may decode at once, of the `wanted` the parallelism

@@ -31,11 +31,14 @@ pub enum Reason {
     RepeatedText,
     /// More text than the speech could hold: words were likely made up over noise.
     TooMuchText,
+    /// Speech the voice-activity model heard has no text, even decoded on its own: listen
+    /// from [`Review::skipped_speech`].
+    SkippedSpeech,
 }
 
 impl Reason {
     /// Every reason, in a stable order (for metrics).
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::QuietAudio,
         Reason::SpeechButNoText,
         Reason::LowConfidence,
@@ -46,6 +49,7 @@ impl Reason {
         Reason::SuspectText,
         Reason::RepeatedText,
         Reason::TooMuchText,
+        Reason::SkippedSpeech,
     ];
 
     /// The machine-readable name (as serialized).
@@ -61,6 +65,7 @@ impl Reason {
             Reason::SuspectText => "suspect_text",
             Reason::RepeatedText => "repeated_text",
             Reason::TooMuchText => "too_much_text",
+            Reason::SkippedSpeech => "skipped_speech",
         }
     }
 }
@@ -76,6 +81,28 @@ pub struct Review {
     /// when there is no text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f32>,
+    /// Where the note has speech that is in no segment (seconds in the note), when it has
+    /// any: the reason [`Reason::SkippedSpeech`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_speech: Vec<Span>,
+    /// Their total length, seconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_speech_s: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// A stretch of a note, in seconds, with speech the text has no words for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Span {
+    pub start: f64,
+    pub end: f64,
+    /// What the model wrote for it on its own, when it wrote anything: a guess not trusted
+    /// enough for the text (it was unsure, or wrote more than the stretch could hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guess: Option<String>,
 }
 
 impl Review {
@@ -119,7 +146,18 @@ pub fn too_much_text(text: &str, speech_s: f64) -> bool {
 
 /// The verdict on a decoded note of `duration` seconds, `speech_s` of them speech.
 pub(super) fn judge(mut t: Transcript, duration: f64, level: &Level, speech_s: f64) -> Transcript {
-    let mut review = Review::default();
+    let mut review = Review {
+        skipped_speech: std::mem::take(&mut t.review.skipped_speech),
+        ..Review::default()
+    };
+    if !review.skipped_speech.is_empty() {
+        review
+            .skipped_speech
+            .sort_by(|a, b| a.start.total_cmp(&b.start));
+        let s: f64 = review.skipped_speech.iter().map(|s| s.end - s.start).sum();
+        review.skipped_speech_s = (s * 100.0).round() / 100.0;
+        review.flag(Reason::SkippedSpeech);
+    }
     if level.is_quiet() {
         review.flag(Reason::QuietAudio);
     }

@@ -75,6 +75,10 @@ impl Transcript {
             w.start += by;
             w.end += by;
         }
+        for s in &mut self.review.skipped_speech {
+            s.start += by;
+            s.end += by;
+        }
     }
 
     /// Add `next` (the following piece, in the note's times) after this one: its segments
@@ -95,6 +99,24 @@ impl Transcript {
             }
             self.text.push_str(&next.text);
         }
+        self.review
+            .skipped_speech
+            .extend(next.review.skipped_speech);
+    }
+
+    /// Put `more` (text for a stretch this transcript had none for, in the same times) in
+    /// its place: segments and words in time order, numbered again, the text joined again.
+    pub(super) fn insert(&mut self, more: Transcript) {
+        self.segments.extend(more.segments);
+        self.segments.sort_by(|a, b| a.start.total_cmp(&b.start));
+        for (i, s) in self.segments.iter_mut().enumerate() {
+            s.id = i;
+        }
+        if let (Some(words), Some(new)) = (self.words.as_mut(), more.words) {
+            words.extend(new);
+            words.sort_by(|a, b| a.start.total_cmp(&b.start));
+        }
+        self.join_text();
     }
 
     /// Turn times in the decoded (packed) audio into times in the note, and drop segments

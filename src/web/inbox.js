@@ -35,6 +35,7 @@ const STRINGS = {
       suspect_text: "the text repeated itself",
       repeated_text: "a phrase comes twice in a row",
       too_much_text: "more words than the speech could hold",
+      skipped_speech: "part of this note has no text: listen from",
     },
     err: {
       empty: "The file is empty.",
@@ -75,6 +76,7 @@ const STRINGS = {
       suspect_text: "текст повторялся",
       repeated_text: "фраза повторена дважды подряд",
       too_much_text: "слов больше, чем могло прозвучать",
+      skipped_speech: "часть сообщения без текста: прослушайте с",
     },
     err: {
       empty: "Файл пустой.",
@@ -177,9 +179,14 @@ function signature(j) {
     JSON.stringify(j.review || null), JSON.stringify(j.progress || null)].join("\u0001");
 }
 
-/** The review verdict in words ("very quiet recording; the words are uncertain"). */
+/** The review verdict in words ("very quiet recording; the words are uncertain"); speech
+ * with no text says where to listen from ("part of this note has no text: listen from 0:12"). */
 function reviewText(review) {
-  return ((review && review.reasons) || []).map((r) => T.review[r] || r).join("; ");
+  const skipped = (review && review.skipped_speech) || [];
+  return ((review && review.reasons) || []).map((r) => {
+    const words = T.review[r] || r;
+    return r === "skipped_speech" && skipped.length ? words + " " + duration(skipped[0].start) : words;
+  }).join("; ");
 }
 
 /** The transcript as word spans (seekable, unsure ones marked), or plain text. */
@@ -257,6 +264,12 @@ function buildRow(j) {
     audio.currentTime = Math.max(0, Number(w.dataset.start) - 0.15);
     audio.play().catch(() => { /* the browser may refuse until the user plays once */ });
   });
+  // A note with speech that has no text: click the badge to play from there.
+  badge.addEventListener("click", () => {
+    if (!badge.dataset.start) return;
+    audio.currentTime = Math.max(0, Number(badge.dataset.start) - 0.3);
+    audio.play().catch(() => { /* the browser may refuse until the user plays once */ });
+  });
   const download = el("a", { class: "download", text: T.download });
   li.append(
     el("div", { class: "head" }, time, name, meta, badge, status),
@@ -292,6 +305,10 @@ function fillRow(row, j) {
   if (needed) {
     p.badge.textContent = T.listen + ": " + reviewText(j.review);
   }
+  const skipped = needed && j.review.skipped_speech && j.review.skipped_speech[0];
+  if (skipped) p.badge.dataset.start = String(skipped.start);
+  else delete p.badge.dataset.start;
+  p.badge.classList.toggle("seek", Boolean(skipped));
   p.copy.hidden = !done || !j.text;
   const failed = j.status === "failed";
   p.why.hidden = !failed;

@@ -351,11 +351,13 @@ fn silence_around_speech_is_skipped_and_times_stay_true() {
     }
 }
 
-/// Someone speaking 30 dB under the sender (a television, a colleague across the room) is
-/// background: Silero hears speech there, but it is left out as silence is, so none of it
-/// reaches the text and the sender's words come out as they do alone.
+/// Someone speaking 30 dB under the sender (a television, a colleague across the room):
+/// Silero hears speech there, so it is decoded, but on its own, never inside the sender's
+/// sentences. Read in the note's language it is not trustworthy text, so the sender's words
+/// come out as they do alone, and the verdict says where the speech with no text is
+/// (`skipped_speech`), with the model's guess, instead of losing it silently.
 #[test]
-fn background_speech_far_under_the_speaker_is_left_out() {
+fn speech_far_under_the_speaker_is_decoded_apart_and_flagged_when_unreadable() {
     let background: Vec<f32> = samples_of("telegram_jfk.oga")
         .iter()
         .map(|x| x * 10f32.powf(-30.0 / 20.0))
@@ -369,6 +371,42 @@ fn background_speech_far_under_the_speaker_is_left_out() {
     assert_eq!(normalize(&t.text), normalize(&alone.text), "{}", t.text);
     let background_starts = t.segments.iter().filter(|s| s.start < 11.0).count();
     assert_eq!(background_starts, 0, "{:?}", t.segments);
+    assert!(t.review.needed, "{:?}", t.review);
+    assert!(
+        t.review.reasons.contains(&Reason::SkippedSpeech),
+        "{:?}",
+        t.review
+    );
+    let skipped = &t.review.skipped_speech;
+    assert!(
+        !skipped.is_empty() && skipped.iter().all(|s| s.end <= 12.0),
+        "the flagged stretches are Kennedy's: {skipped:?}"
+    );
+    assert!(t.review.skipped_speech_s >= 3.0, "{:?}", t.review);
+}
+
+/// A last phrase said far softer than the rest (the speaker trailing off, the phone moved
+/// away) reaches the text: decoded on its own, raised, it reads as speech. Under the old
+/// level rule (drop what is 12 dB under the loudest phrase) it was dropped, with no flag.
+#[test]
+fn a_soft_last_phrase_reaches_the_text() {
+    let loud = samples_of("telegram_jfk.oga");
+    let soft: Vec<f32> = samples_of("goforward_16k.wav")
+        .iter()
+        .map(|x| x * 10f32.powf(-18.0 / 20.0))
+        .collect();
+    let samples = [loud, vec![0.0; 16_000], soft].concat();
+    let t = engine("base")
+        .transcribe(&samples, &greedy())
+        .expect("transcribes");
+    let text = normalize(&t.text);
+    assert!(text.contains("ask not what your country"), "{}", t.text);
+    assert!(
+        text.contains("forward") && (text.contains("ten meters") || text.contains("10 meters")),
+        "the soft last phrase is in the text: {}",
+        t.text
+    );
+    assert!(t.segments.last().unwrap().start >= 11.0, "{:?}", t.segments);
 }
 
 /// Samples of a fixture, decoded.
