@@ -39,8 +39,10 @@ from score import edits, invented, loops, normalize  # noqa: E402
 def half(name):
     """'tune' or 'measure': a fixed split of the evaluation clips by a hash of the name."""
     stem = os.path.splitext(os.path.basename(name))[0]
+    if stem.startswith("long_tune_"):
+        return "tune"  # `--half tune`'s long files, made from the tuning half to tune on
     if stem.startswith("long_"):
-        return "measure"  # the long files are made from the measuring half only
+        return "measure"  # the long files are made from the measuring half
     for prefix in ("noisy_",):
         stem = stem[len(prefix):] if stem.startswith(prefix) else stem
     return "tune" if int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) % 2 == 0 else "measure"
@@ -174,7 +176,9 @@ def make_corpus(a):
             with open(manifest, encoding="utf-8") as f:
                 ru = [dict(r, src=os.path.join(a.eval, "clips", r["file"]))
                       for r in csv.DictReader(f, delimiter="\t") if r["language"] == "ru"]
-        ru = [r for r in ru if half(r["file"]) == "measure"] or ru
+        # `--half tune` makes them from the tuning half instead, to tune on.
+        long_half = "tune" if a.half == "tune" else "measure"
+        ru = [r for r in ru if half(r["file"]) == long_half] or ru
         for seconds in sorted(float(s) for s in str(a.long_seconds).split(",")):
             listing, refs, total, parts, k = os.path.join(work, "long.txt"), [], 0.0, [], 0
             while total < seconds:
@@ -196,11 +200,13 @@ def make_corpus(a):
                         break
             with open(listing, "w") as f:
                 f.writelines(f"file '{p}'\n" for p in parts)
-            name = "long_ru_%dmin" % round(total / 60)
+            name = ("long_tune_ru_%dmin" if long_half == "tune" else "long_ru_%dmin") % round(total / 60)
             joined = os.path.join(work, name + "_src.wav")
             if not os.path.exists(joined):
                 sh(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0",
                     "-i", listing, "-c:a", "pcm_s16le", joined])
+            with open(os.path.join(work, name + ".ref.txt"), "w", encoding="utf-8") as f:
+                f.write(" ".join(refs))  # for scoring other runs of the same file
             corpus["long"].append(clip(name, joined, "ru", " ".join(refs)))
     return corpus
 
@@ -232,7 +238,7 @@ class Earshot:
             opts = {"--model": os.path.join(a.models_dir, f"ggml-{a.model}-q8_0.bin")}
         else:
             opts = {"--model": a.model_path, "--threads": str(a.threads), "--beam-size": str(beam)}
-        extra = list(self.extra)
+        extra = list(self.extra) + a.earshot_args.split()
         for flag in list(opts):
             if flag in extra:  # a variant's own value wins
                 i = extra.index(flag)
@@ -440,6 +446,8 @@ def main():
     p.add_argument("--systems", default="",
                    help="comma list: only the systems whose label contains one of these")
     p.add_argument("--flash-attn", action="store_true", help="whisper-cli with flash attention")
+    p.add_argument("--earshot-args", default="",
+                   help="more arguments for every earshot run (an A/B of one setting)")
     p.add_argument("--levers", action="store_true", help="earshot variants only (the levers)")
     p.add_argument("--rescore", metavar="JSON",
                    help="score the texts of an earlier run's results.json again (no runs)")

@@ -347,7 +347,8 @@ async fn operator_uploads_a_note_and_reads_its_text() {
 /// A note that needs a listen wears a "Listen" badge with the reason in words, unsure words
 /// are marked in its text, and clicking any word plays the note from that word. Notes made
 /// through the API: room noise (no speech), an English note played backwards (speech-like
-/// sound the model guesses at: unsure words), and the clean note (no badge).
+/// sound the model guesses at: unsure words), the clean note (no badge), and the clean note
+/// with murmur after it that has no text (the badge says where to listen from).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_badge_unsure_words_and_click_to_seek() {
     let server = Server::start("tiny.en", &["--api-key", KEY]);
@@ -357,13 +358,28 @@ async fn listen_badge_unsure_words_and_click_to_seek() {
         .unwrap()
         .samples;
     backwards.reverse();
+    // Kennedy, a second's pause, then the same speech backwards 24 dB under him (murmur
+    // nobody can read): speech with no text, which the page says where to listen from.
+    let forwards = earshot::audio::decode(&jfk, &Default::default())
+        .unwrap()
+        .samples;
+    let skipped: Vec<f32> = forwards
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0.0, 16_000))
+        .chain(backwards.iter().map(|x| x * 10f32.powf(-24.0 / 20.0)))
+        .collect();
     let notes = [
         (
             "noise.oga",
             crate::common::read_fixture("low_noise_10s.oga"),
         ),
-        ("backwards.wav", crate::common::wav16k(backwards, None)),
-        ("jfk.oga", jfk),
+        (
+            "backwards.wav",
+            crate::common::wav16k(backwards.clone(), None),
+        ),
+        ("jfk.oga", jfk.clone()),
+        ("skipped.wav", crate::common::wav16k(skipped, None)),
     ];
     let mut ids = Vec::new();
     for (name, bytes) in &notes {
@@ -422,7 +438,7 @@ async fn listen_badge_unsure_words_and_click_to_seek() {
     log_in(&c, KEY).await;
     wait_js(
         &c,
-        "return document.querySelectorAll('li.job.done').length === 3",
+        "return document.querySelectorAll('li.job.done').length === 4",
         Duration::from_secs(20),
     )
     .await;
@@ -444,16 +460,27 @@ async fn listen_badge_unsure_words_and_click_to_seek() {
     );
     // The backwards note: a badge exactly when the API says so, with its reasons in words.
     let words_for = |r: &Value| match r.as_str().unwrap() {
-        "low_confidence" => "the words are uncertain",
-        "language_uncertain" => "the language is uncertain",
-        "suspect_text" => "the text repeated itself",
-        "speech_but_no_text" => "speech heard, but no words recognized",
-        "repeated_text" => "a phrase comes twice in a row",
-        "too_much_text" => "more words than the speech could hold",
+        "low_confidence" => "the words are uncertain".to_string(),
+        "language_uncertain" => "the language is uncertain".to_string(),
+        "suspect_text" => "the text repeated itself".to_string(),
+        "speech_but_no_text" => "speech heard, but no words recognized".to_string(),
+        "repeated_text" => "a phrase comes twice in a row".to_string(),
+        "too_much_text" => "more words than the speech could hold".to_string(),
+        "skipped_speech" => {
+            let start = jobs[1]["review"]["skipped_speech"][0]["start"]
+                .as_f64()
+                .unwrap();
+            let s = start.round() as u64;
+            format!(
+                "part of this note has no text: listen from {}:{:02}",
+                s / 60,
+                s % 60
+            )
+        }
         other => panic!("unexpected reason {other}"),
     };
     let want = if jobs[1]["review"]["needed"] == true {
-        let reasons: Vec<&str> = jobs[1]["review"]["reasons"]
+        let reasons: Vec<String> = jobs[1]["review"]["reasons"]
             .as_array()
             .unwrap()
             .iter()
@@ -519,6 +546,54 @@ async fn listen_badge_unsure_words_and_click_to_seek() {
     assert!(
         at >= start - 0.5 && at <= start + 1.5,
         "clicked a word at {start:.2} s, the player is at {at:.2} s"
+    );
+    // Speech with no text: the badge says where to listen from, and plays from there.
+    let skipped = &jobs[3]["review"]["skipped_speech"][0];
+    assert!(
+        jobs[3]["review"]["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("skipped_speech")),
+        "{}",
+        jobs[3]["review"]
+    );
+    let from = skipped["start"].as_f64().unwrap();
+    assert!(
+        from >= 11.0,
+        "the stretch is the backwards speech: {skipped}"
+    );
+    let s = from.round() as u64;
+    let badge_text = js(&c, &badge(3)).await;
+    assert!(
+        badge_text[1].as_str().unwrap().contains(&format!(
+            "part of this note has no text: listen from {}:{:02}",
+            s / 60,
+            s % 60
+        )),
+        "{badge_text}"
+    );
+    c.find(Locator::Css(&format!(
+        "li.job[data-id=\"{}\"] .badge",
+        ids[3]
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let at = wait_js(
+        &c,
+        &format!(
+            "const a = {}.querySelector('audio'); return a.readyState >= 1 && a.currentTime",
+            card(&ids[3])
+        ),
+        Duration::from_secs(20),
+    )
+    .await;
+    let at = at.as_f64().unwrap();
+    assert!(
+        at >= from - 1.0 && at <= from + 1.5,
+        "the badge names {from:.2} s, the player is at {at:.2} s"
     );
     let png = c.screenshot().await.unwrap();
     std::fs::write(screenshot_path("inbox-review.png"), png).unwrap();

@@ -409,6 +409,36 @@ fn a_soft_last_phrase_reaches_the_text() {
     assert!(t.segments.last().unwrap().start >= 11.0, "{:?}", t.segments);
 }
 
+/// A phrase said far softer between two loud ones (the speaker turned away for a moment)
+/// comes back in its place, between them, not after the phrase that follows it: Whisper
+/// made one segment of the two loud phrases, so the speech either side is decoded again in
+/// runs cut at the soft one.
+#[test]
+fn a_soft_middle_phrase_comes_back_in_its_place() {
+    let loud = samples_of("goforward_16k.wav");
+    let soft: Vec<f32> = samples_of("telegram_jfk.oga")
+        .iter()
+        .map(|x| x * 10f32.powf(-18.0 / 20.0))
+        .collect();
+    let pause = vec![0.0; 16_000];
+    let samples = [loud.clone(), pause.clone(), soft, pause, loud].concat();
+    let t = engine("base")
+        .transcribe(&samples, &greedy())
+        .expect("transcribes");
+    let text = normalize(&t.text);
+    let first = text.find("forward").expect("the first loud phrase");
+    let middle = text
+        .find("ask not what your country")
+        .expect("the soft phrase");
+    let last = text.rfind("forward").expect("the last loud phrase");
+    assert!(first < middle && middle < last, "{}", t.text);
+    assert!(
+        t.segments.windows(2).all(|w| w[0].start <= w[1].start),
+        "{:?}",
+        t.segments
+    );
+}
+
 /// Samples of a fixture, decoded.
 fn samples_of(name: &str) -> Vec<f32> {
     earshot::audio::decode(&read_fixture(name), &Limits::default())
