@@ -165,6 +165,7 @@ impl Engine {
                 guarded: false,
                 ..self.decode_plan(&careful, packed.len())
             };
+            let started = std::time::Instant::now();
             let mut state = DecoderState::in_lanes(self, opts.threads, turns)?;
             let mut more = Self::transcribe_on(
                 &mut state,
@@ -183,10 +184,12 @@ impl Engine {
                 .map(|s| s.text.as_str())
                 .collect();
             let verdict = judge_gap(&more, speech_s, &around.join(" "));
+            let ms = started.elapsed().as_millis() as u64;
             tracing::debug!(
                 start_s = from as f64 / S as f64,
                 end_s = to as f64 / S as f64,
                 speech_s,
+                ms,
                 confidence = more.confidence(),
                 ?verdict,
                 text = %more.text,
