@@ -33,10 +33,11 @@ BAD_CER = 0.15
 # The first guesses ("before"); engine::review ships what `choose` picked ("after").
 SHIPPED = {"confidence": 0.6, "language": 0.7}
 FIXED = {"quiet_audio", "no_speech", "speech_but_no_text", "suspect_text", "truncated",
-         "damaged_audio", "repeated_text", "too_much_text"}
+         "damaged_audio", "repeated_text", "too_much_text", "skipped_speech"}
 # The reasons about the text (the ones about the audio, quiet_audio and truncated, are true of
 # a note however well it was transcribed).
-TEXT_FIXED = {"no_speech", "speech_but_no_text", "suspect_text", "repeated_text", "too_much_text"}
+TEXT_FIXED = {"no_speech", "speech_but_no_text", "suspect_text", "repeated_text", "too_much_text",
+              "skipped_speech"}
 
 
 def sh(cmd):

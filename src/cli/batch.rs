@@ -271,7 +271,7 @@ pub(super) fn transcribe(mut args: TranscribeArgs) -> i32 {
     // Print in input order: hold results that finish early.
     let mut pending: Vec<Option<Done>> = (0..inputs.len()).map(|_| None).collect();
     let mut printed = 0usize;
-    let (mut ok, mut failed, mut skipped) = (0usize, 0usize, 0usize);
+    let (mut ok, mut failed, mut skipped, mut listen) = (0usize, 0usize, 0usize, 0usize);
     let mut audio_s = 0.0f64;
     let stdout = std::io::stdout();
     for done in rx {
@@ -293,6 +293,17 @@ pub(super) fn transcribe(mut args: TranscribeArgs) -> i32 {
                     audio_s += outcome.transcript.duration;
                     for w in &outcome.warnings {
                         eprintln!("warning: {}: {}", input.path.display(), w.message);
+                    }
+                    let review = &outcome.transcript.review;
+                    if review.needed {
+                        listen += 1;
+                        if !args.quiet {
+                            let msg = format!("listen: {}: {}", input.path.display(), why(review));
+                            match &bar {
+                                Some(b) => b.println(msg),
+                                None => eprintln!("{msg}"),
+                            }
+                        }
                     }
                     if let Err(e) = emit(&args, input, &outcome, task, single, &mut stdout.lock()) {
                         eprintln!(
@@ -332,8 +343,13 @@ pub(super) fn transcribe(mut args: TranscribeArgs) -> i32 {
         } else {
             String::new()
         };
+        let listen_note = if listen > 0 {
+            format!(" ({listen} to listen to)")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{ok} ok, {failed} failed{skipped_note} · {} of audio in {} ({speed:.1}× real time, {})",
+            "{ok} ok{listen_note}, {failed} failed{skipped_note} · {} of audio in {} ({speed:.1}× real time, {})",
             human_duration(audio_s),
             human_duration(wall),
             engine.backend()
@@ -373,6 +389,31 @@ fn emit(
         }
     }
     out.flush()
+}
+
+/// Why a note needs a listen, for the terminal: its reasons, and where speech with no text
+/// starts ("skipped_speech from 0:12 (1.3 s); low_confidence").
+fn why(review: &crate::engine::review::Review) -> String {
+    review
+        .reasons
+        .iter()
+        .map(|r| match (r, review.skipped_speech.first()) {
+            (crate::engine::review::Reason::SkippedSpeech, Some(s)) => format!(
+                "{} from {} ({:.1} s)",
+                r.code(),
+                clock(s.start),
+                review.skipped_speech_s
+            ),
+            _ => r.code().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `0:12`, `12:05`.
+fn clock(s: f64) -> String {
+    let t = s.max(0.0).round() as u64;
+    format!("{}:{:02}", t / 60, t % 60)
 }
 
 /// `8m12s`, `41s`, `1h02m`.

@@ -73,9 +73,62 @@ fn whole_fixture_folder_reports_each_broken_file_and_exits_1() {
     let a = stdout.find("chrome_jfk.webm").unwrap();
     let b = stdout.find("goforward.flac").unwrap();
     assert!(a < b, "outputs are in input order");
+    // Notes that need a listen are named, with why; the summary counts them.
+    assert!(
+        stderr.contains("listen: tests/fixtures/silence_10s.oga: no_speech"),
+        "{stderr}"
+    );
+    let listen = stderr.lines().filter(|l| l.starts_with("listen: ")).count();
     let summary = stderr.lines().last().unwrap();
-    assert!(summary.starts_with("17 ok, 9 failed · "), "{summary}");
+    assert!(
+        summary.starts_with(&format!("17 ok ({listen} to listen to), 9 failed · ")),
+        "{summary}"
+    );
     assert!(summary.contains("× real time"), "{summary}");
+}
+
+/// A note with speech the text has none for says so on the terminal, with where to listen
+/// from: Kennedy, then the same speech backwards 24 dB under him, which no model can read.
+#[test]
+fn speech_with_no_text_is_named_with_where_to_listen() {
+    model("tiny.en");
+    let jfk = earshot::audio::decode(&read_fixture("telegram_jfk.oga"), &Default::default())
+        .unwrap()
+        .samples;
+    let murmur: Vec<f32> = jfk
+        .iter()
+        .rev()
+        .map(|x| x * 10f32.powf(-24.0 / 20.0))
+        .collect();
+    let note: Vec<f32> = jfk
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0.0, 16_000))
+        .chain(murmur)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("note.wav");
+    std::fs::write(&path, wav16k(note, None)).unwrap();
+    let out = earshot(&["transcribe", "--model", "tiny.en", path.to_str().unwrap()]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        normalize(&stdout).contains("ask not what your country"),
+        "{stdout}"
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("listen: "))
+        .unwrap_or_else(|| panic!("no listen line in\n{stderr}"));
+    assert!(line.contains("note.wav: skipped_speech from 0:1"), "{line}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("1 ok (1 to listen to), 0 failed"),
+        "{stderr}"
+    );
 }
 
 #[test]
