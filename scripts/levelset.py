@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import FW_SCRIPT, encode_telegram, half  # noqa: E402
-from score import edits, normalize  # noqa: E402
+from score import insertions, normalize  # noqa: E402
 
 RATE = 16000
 KINDS = ("soft_end", "soft_start", "soft_mid", "transient", "second_voice")
@@ -245,28 +245,6 @@ def kept(phrase_words, hyp_words):
             pool[w] -= 1
             n += 1
     return n
-
-
-def insertions(hyp, ref):
-    """Words of `hyp` that a least-edit alignment with `ref` matches to nothing."""
-    n, m = len(hyp), len(ref)
-    d = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(n + 1):
-        d[i][0] = i
-    for j in range(m + 1):
-        d[0][j] = j
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            d[i][j] = min(d[i - 1][j - 1] + (hyp[i - 1] != ref[j - 1]), d[i - 1][j] + 1, d[i][j - 1] + 1)
-    i, j, ins = n, m, 0
-    while i > 0 or j > 0:
-        if i > 0 and j > 0 and d[i][j] == d[i - 1][j - 1] + (hyp[i - 1] != ref[j - 1]):
-            i, j = i - 1, j - 1
-        elif i > 0 and d[i][j] == d[i - 1][j] + 1:
-            ins, i = ins + 1, i - 1
-        else:
-            j -= 1
-    return ins
 
 
 def judge(note, result):

@@ -63,9 +63,8 @@ def normalize(s, lang=None, ref=None):
     return " ".join(s.split())
 
 
-def invented(hyp_words, ref_words):
-    """Hypothesis words after the last one aligned with the reference's last word: text
-    nobody said at the end (trailing insertions of the edit alignment)."""
+def edit_table(hyp_words, ref_words):
+    """The full table of least edits between every prefix of the two word lists."""
     n, m = len(hyp_words), len(ref_words)
     d = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n + 1):
@@ -76,6 +75,28 @@ def invented(hyp_words, ref_words):
         for j in range(1, m + 1):
             d[i][j] = min(d[i - 1][j - 1] + (hyp_words[i - 1] != ref_words[j - 1]),
                           d[i - 1][j] + 1, d[i][j - 1] + 1)
+    return d
+
+
+def insertions(hyp_words, ref_words):
+    """Words of the hypothesis that a least-edit alignment matches to nothing."""
+    d = edit_table(hyp_words, ref_words)
+    i, j, ins = len(hyp_words), len(ref_words), 0
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and d[i][j] == d[i - 1][j - 1] + (hyp_words[i - 1] != ref_words[j - 1]):
+            i, j = i - 1, j - 1
+        elif i > 0 and d[i][j] == d[i - 1][j] + 1:
+            ins, i = ins + 1, i - 1
+        else:
+            j -= 1
+    return ins
+
+
+def invented(hyp_words, ref_words):
+    """Hypothesis words after the last one aligned with the reference's last word: text
+    nobody said at the end (trailing insertions of the edit alignment)."""
+    n, m = len(hyp_words), len(ref_words)
+    d = edit_table(hyp_words, ref_words)
     # Walk back from the end while the best step is an insertion (a hypothesis word that
     # matches nothing after the reference's last aligned word).
     i, j, extra = n, m, 0

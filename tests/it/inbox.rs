@@ -344,6 +344,20 @@ async fn operator_uploads_a_note_and_reads_its_text() {
     ru.close().await.unwrap();
 }
 
+/// Where the player of the card that `card` (a JS expression) finds is, once it has loaded
+/// enough to seek.
+async fn player_at(c: &Client, card: &str) -> f64 {
+    let at = wait_js(
+        c,
+        &format!(
+            "const a = {card}.querySelector('audio'); return a.readyState >= 1 && a.currentTime"
+        ),
+        Duration::from_secs(20),
+    )
+    .await;
+    at.as_f64().unwrap()
+}
+
 /// A note that needs a listen wears a "Listen" badge with the reason in words, unsure words
 /// are marked in its text, and clicking any word plays the note from that word. Notes made
 /// through the API: room noise (no speech), an English note played backwards (speech-like
@@ -533,16 +547,7 @@ async fn listen_badge_unsure_words_and_click_to_seek() {
     .click()
     .await
     .unwrap();
-    let at = wait_js(
-        &c,
-        &format!(
-            "const a = {}.querySelector('audio'); return a.readyState >= 1 && a.currentTime",
-            card(&ids[2])
-        ),
-        Duration::from_secs(20),
-    )
-    .await;
-    let at = at.as_f64().unwrap();
+    let at = player_at(&c, &card(&ids[2])).await;
     assert!(
         at >= start - 0.5 && at <= start + 1.5,
         "clicked a word at {start:.2} s, the player is at {at:.2} s"
@@ -581,16 +586,7 @@ async fn listen_badge_unsure_words_and_click_to_seek() {
     .click()
     .await
     .unwrap();
-    let at = wait_js(
-        &c,
-        &format!(
-            "const a = {}.querySelector('audio'); return a.readyState >= 1 && a.currentTime",
-            card(&ids[3])
-        ),
-        Duration::from_secs(20),
-    )
-    .await;
-    let at = at.as_f64().unwrap();
+    let at = player_at(&c, &card(&ids[3])).await;
     assert!(
         at >= from - 1.0 && at <= from + 1.5,
         "the badge names {from:.2} s, the player is at {at:.2} s"
