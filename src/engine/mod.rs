@@ -15,7 +15,7 @@
 //! result's shape in `transcript`, and where the model runs in `backend`.
 
 mod backend;
-pub mod cover;
+mod cover;
 mod decode;
 pub mod language;
 pub mod level;
@@ -228,7 +228,7 @@ impl Engine {
             Some(vad) => Some(vad.speech(samples)?),
             None => None,
         };
-        // Speech far under the note's typical level is decoded apart from the rest, when
+        // Speech far under the speaker's level is decoded apart from the rest, when
         // silence is trimmed (see `vad::by_level`); with `--keep-silence` the whole note is
         // decoded at once, as asked.
         let (main, quiet) = match &speech {
