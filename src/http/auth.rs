@@ -5,6 +5,10 @@ use super::*;
 pub(super) fn url_key(keys: &[Secret]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"earshot signed audio URL\n");
+    // In a fixed order: the same keys listed in another order keep the URLs working.
+    let mut keys: Vec<&Secret> = keys.iter().collect();
+    keys.sort_by(|a, b| a.expose().cmp(b.expose()));
+    keys.dedup_by(|a, b| a.expose() == b.expose());
     for k in keys {
         h.update(k.expose().as_bytes());
         h.update(b"\n");

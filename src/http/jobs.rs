@@ -207,9 +207,11 @@ pub(super) async fn list_jobs(
         before: q.before,
         search: q.q,
         review_needed,
-        limit,
+        // One more than the page: whether there is a next page, exactly.
+        limit: limit + 1,
     })?;
-    let has_more = jobs.len() == limit;
+    let has_more = jobs.len() > limit;
+    let jobs = &jobs[..jobs.len().min(limit)];
     Ok(Json(
         json!({"object": "list", "data": jobs.iter().map(|j| job_view(&s, j)).collect::<Vec<_>>(), "has_more": has_more}),
     ))
@@ -272,10 +274,7 @@ pub(super) async fn get_audio(
         .clone()
         .filter(|c| HeaderValue::from_str(c).is_ok())
         .unwrap_or_else(|| "application/octet-stream".into());
-    let name = j
-        .filename
-        .clone()
-        .unwrap_or_else(|| format!("{}.bin", j.id));
+    let name = download_name(j.filename.as_deref(), &j.id);
     let ascii: String = name
         .chars()
         .map(|c| {
@@ -366,4 +365,21 @@ pub(super) async fn delete_job(
     Ok(Json(
         json!({"id": id, "object": "transcription.job", "deleted": true}),
     ))
+}
+/// The name a download is saved under: the file's own name less any folders, control
+/// characters and leading dots, so that neither `filename` nor `filename*` (which clients
+/// that follow RFC 6266 prefer) can name a path ("../../etc/passwd" is "passwd").
+fn download_name(filename: Option<&str>, id: &str) -> String {
+    let base = filename
+        .unwrap_or("")
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("");
+    let clean: String = base.chars().filter(|c| !c.is_control()).collect();
+    let clean = clean.trim_start_matches('.').trim();
+    if clean.is_empty() {
+        format!("{id}.bin")
+    } else {
+        clean.to_string()
+    }
 }

@@ -5,6 +5,7 @@ mod common;
 
 mod cli;
 mod cluster;
+mod contract;
 mod decode;
 mod hardening;
 mod inbox;
