@@ -569,5 +569,10 @@ pub struct ListFilter {
     pub search: Option<String>,
     /// Only finished jobs whose review verdict is this (`review.needed` in the transcript).
     pub review_needed: Option<bool>,
+    /// At most [`LIST_MAX`].
     pub limit: usize,
 }
+
+/// The most jobs one list query returns: the API's largest page (1000) and one more, which
+/// tells whether another page follows.
+pub const LIST_MAX: usize = 1001;

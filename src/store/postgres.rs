@@ -285,7 +285,7 @@ impl Jobs for Postgres {
             review_clause(f.review_needed)
         );
         let status = f.status.map(Status::as_str);
-        let limit = f.limit.clamp(1, 1000) as i64;
+        let limit = f.limit.clamp(1, super::LIST_MAX) as i64;
         let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
             vec![&status, &f.external_id, &f.before, &limit];
         for (i, w) in words.iter().enumerate() {

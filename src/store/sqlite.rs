@@ -204,7 +204,7 @@ impl Jobs for Sqlite {
                 f.status.map(Status::as_str),
                 f.external_id,
                 f.before,
-                f.limit.clamp(1, 1000) as i64,
+                f.limit.clamp(1, super::LIST_MAX) as i64,
                 f.search.as_deref().and_then(fts_query),
             ],
             job_from_row,
