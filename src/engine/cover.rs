@@ -3,7 +3,7 @@
 //!
 //! After a note (or a long note's piece) is decoded, its segments' times are laid over its
 //! speech ranges. A stretch of speech of [`MIN_GAP`] or more that no segment covers, and
-//! every range [`vad::by_level`](super::vad::by_level) set apart as far quieter than the
+//! every range [`speaker::by_level`](super::speaker::by_level) set apart as far quieter than the
 //! speaker's, is a gap. Gaps close together are decoded together, on their own:
 //! raised to speech level (the note's gain was chosen for its loud parts), with beam 5, in
 //! the note's language. What comes back is judged ([`Judged`]): text that reads as speech

@@ -23,6 +23,7 @@ mod options;
 pub mod pieces;
 pub mod plan;
 pub mod review;
+pub mod speaker;
 pub mod stream;
 pub mod text;
 mod transcript;
@@ -229,10 +230,10 @@ impl Engine {
             None => None,
         };
         // Speech far under the speaker's level is decoded apart from the rest, when
-        // silence is trimmed (see `vad::by_level`); with `--keep-silence` the whole note is
+        // silence is trimmed (see `speaker::by_level`); with `--keep-silence` the whole note is
         // decoded at once, as asked.
         let (main, quiet) = match &speech {
-            Some(s) if opts.trim_silence => vad::by_level(samples, s),
+            Some(s) if opts.trim_silence => speaker::by_level(samples, s),
             Some(s) => (s.clone(), Vec::new()),
             None => (Vec::new(), Vec::new()),
         };
@@ -580,7 +581,7 @@ fn suspicious(t: &Transcript, samples: &[f32], opts: &Options) -> Option<&'stati
 /// How far under the note's speech the audio after the text must be to count as not the
 /// speaker's: one speaker's phrases stay within about 6 dB of each other; murmur the VAD
 /// keeps sits 13 dB and more under them (and, in a note decoded whole, is mostly decoded
-/// apart from the speaker: [`vad::by_level`]). Skipping the careful pass here loses nothing:
+/// apart from the speaker: [`speaker::by_level`]). Skipping the careful pass here loses nothing:
 /// speech the text does not cover is decoded on its own afterwards ([`cover`]).
 const QUIET_TAIL_DB: f32 = 10.0;
 
