@@ -106,19 +106,8 @@ pub fn by_level(
 
 #[cfg(test)]
 mod tests {
+    use super::super::vad::noise;
     use super::*;
-
-    fn noise(n: usize, amp: f32) -> Vec<f32> {
-        let mut x = 0x2545_f491_u32;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x as f32 / u32::MAX as f32 * 2.0 - 1.0) * amp
-            })
-            .collect()
-    }
 
     /// `seconds` of noise whose loud frames sit at `db` under the speaker (0.3 amplitude).
     fn at(seconds: f64, db: f32) -> Vec<f32> {

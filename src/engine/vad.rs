@@ -431,6 +431,21 @@ pub fn speech_span(samples: &[f32]) -> std::ops::Range<usize> {
     }
 }
 
+/// Reproducible white noise of amplitude `amp`, for the tests of this module and of
+/// [`super::speaker`].
+#[cfg(test)]
+pub(super) fn noise(n: usize, amp: f32) -> Vec<f32> {
+    let mut x = 0x2545_f491_u32;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x as f32 / u32::MAX as f32 * 2.0 - 1.0) * amp
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,18 +522,6 @@ mod tests {
             4.2,
             "times inside the silence map to its place"
         );
-    }
-
-    fn noise(n: usize, amp: f32) -> Vec<f32> {
-        let mut x = 0x2545_f491_u32;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x as f32 / u32::MAX as f32 * 2.0 - 1.0) * amp
-            })
-            .collect()
     }
 
     #[test]
