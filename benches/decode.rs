@@ -1,6 +1,6 @@
 //! Decode + resample speed on one core, as a multiple of real time.
 //!
-//! `scripts/bench-decode.sh` makes the 10-minute inputs and runs this; it reads the files
+//! `bench/bench-decode.sh` makes the 10-minute inputs and runs this; it reads the files
 //! named by EARSHOT_BENCH_FILES (space-separated) and prints one line per file.
 
 use std::time::Instant;
@@ -10,7 +10,7 @@ use earshot::audio::{decode, Limits};
 fn main() {
     let files = std::env::var("EARSHOT_BENCH_FILES").unwrap_or_default();
     if files.trim().is_empty() {
-        eprintln!("set EARSHOT_BENCH_FILES (scripts/bench-decode.sh does)");
+        eprintln!("set EARSHOT_BENCH_FILES (bench/bench-decode.sh does)");
         return;
     }
     let rounds: usize = std::env::var("EARSHOT_BENCH_ROUNDS")

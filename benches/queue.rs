@@ -2,13 +2,14 @@
 //! (`finish_done` with a voice note's result, which also queues its webhook), by 1 and 2
 //! workers on one node and by 3 nodes of 2 workers, on SQLite and on PostgreSQL.
 //!
-//! `scripts/bench-queue.sh` starts a throw-away PostgreSQL server and runs this; it reads the
+//! `bench/bench-queue.sh` starts a throw-away PostgreSQL server and runs this; it reads the
 //! server from EARSHOT_BENCH_DATABASE_URL and makes a fresh database per run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use earshot::store::{Jobs, NewJob, Postgres, Sqlite};
+use earshot::job::{JobOptions, JobResult, NewJob, Priority};
+use earshot::store::{Postgres, Sqlite, Store};
 
 const JOBS: usize = 2000;
 
@@ -20,22 +21,28 @@ fn job(i: usize) -> NewJob {
         filename: Some(format!("note-{i}.oga")),
         external_id: Some(format!("ig-{i}")),
         source: None,
-        options: serde_json::json!({ "language": "ru" }),
-        priority: 1,
+        options: JobOptions {
+            language: Some("ru".into()),
+            ..JobOptions::default()
+        },
+        priority: Priority::Queued,
         idempotency_key: Some(format!("k-{i}")),
         callback_url: Some("http://127.0.0.1:9/hook".into()),
     }
 }
 
 /// A finished voice note's stored result, about 1 KB.
-fn result() -> serde_json::Value {
-    serde_json::json!({
+fn result() -> JobResult {
+    serde_json::from_value(serde_json::json!({
         "text": "Здравствуйте, подскажите, пожалуйста, когда придёт мой заказ номер двадцать девять триста сорок? Спасибо.",
         "language": "ru",
         "duration": 6.4,
-        "segments": [{ "id": 0, "start": 0.0, "end": 6.4, "text": "Здравствуйте, подскажите, пожалуйста, когда придёт мой заказ номер двадцать девять триста сорок? Спасибо.", "avg_logprob": -0.21, "no_speech_prob": 0.01, "compression_ratio": 1.3 }],
-        "review": { "needed": false, "reasons": [] }
-    })
+        "segments": [{ "id": 0, "start": 0.0, "end": 6.4, "text": "Здравствуйте, подскажите, пожалуйста, когда придёт мой заказ номер двадцать девять триста сорок? Спасибо.", "tokens": [], "temperature": 0.0, "avg_logprob": -0.21, "no_speech_prob": 0.01, "compression_ratio": 1.3 }],
+        "review": { "needed": false, "reasons": [] },
+        "language_probability": null,
+        "task": "transcribe"
+    }))
+    .expect("a stored result")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -45,7 +52,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 /// Insert JOBS jobs, then let `workers` on each of `nodes` claim and finish them all; print
 /// the figures.
-fn run(name: &str, nodes: Vec<Arc<dyn Jobs>>, workers: usize) {
+fn run(name: &str, nodes: Vec<Arc<dyn Store>>, workers: usize) {
     let t = Instant::now();
     for i in 0..JOBS {
         nodes[i % nodes.len()].insert(job(i)).unwrap();
@@ -66,7 +73,7 @@ fn run(name: &str, nodes: Vec<Arc<dyn Jobs>>, workers: usize) {
                         let Some(j) = db.claim(60_000, 30_000, 3).unwrap() else {
                             break;
                         };
-                        db.finish_done(&j.id, "ru", 6.4, done).unwrap();
+                        db.finish_done(&j.id, done).unwrap();
                         times.push(t.elapsed());
                     }
                     times
@@ -102,7 +109,7 @@ fn main() {
         );
     }
     let Ok(url) = std::env::var("EARSHOT_BENCH_DATABASE_URL") else {
-        eprintln!("set EARSHOT_BENCH_DATABASE_URL for PostgreSQL (scripts/bench-queue.sh does)");
+        eprintln!("set EARSHOT_BENCH_DATABASE_URL for PostgreSQL (bench/bench-queue.sh does)");
         return;
     };
     for (nodes, workers) in [(1, 1), (1, 2), (3, 2)] {
@@ -113,8 +120,8 @@ fn main() {
             .unwrap();
         let mut config: postgres::Config = url.parse().unwrap();
         config.dbname(&name);
-        let nodes: Vec<Arc<dyn Jobs>> = (0..nodes)
-            .map(|_| Arc::new(Postgres::with_config(config.clone()).unwrap()) as Arc<dyn Jobs>)
+        let nodes: Vec<Arc<dyn Store>> = (0..nodes)
+            .map(|_| Arc::new(Postgres::with_config(config.clone()).unwrap()) as Arc<dyn Store>)
             .collect();
         run("postgres", nodes, workers);
     }

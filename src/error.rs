@@ -51,6 +51,8 @@ error_codes! {
     // A job that failed for a reason that is not the input's.
     TranscriptionFailed => "transcription_failed",
     StorageError => "storage_error",
+    /// The process died while transcribing the note, on each of its attempts.
+    CrashedWorker => "crashed_worker",
     /// The database or the object store could not be reached: retry later.
     StorageUnavailable => "storage_unavailable",
     // The request.
@@ -96,7 +98,8 @@ impl ErrorCode {
             Empty | NotAudio | UnsupportedCodec | NoAudioTrack | Corrupt | TooLarge | TooLong
             | InvalidLanguage => true,
             ModelNotFound | ModelLoadFailed | InferenceFailed | GpuUnavailable | Cancelled
-            | TranscriptionFailed | StorageError | StorageUnavailable | InternalError => false,
+            | TranscriptionFailed | StorageError | CrashedWorker | StorageUnavailable
+            | InternalError => false,
             InvalidRequest | InvalidValue | InvalidBody | InvalidMultipart | MissingFile
             | UnsupportedMediaType | InvalidApiKey | InvalidCallbackUrl | IdempotencyKeyReused
             | NotFound | JobNotFound | JobRunning | NotRetryable | MethodNotAllowed
@@ -127,7 +130,7 @@ impl ErrorCode {
             | StorageUnavailable => 503,
             InsufficientStorage => 507,
             ModelLoadFailed | InferenceFailed | TranscriptionFailed | StorageError
-            | InternalError => 500,
+            | CrashedWorker | InternalError => 500,
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 /// The default model: multilingual, because most voice notes we see are Russian, and
-/// 8-bit: 1.5× faster than f16 on the CPU for about the same accuracy (README "Performance").
+/// 8-bit: 1.5× faster than f16 on the CPU for about the same accuracy (docs/performance.md).
 pub const DEFAULT_MODEL: &str = "base-q8_0";
 /// The voice-activity model looked up by default (`ggml-silero-vad.bin`).
 pub const DEFAULT_VAD_MODEL: &str = "silero-vad";

@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::config::{AudioStore, Database};
 use crate::http::{self, AppState};
 use crate::jobs::Service;
-use crate::store::{Blobs, FsBlobs, Jobs, OffRuntime, Postgres, S3Blobs, Sqlite};
+use crate::store::{Blobs, FsBlobs, Outbox, Postgres, S3Blobs, Sqlite, Store};
 
 /// Run the service until SIGTERM/SIGINT.
 pub async fn run(cfg: Settings) -> anyhow::Result<()> {
@@ -20,23 +20,27 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data folder {}", cfg.data_dir.display()))?;
-    let db: Arc<dyn Jobs> = match cfg.database().map_err(anyhow::Error::msg)? {
-        // Both stores block: SQLite on its one connection (a handler may wait for a worker's
-        // fsynced write), PostgreSQL on the network. OffRuntime keeps that off the runtime.
-        Database::Sqlite(path) => {
-            Arc::new(OffRuntime(Sqlite::open(&path).with_context(|| {
-                format!("opening the database {}", path.display())
-            })?))
-        }
+    // Both stores block: SQLite on its one connection, PostgreSQL on the network (and its
+    // client must not run on a runtime thread). Here they are opened and recovered on the
+    // blocking pool; after that, only `jobs::Service` (for the handlers), the worker threads
+    // and the webhook thread call them.
+    let db: Arc<dyn Store> = match cfg.database()? {
+        Database::Sqlite(path) => Arc::new(
+            tokio::task::spawn_blocking(move || {
+                Sqlite::open(&path)
+                    .with_context(|| format!("opening the database {}", path.display()))
+            })
+            .await??,
+        ),
         Database::Postgres(url) => {
             let url = url.expose().to_string();
             let pg = tokio::task::spawn_blocking(move || Postgres::open(&url))
                 .await?
                 .context("connecting to PostgreSQL (--database-url)")?;
-            Arc::new(OffRuntime(pg))
+            Arc::new(pg)
         }
     };
-    let blobs: Arc<dyn Blobs> = match cfg.audio_store().map_err(anyhow::Error::msg)? {
+    let blobs: Arc<dyn Blobs> = match cfg.audio_store()? {
         AudioStore::Folder(dir) => Arc::new(
             FsBlobs::open(&dir)
                 .with_context(|| format!("opening the audio folder {}", dir.display()))?,
@@ -52,7 +56,10 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
             )
         }
     };
-    let (requeued, crashed) = db.recover_running(crate::jobs::MAX_ATTEMPTS)?;
+    let (requeued, crashed) = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || db.recover_running(crate::jobs::MAX_ATTEMPTS)).await??
+    };
     if requeued > 0 {
         tracing::info!(
             requeued,
@@ -70,9 +77,9 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
     let engine = Arc::new(
         tokio::task::spawn_blocking(move || model.load())
             .await?
-            .map_err(anyhow::Error::msg)?,
+            .context("loading the model")?,
     );
-    let defaults = cfg.defaults(&engine).map_err(anyhow::Error::msg)?;
+    let defaults = cfg.defaults(&engine)?;
     let backend = engine.backend().clone();
     let par = cfg.parallelism(&backend);
     eprintln!(
@@ -92,6 +99,7 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
     );
     let workers = queue.start();
     {
+        let db: Arc<dyn Outbox> = db;
         let (db, secret, allow) = (
             db,
             cfg.webhook_secret.as_ref().map(|s| s.expose().to_string()),
@@ -108,10 +116,9 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
     }
     if let Some(days) = cfg.retention_days {
         let queue = queue.clone();
-        std::thread::Builder::new()
-            .name("earshot-retention".into())
-            .spawn(move || loop {
-                match queue.expire(days) {
+        tokio::spawn(async move {
+            loop {
+                match queue.expire(days).await {
                     Ok(ids) => {
                         for id in ids {
                             tracing::info!(id = %id, days, "deleted by the retention policy");
@@ -119,8 +126,9 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
                     }
                     Err(e) => tracing::error!(error = %e, "retention sweep failed"),
                 }
-                std::thread::sleep(Duration::from_secs(3600));
-            })?;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        });
     }
     let model_name = cfg.model.model.clone();
     let grace = cfg.shutdown_grace;

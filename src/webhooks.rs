@@ -16,7 +16,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::store::{now_ms, Jobs};
+use crate::store::{now_ms, Outbox};
 
 /// Attempts before a delivery is given up (about 68 minutes of backoff in all).
 pub const MAX_ATTEMPTS: u32 = 12;
@@ -258,10 +258,10 @@ pub fn backoff_ms(failures: u32) -> i64 {
 
 /// The delivery loop. Runs until the process ends.
 pub fn run(
-    db: Arc<dyn Jobs>,
+    db: Arc<dyn Outbox>,
     secret: Option<String>,
     allow_private: bool,
-    render: impl Fn(&crate::store::Job) -> serde_json::Value,
+    render: impl Fn(&crate::job::Job) -> serde_json::Value,
 ) {
     let agent = agent(allow_private);
     // The agent's resolver checks the addresses it connects to; only through a proxy (which
@@ -298,7 +298,7 @@ pub fn run(
                     .header("Content-Type", "application/json")
                     .header("User-Agent", concat!("earshot/", env!("CARGO_PKG_VERSION")))
                     .header("X-Earshot-Delivery", &d.id)
-                    .header("X-Earshot-Event", &d.event);
+                    .header("X-Earshot-Event", d.event.as_str());
                 if let Some(s) = &secret {
                     req = req.header("X-Earshot-Signature", signature(s, body.as_bytes()));
                 }

@@ -96,9 +96,22 @@ impl DecodeError {
 /// Something worth telling the user about audio that did decode.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Warning {
-    /// `truncated`, `damaged_header`, `damaged_audio`, `skipped_packets`.
-    pub code: std::borrow::Cow<'static, str>,
+    pub code: WarningKind,
     pub message: String,
+}
+
+/// What a [`Warning`] is about (stored and shown by its snake_case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    /// The file is cut off: the part that arrived was transcribed.
+    Truncated,
+    /// The header pages were damaged or missing, and repaired.
+    DamagedHeader,
+    /// Stretches of audio failed their checksums and were skipped.
+    DamagedAudio,
+    /// Undecodable packets were skipped.
+    SkippedPackets,
 }
 
 /// Decoded audio, ready for the engine.
@@ -208,7 +221,7 @@ pub fn decode_into(
         && ogg::repair_opus_headers(data.to_mut())
     {
         warnings.push(Warning {
-            code: "damaged_header".into(),
+            code: WarningKind::DamagedHeader,
             message: "the file's header pages were damaged or missing; repaired them and \
                       transcribed the audio"
                 .into(),
@@ -218,7 +231,7 @@ pub fn decode_into(
         let n = ogg::damaged_stretches(&data);
         if n > 0 {
             warnings.push(Warning {
-                code: "damaged_audio".into(),
+                code: WarningKind::DamagedAudio,
                 message: if n == 1 {
                     "a damaged stretch of the file's audio (it failed its checksum) was \
                      skipped; the transcript has a gap there"
@@ -266,7 +279,7 @@ pub fn decode_into(
 
 fn truncated_warning(why: &str) -> Warning {
     Warning {
-        code: "truncated".into(),
+        code: WarningKind::Truncated,
         message: format!("the file is incomplete ({why}); transcribed the part that arrived"),
     }
 }
@@ -507,13 +520,13 @@ fn demux_and_decode(
             offset: None,
         });
     }
-    if truncated && !warnings.iter().any(|w| w.code == "truncated") {
+    if truncated && !warnings.iter().any(|w| w.code == WarningKind::Truncated) {
         warnings.push(truncated_warning(
             &last_error.unwrap_or_else(|| "it ends mid-stream".into()),
         ));
     } else if skipped > 0 {
         warnings.push(Warning {
-            code: "skipped_packets".into(),
+            code: WarningKind::SkippedPackets,
             message: format!("{skipped} damaged packet(s) were skipped"),
         });
     }
@@ -605,7 +618,10 @@ mod tests {
         for pct in [50usize, 90, 99] {
             let cut = &whole[..whole.len() * pct / 100];
             let a = decode(cut, &Limits::default()).unwrap_or_else(|e| panic!("{pct}%: {e}"));
-            assert!(a.warnings.iter().any(|w| w.code == "truncated"), "{pct}%");
+            assert!(
+                a.warnings.iter().any(|w| w.code == WarningKind::Truncated),
+                "{pct}%"
+            );
             let d = a.duration_s();
             assert!(
                 d > full * (pct as f64 / 100.0) * 0.6 && d <= full,

@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::audio::Limits;
 use crate::engine::{self, AudioCtx, Options};
-use crate::jobs::JobOptions;
+use crate::job::JobOptions;
 use crate::output::Format;
 
 #[derive(Debug, Args, Clone)]

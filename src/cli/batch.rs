@@ -120,7 +120,7 @@ fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
 
 struct Done {
     index: usize,
-    result: Result<crate::Outcome, String>,
+    result: Result<crate::engine::Outcome, String>,
     skipped: bool,
 }
 
@@ -237,7 +237,11 @@ pub(super) fn transcribe(mut args: TranscribeArgs) -> i32 {
             let result = std::fs::read(&input.path)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| {
-                    crate::transcribe_bytes_with(&engine, &bytes, &limits, &opts, &progress)
+                    engine
+                        .transcribe(
+                            crate::engine::Request::recording(&bytes, &limits, &opts)
+                                .watched(&progress),
+                        )
                         .map_err(|e| e.to_string())
                 });
             if let Some(b) = &audio_bar {
@@ -361,7 +365,7 @@ pub(super) fn transcribe(mut args: TranscribeArgs) -> i32 {
 fn emit(
     args: &TranscribeArgs,
     input: &Input,
-    outcome: &crate::Outcome,
+    outcome: &crate::engine::Outcome,
     task: &str,
     single: bool,
     out: &mut dyn Write,

@@ -1,5 +1,5 @@
 //! The command line: `earshot transcribe FILES...`, a batch shell over
-//! [`crate::transcribe_bytes`].
+//! [`crate::engine::Engine::transcribe`].
 //!
 //! It expands folders, runs `--jobs` files at once on one shared model, writes each
 //! transcript in every asked-for format (to `--output-dir` or stdout), shows progress on a

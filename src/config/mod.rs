@@ -3,16 +3,46 @@
 //! `serve`), `serve` the service's: clap reads [`ServeArgs`], and the service runs with the
 //! plain [`Settings`] made from them ([`Settings::describe`] is what start-up prints, keys
 //! masked); this module holds what they share: [`Secret`], and the core-count rule
-//! ([`parallelism`], kept with the hardware in `engine`). The service-wide language and
-//! prompt live with the jobs ([`crate::jobs::Defaults`]). Nothing here imports the command
+//! ([`parallelism`], kept with the hardware in `engine`), and [`ConfigError`]. The
+//! service-wide language and prompt live with the jobs ([`crate::job::Defaults`]). Nothing here imports the command
 //! line; it imports this.
 
 mod model;
 mod serve;
 
 pub use crate::engine::{cores, parallelism, Parallelism};
-pub use model::ModelArgs;
+pub use model::{LoadError, ModelArgs};
 pub use serve::{AudioStore, Database, ServeArgs, Settings};
+
+use std::path::PathBuf;
+
+/// A setting the service cannot start with: a sentence for the operator, naming the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--database-url must start with sqlite: or postgres:// (got {0})")]
+    DatabaseUrl(String),
+    #[error("--audio-store file: needs a folder (file:PATH)")]
+    AudioFolderMissing,
+    #[error("--audio-store {0}")]
+    AudioBucket(String),
+    #[error("--audio-store must start with file: or s3:// (got {0})")]
+    AudioStore(String),
+    #[error("--language {0:?}: not a language Whisper knows (use an ISO 639-1 code such as ru or en, or auto)")]
+    Language(String),
+    #[error("--language: this model is English-only")]
+    EnglishOnly,
+    #[error("--glossary {path}: {source}")]
+    GlossaryUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--glossary {0}: the file lists no names")]
+    GlossaryEmpty(PathBuf),
+    #[error("--glossary and --prompt together are {tokens} tokens; the model reads at most {max}. Shorten them (keep the names that are misheard most)")]
+    PromptTooLong { tokens: usize, max: usize },
+    #[error(transparent)]
+    Prompt(#[from] crate::engine::EngineError),
+}
 
 /// A secret from the command line or the environment (an API key, the webhook secret).
 /// `Debug` shows its length only, so the configuration can be logged whole; the value is

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::engine::{choose_backend, Engine, GpuMode, Hardware};
+use crate::engine::{choose_backend, Engine, EngineError, GpuMode, Hardware};
 
 /// Which model, on which hardware: shared by `transcribe` and `serve`.
 #[derive(Debug, Args, Clone)]
@@ -41,6 +41,20 @@ pub struct ModelArgs {
     pub vad_model: String,
 }
 
+/// Why the model did not load; each a sentence for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// No such model file: the message names where it looked and the command that fetches it.
+    #[error("{0}")]
+    NotFound(String),
+    /// The hardware asked for is not there (`--require-gpu` with no usable GPU).
+    #[error(transparent)]
+    Hardware(EngineError),
+    /// The file is there but does not load.
+    #[error(transparent)]
+    Model(EngineError),
+}
+
 impl ModelArgs {
     /// The model file, or a message naming the command that fetches it.
     pub fn locate(&self) -> Result<PathBuf, String> {
@@ -70,14 +84,14 @@ impl ModelArgs {
     }
 
     /// Find the model, pick the backend (printing the warning when a GPU was asked for and is
-    /// not usable) and load it. The error is a sentence for the operator.
-    pub fn load(&self) -> Result<Engine, String> {
-        let path = self.locate()?;
-        let (backend, warning) = choose_backend(&self.hardware()).map_err(|e| e.to_string())?;
+    /// not usable) and load it.
+    pub fn load(&self) -> Result<Engine, LoadError> {
+        let path = self.locate().map_err(LoadError::NotFound)?;
+        let (backend, warning) = choose_backend(&self.hardware()).map_err(LoadError::Hardware)?;
         if let Some(w) = warning {
             tracing::warn!("{w}");
         }
-        let engine = Engine::load_on(&path, &backend).map_err(|e| e.to_string())?;
+        let engine = Engine::load_on(&path, &backend).map_err(LoadError::Model)?;
         Ok(self.attach_vad(engine))
     }
 
@@ -106,7 +120,7 @@ impl ModelArgs {
                 return engine;
             }
         };
-        match crate::engine::vad::Silero::load(&path) {
+        match crate::engine::Silero::load(&path) {
             Ok(vad) => {
                 tracing::info!(vad = %path.display(), "voice-activity model loaded");
                 engine.set_vad(Some(vad));

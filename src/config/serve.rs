@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{cores, parallelism, ModelArgs, Parallelism, Secret};
+use super::{cores, parallelism, ConfigError, ModelArgs, Parallelism, Secret};
 use crate::engine::Backend;
-use crate::jobs::Defaults;
+use crate::job::Defaults;
 use crate::listener::{
     BODY_IDLE_TIMEOUT_S, HEADER_TIMEOUT_S, KEEP_ALIVE_TIMEOUT_S, MAX_CONNECTIONS,
 };
@@ -172,36 +172,34 @@ impl From<ServeArgs> for Settings {
 
 impl Settings {
     /// The service-wide language and prompt (glossary first), checked against the model:
-    /// the language must be one it knows, the prompt must fit. The error is a sentence for
-    /// the operator.
-    pub fn defaults(&self, engine: &crate::engine::Engine) -> Result<Defaults, String> {
+    /// the language must be one it knows, the prompt must fit.
+    pub fn defaults(&self, engine: &crate::engine::Engine) -> Result<Defaults, ConfigError> {
         let language = match self.language.trim().to_ascii_lowercase().as_str() {
             "" | "auto" => None,
             l => Some(
                 crate::engine::language::code(l)
-                    .ok_or_else(|| {
-                        format!("--language {:?}: not a language Whisper knows (use an ISO 639-1 code such as ru or en, or auto)", self.language.chars().take(40).collect::<String>())
-                    })?
+                    .ok_or_else(|| ConfigError::Language(self.language.chars().take(40).collect()))?
                     .to_string(),
             ),
         };
         if language.as_deref().is_some_and(|l| l != "en") && !engine.is_multilingual() {
-            return Err("--language: this model is English-only".into());
+            return Err(ConfigError::EnglishOnly);
         }
         let mut parts = Vec::new();
         if let Some(path) = &self.glossary {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("--glossary {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                ConfigError::GlossaryUnreadable {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
             let names: Vec<&str> = text
                 .lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 .collect();
             if names.is_empty() {
-                return Err(format!(
-                    "--glossary {}: the file lists no names",
-                    path.display()
-                ));
+                return Err(ConfigError::GlossaryEmpty(path.clone()));
             }
             parts.push(format!("{}.", names.join(", ")));
         }
@@ -215,12 +213,10 @@ impl Settings {
         }
         let prompt = (!parts.is_empty()).then(|| parts.join(" ").replace('\0', " "));
         if let Some(p) = &prompt {
-            let n = engine.prompt_tokens(p).map_err(|e| e.to_string())?;
+            let tokens = engine.prompt_tokens(p)?;
             let max = engine.max_prompt_tokens();
-            if n > max {
-                return Err(format!(
-                    "--glossary and --prompt together are {n} tokens; the model reads at most {max}. Shorten them (keep the names that are misheard most)"
-                ));
+            if tokens > max {
+                return Err(ConfigError::PromptTooLong { tokens, max });
             }
         }
         Ok(Defaults { language, prompt })
@@ -250,7 +246,7 @@ impl Settings {
                 match self.database() {
                     Ok(Database::Sqlite(p)) => format!("sqlite:{}", p.display()),
                     Ok(Database::Postgres(url)) => masked_url(url.expose()),
-                    Err(e) => e,
+                    Err(e) => e.to_string(),
                 }
             ),
             format!(
@@ -272,7 +268,7 @@ impl Settings {
                             }
                         )
                     }
-                    Err(e) => e,
+                    Err(e) => e.to_string(),
                 }
             ),
             format!(
@@ -361,7 +357,7 @@ pub enum Database {
 impl Settings {
     /// The database `--database-url` names, SQLite in the data folder by default; an error
     /// a person can act on for any other scheme.
-    pub fn database(&self) -> Result<Database, String> {
+    pub fn database(&self) -> Result<Database, ConfigError> {
         let Some(url) = &self.database_url else {
             return Ok(Database::Sqlite(self.data_dir.join("earshot.sqlite")));
         };
@@ -373,10 +369,7 @@ impl Settings {
         } else if u.starts_with("postgres://") || u.starts_with("postgresql://") {
             Ok(Database::Postgres(url.clone()))
         } else {
-            Err(format!(
-                "--database-url must start with sqlite: or postgres:// (got {})",
-                masked_url(u)
-            ))
+            Err(ConfigError::DatabaseUrl(masked_url(u)))
         }
     }
 }
@@ -392,24 +385,21 @@ pub enum AudioStore {
 impl Settings {
     /// The audio store `--audio-store` names, `audio/` in the data folder by default; an
     /// error a person can act on for anything else.
-    pub fn audio_store(&self) -> Result<AudioStore, String> {
+    pub fn audio_store(&self) -> Result<AudioStore, ConfigError> {
         let Some(u) = self.audio_store.as_deref().map(str::trim) else {
             return Ok(AudioStore::Folder(self.data_dir.join("audio")));
         };
         if let Some(path) = u.strip_prefix("file:") {
             let path = path.trim_start_matches("//");
             if path.is_empty() {
-                return Err("--audio-store file: needs a folder (file:PATH)".into());
+                return Err(ConfigError::AudioFolderMissing);
             }
             Ok(AudioStore::Folder(PathBuf::from(path)))
         } else if u.starts_with("s3://") {
-            crate::store::parse_s3_url(u).map_err(|e| format!("--audio-store {e}"))?;
+            crate::store::parse_s3_url(u).map_err(ConfigError::AudioBucket)?;
             Ok(AudioStore::S3(u.to_string()))
         } else {
-            Err(format!(
-                "--audio-store must start with file: or s3:// (got {})",
-                crate::error::clip(u, 80)
-            ))
+            Err(ConfigError::AudioStore(crate::error::clip(u, 80)))
         }
     }
 }
@@ -509,10 +499,13 @@ mod tests {
         );
         for bad in ["s3://Voice_Notes", "ftp://x/y", "file:"] {
             let e = settings(&["--audio-store", bad]).audio_store().err();
-            assert!(e.is_some_and(|e| e.starts_with("--audio-store")), "{bad}");
+            assert!(
+                e.is_some_and(|e| e.to_string().starts_with("--audio-store")),
+                "{bad}"
+            );
         }
         let s = settings(&["--database-url", "mysql://u:pw@h/d"]);
-        let e = s.database().err().unwrap();
+        let e = s.database().err().unwrap().to_string();
         assert!(
             e.contains("sqlite: or postgres://") && !e.contains("pw@"),
             "{e}"

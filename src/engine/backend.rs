@@ -173,8 +173,8 @@ pub struct Parallelism {
 
 /// The one rule for `--workers`/`--jobs` and threads, used by `serve` and `transcribe`.
 /// Whatever the user set wins; the rest is filled in from what was measured
-/// (`scripts/bench.sh --levers` on 2 cores, the GPU machine's 16 cores, README
-/// "Performance"):
+/// (`bench/bench.sh --levers` on 2 cores, the GPU machine's 16 cores,
+/// docs/performance.md):
 /// - CPU: 1 thread per job up to 4 cores, 2 above, and as many jobs as that fills. On
 ///   2 cores two 1-thread jobs gave 15% more short-note throughput than one 2-thread job;
 ///   on 16 cores 8 × 2 was best (16 × 1 6% slower, 1 × 16 64% slower).

@@ -18,16 +18,17 @@ mod backend;
 mod cover;
 mod decode;
 pub mod language;
-pub mod level;
+mod level;
 mod options;
-pub mod pieces;
-pub mod plan;
+mod pieces;
+mod plan;
+mod request;
 pub mod review;
-pub mod speaker;
-pub mod stream;
-pub mod text;
+mod speaker;
+mod stream;
+mod text;
 mod transcript;
-pub mod vad;
+mod vad;
 
 pub use backend::{
     choose_backend, cores, gpu_devices, parallelism, Backend, GpuDevice, GpuMode, Hardware,
@@ -38,7 +39,9 @@ pub use options::{
     CTX_MARGIN, LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, TEMPERATURE_INCREMENT,
 };
 pub use pieces::{Progress, Watch};
+pub use request::{Input, Outcome, Request, TranscribeError, HOLD_S};
 pub use transcript::{Segment, Transcript, Word};
+pub use vad::Silero;
 
 use decode::{DecoderState, Turns};
 use options::{CTX_DETECT, CTX_FULL, REDETECT_BELOW};
@@ -54,7 +57,7 @@ use crate::audio::WHISPER_RATE;
 use level::Level;
 use plan::{decode_plan, DecodePlan, PlanModel};
 use review::{Reason, Review};
-use vad::{Plan, Silero};
+use vad::Plan;
 
 /// Errors from loading a model or running it.
 #[derive(Debug, thiserror::Error)]
@@ -206,15 +209,10 @@ impl Engine {
     pub fn is_multilingual(&self) -> bool {
         self.ctx.is_multilingual()
     }
-    /// Transcribe 16 kHz mono samples. Blocks for the length of the inference.
-    pub fn transcribe(&self, samples: &[f32], opts: &Options) -> Result<Transcript, EngineError> {
-        self.transcribe_with(samples, opts, &|_| {})
-    }
-
-    /// [`Engine::transcribe`], telling `watch` how far a long note has got after each of its
-    /// pieces (see [`pieces`]), handing it each finished piece, and taking from it the
+    /// Samples held in memory, telling `watch` how far a long note has got after each of
+    /// its pieces (see [`pieces`]), handing it each finished piece, and taking from it the
     /// pieces an interrupted run finished before.
-    pub fn transcribe_with(
+    fn held(
         &self,
         samples: &[f32],
         opts: &Options,
@@ -261,15 +259,7 @@ impl Engine {
                 }
                 Ok(())
             };
-            return self.judged_stream(
-                samples.len(),
-                &level,
-                None,
-                &mut feed,
-                opts,
-                requested,
-                watch,
-            );
+            return self.judged_stream(samples.len(), &level, None, &mut feed, opts, watch);
         }
         let t = self.transcribe_piece(samples, &plan, opts, requested, None)?;
         // Every stretch of speech reaches the text, or the verdict says where it did not.
@@ -284,10 +274,10 @@ impl Engine {
         Ok(review::judge(t, duration, &level, speech_s))
     }
 
-    /// [`Engine::transcribe_with`] for a note too long to hold: `n` samples, whose `level` was
-    /// measured beforehand, that `feed` hands over as they decode (see [`stream`]). Needs the
-    /// Silero model; the note is always decoded in pieces.
-    pub fn transcribe_stream(
+    /// [`Engine::held`] for a note too long to hold: `n` samples, whose `level` was measured
+    /// beforehand, that `feed` hands over as they decode (see [`stream`]). Needs the Silero
+    /// model; the note is always decoded in pieces.
+    fn streamed(
         &self,
         n: usize,
         level: &Level,
@@ -295,13 +285,11 @@ impl Engine {
         opts: &Options,
         watch: &dyn Watch,
     ) -> Result<Transcript, EngineError> {
-        let requested = self.requested_language(opts)?;
-        self.judged_stream(n, level, level.factor(), feed, opts, requested, watch)
+        self.judged_stream(n, level, level.factor(), feed, opts, watch)
     }
 
     /// [`Engine::stream_pieces`] with the verdict: `level` is the note's, `gain` what is still
     /// to be applied to what `feed` hands over.
-    #[allow(clippy::too_many_arguments)]
     fn judged_stream(
         &self,
         n: usize,
@@ -309,9 +297,9 @@ impl Engine {
         gain: Option<f32>,
         feed: &mut stream::Feed<'_>,
         opts: &Options,
-        requested: Option<String>,
         watch: &dyn Watch,
     ) -> Result<Transcript, EngineError> {
+        let requested = self.requested_language(opts)?;
         let duration = n as f64 / WHISPER_RATE as f64;
         let streamed = self.stream_pieces(n, gain, feed, opts, requested.clone(), watch)?;
         Ok(match streamed {

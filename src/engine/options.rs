@@ -73,7 +73,7 @@ pub enum AudioCtx {
 /// Encoder positions per second of audio.
 const CTX_PER_SECOND: usize = 50;
 /// Positions added after the end of the clip in `Auto` mode (2.56 s): 64 lost 2.5 points of
-/// Russian CER on the eval set, 128 and 256 about 1 (`scripts/bench.sh --levers`).
+/// Russian CER on the eval set, 128 and 256 about 1 (`bench/bench.sh --levers`).
 pub const CTX_MARGIN: usize = 128;
 pub(super) const CTX_FULL: usize = 1500;
 /// Positions language detection looks at first in `Auto` mode when no decoding pass will

@@ -117,12 +117,12 @@ impl Review {
 
 /// Under this confidence a transcript is `low_confidence`, and under
 /// [`LANGUAGE_UNSURE_BELOW`] a detected language is `language_uncertain`. Both were chosen
-/// by `scripts/review_eval.py` on the tuning half of the evaluation clips and their noisy,
+/// by `bench/review_eval.py` on the tuning half of the evaluation clips and their noisy,
 /// quiet and far-field copies (the highest recall that flags at most 1 good note in 5 on
 /// the text reasons); the first guesses were 0.60 and 0.70. The language threshold was 0.80
 /// until the fast pass stopped sampling at higher temperatures (2026-11-28): chosen again
 /// then, 0.80 flagged 23% of the tuning half's good notes on the text reasons (over 1 in
-/// 5), and 0.60 gave the highest recall within that. See the README for what they achieve
+/// 5), and 0.60 gave the highest recall within that. See docs/performance.md for what they achieve
 /// on the measuring half.
 pub const LOW_CONFIDENCE_BELOW: f32 = 0.64;
 pub const LANGUAGE_UNSURE_BELOW: f32 = 0.6;

@@ -2,7 +2,7 @@
 //! the pieces being decoded plus the half minute the next cut waits on, whatever the note's
 //! length (issue #15's flat memory).
 //!
-//! [`Engine::transcribe_stream`] takes the note's samples as they are decoded. It raises them
+//! [`Engine::stream_pieces`] takes the note's samples as they are decoded. It raises them
 //! by the note's gain (measured beforehand, in a first pass over the file: the gain must be
 //! known before the voice-activity model hears anything), runs Silero a block at a time
 //! ([`VAD_BLOCK`], each block started [`VAD_WARM`] early so its state has settled), and cuts
@@ -39,7 +39,8 @@ const DROP_STEP: usize = WHISPER_RATE as usize;
 
 /// Where a note's samples come from: called once, it hands them to the function it is given
 /// in order, and stops early when that returns `false`. An error is the decoder's.
-pub type Feed<'a> = dyn FnMut(&mut dyn FnMut(&[f32]) -> bool) -> Result<(), String> + 'a;
+pub type Feed<'a> =
+    dyn FnMut(&mut dyn FnMut(&[f32]) -> bool) -> Result<(), crate::audio::DecodeError> + 'a;
 
 /// One piece on its way to a lane: its place in the note, the samples it decodes (from
 /// `at`), and how.

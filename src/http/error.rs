@@ -50,7 +50,10 @@ impl ApiError {
 /// database's or the store's own words go to the log, not to the client).
 impl From<crate::store::StorageError> for ApiError {
     fn from(e: crate::store::StorageError) -> Self {
-        if e.is_full() {
+        if let crate::store::StorageError::Corrupt { .. } = e {
+            tracing::error!(error = %e, "a stored record does not read");
+            ApiError::of(ErrorCode::StorageError, e.to_string())
+        } else if e.is_full() {
             disk_full()
         } else if e.is_unavailable() {
             tracing::error!(error = %e, "storage unavailable");
@@ -70,8 +73,8 @@ impl From<crate::store::StorageError> for ApiError {
 }
 
 /// A form field that does not hold what it should: 400 with its code and the field named.
-impl From<crate::jobs::FormError> for ApiError {
-    fn from(e: crate::jobs::FormError) -> Self {
+impl From<crate::job::FormError> for ApiError {
+    fn from(e: crate::job::FormError) -> Self {
         ApiError::of(e.code, e.message).param(e.param)
     }
 }
@@ -81,7 +84,9 @@ impl From<crate::jobs::JobError> for ApiError {
     fn from(e: crate::jobs::JobError) -> Self {
         match e {
             crate::jobs::JobError::Storage(e) => ApiError::from(e),
-            crate::jobs::JobError::Stopped => ApiError::internal(e),
+            crate::jobs::JobError::Stopped | crate::jobs::JobError::Internal(_) => {
+                ApiError::internal(e)
+            }
             e => ApiError::of(e.code(), e.to_string()),
         }
     }
@@ -166,24 +171,22 @@ pub(super) use crate::error::clip;
 pub(super) fn job_error(j: &Job) -> ApiError {
     // What the input did wrong keeps its code, answered 400 whatever the code's own status
     // (a stored file found too large at decoding is not an upload refused at 413); a failure
-    // of the service is `transcription_failed` (500) with the stored message.
-    let code = j
-        .error_code
-        .as_deref()
-        .and_then(ErrorCode::parse)
-        .filter(|c| c.is_bad_input())
-        .unwrap_or(ErrorCode::TranscriptionFailed);
-    let status = if code == ErrorCode::TranscriptionFailed {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::BAD_REQUEST
+    // of the service keeps its code too (`crashed_worker`, `storage_error`...), answered
+    // with its own 5xx status, or 500.
+    let (code, message) = match &j.failure {
+        Some(f) => (f.code, f.message.clone()),
+        None => (
+            ErrorCode::TranscriptionFailed,
+            "transcription failed".into(),
+        ),
     };
-    ApiError::new(
-        status,
-        code,
-        j.error_message
-            .clone()
-            .unwrap_or_else(|| "transcription failed".into()),
-    )
-    .param("file")
+    let status = if code.is_bad_input() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::from_u16(code.http_status())
+            .ok()
+            .filter(|s| s.is_server_error())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    };
+    ApiError::new(status, code, message).param("file")
 }

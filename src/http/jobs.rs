@@ -11,7 +11,7 @@ pub(super) async fn create_job(
     let headers = req.headers().clone();
     check_length(&s, &headers)?;
     check_disk(&s, &headers)?;
-    let queued = s.queue.queued(None)?;
+    let queued = s.queue.queued(None).await?;
     if queued >= s.cfg.queue_limit {
         return Err(ApiError::of(
             ErrorCode::QueueFull,
@@ -73,7 +73,7 @@ pub(super) async fn create_job(
     for (k, v) in query {
         up.fields.entry(k).or_insert(v);
     }
-    let translate = crate::jobs::flag(&up.fields, "translate")?;
+    let translate = crate::job::flag(&up.fields, "translate")?;
     let (opts, _) = parse_options(&s, &up.fields, translate)?;
     let idem = headers
         .get("idempotency-key")
@@ -113,7 +113,7 @@ pub(super) async fn create_job(
         idempotency_key: idem,
         callback_url,
     };
-    let (job, replayed) = match store(&s, up, opts, 1, meta).await? {
+    let (job, replayed) = match store(&s, up, opts, Priority::Queued, meta).await? {
         Submitted::Created(job) => {
             tracing::info!(id = %job.id, size = job.size, "job queued");
             (job, false)
@@ -129,7 +129,17 @@ pub(super) async fn create_job(
             ))
         }
     };
-    let mut r = (StatusCode::ACCEPTED, Json(job_view(&s, &job))).into_response();
+    // A replayed job is shown as it is now (it may have finished, its webhook sent).
+    let shown = if replayed {
+        s.queue.get(&job.id).await?
+    } else {
+        Shown {
+            job,
+            delivery: None,
+        }
+    };
+    let job = &shown.job;
+    let mut r = (StatusCode::ACCEPTED, Json(job_view(&s, &shown))).into_response();
     if replayed {
         r.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -159,7 +169,7 @@ pub(super) async fn list_jobs(
 ) -> ApiResult<Json<Value>> {
     let status = match q.status.as_deref() {
         None | Some("") => None,
-        Some(x) => Some(Status::parse(x).ok_or_else(|| {
+        Some(x) => Some(x.parse::<Status>().map_err(|_| {
             ApiError::of(
                 ErrorCode::InvalidValue,
                 "status must be queued, running, done or failed",
@@ -201,15 +211,18 @@ pub(super) async fn list_jobs(
             .param("review"))
         }
     };
-    let jobs = s.queue.list(&ListFilter {
-        status,
-        external_id: q.external_id,
-        before: q.before,
-        search: q.q,
-        review_needed,
-        // One more than the page: whether there is a next page, exactly.
-        limit: limit + 1,
-    })?;
+    let jobs = s
+        .queue
+        .list(ListFilter {
+            status,
+            external_id: q.external_id,
+            before: q.before,
+            search: q.q,
+            review_needed,
+            // One more than the page: whether there is a next page, exactly.
+            limit: limit + 1,
+        })
+        .await?;
     let has_more = jobs.len() > limit;
     let jobs = &jobs[..jobs.len().min(limit)];
     Ok(Json(
@@ -217,15 +230,15 @@ pub(super) async fn list_jobs(
     ))
 }
 
-pub(super) fn find(s: &AppState, id: &str) -> ApiResult<Job> {
-    Ok(s.queue.get(id)?)
+pub(super) async fn find(s: &AppState, id: &str) -> ApiResult<Job> {
+    Ok(s.queue.get(id).await?.job)
 }
 
 pub(super) async fn get_job(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(job_view(&s, &find(&s, &id)?)))
+    Ok(Json(job_view(&s, &s.queue.get(&id).await?)))
 }
 
 #[derive(serde::Deserialize)]
@@ -238,7 +251,7 @@ pub(super) async fn get_transcript(
     Path(id): Path<String>,
     Query(q): Query<TranscriptQuery>,
 ) -> ApiResult<Response> {
-    let j = find(&s, &id)?;
+    let j = find(&s, &id).await?;
     let format = q
         .format
         .as_deref()
@@ -262,12 +275,8 @@ pub(super) async fn get_audio(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let j = find(&s, &id)?;
-    let (queue, job) = (s.queue.clone(), j.clone());
-    let data = tokio::task::spawn_blocking(move || queue.audio(&job))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)?;
+    let j = find(&s, &id).await?;
+    let data = s.queue.audio(&j.sha256).await?;
     let total = data.len() as u64;
     let ct = j
         .content_type
@@ -353,15 +362,15 @@ pub(super) async fn retry_job(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let j = s.queue.retry(&id)?;
-    Ok((StatusCode::ACCEPTED, Json(job_view(&s, &j))).into_response())
+    let shown = s.queue.retry(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(job_view(&s, &shown))).into_response())
 }
 
 pub(super) async fn delete_job(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    s.queue.delete(&id)?;
+    s.queue.delete(&id).await?;
     Ok(Json(
         json!({"id": id, "object": "transcription.job", "deleted": true}),
     ))

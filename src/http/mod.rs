@@ -37,9 +37,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Secret, Settings};
 use crate::error::ErrorCode;
-use crate::jobs::{JobOptions, JobResult, Service, Submitted, Waited};
+use crate::job::{Job, JobOptions, ListFilter, NewJob, Priority, Status};
+use crate::jobs::{Service, Shown, Submitted, Waited};
 use crate::output::{self, Format};
-use crate::store::{Job, ListFilter, NewJob, PendingBlob, Status};
+use crate::store::PendingBlob;
 
 use auth::*;
 use error::*;

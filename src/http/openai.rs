@@ -43,7 +43,7 @@ pub(super) async fn sync_request(
     let _slot = SyncSlot::reserve(&s).ok_or_else(overloaded)?;
     // Also when every worker is taken and stored synchronous jobs (their clients may have
     // gone) already wait for each of them.
-    if s.queue.saturated()? {
+    if s.queue.saturated().await? {
         return Err(overloaded());
     }
     let up = read_multipart(&s, mp).await?;
@@ -52,7 +52,7 @@ pub(super) async fn sync_request(
         &s,
         up,
         opts,
-        0,
+        Priority::Sync,
         Meta {
             source: Some("openai".into()),
             ..Meta::default()

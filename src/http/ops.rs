@@ -18,13 +18,13 @@ pub(super) async fn count_requests(State(s): State<Shared>, req: Request, next: 
 }
 
 pub(super) async fn readyz(State(s): State<Shared>) -> Response {
-    let db_ok = s.queue.writable();
+    let (db_ok, store) = s
+        .queue
+        .ready()
+        .await
+        .unwrap_or_else(|e| (false, Err(std::io::Error::other(e))));
     let free = free_disk_mb(&s.cfg.data_dir);
     let disk_ok = free.is_some_and(|f| f >= s.cfg.min_free_disk_mb);
-    let queue = s.queue.clone();
-    let store = tokio::task::spawn_blocking(move || queue.audio_store_ok())
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     let store_ok = store.is_ok();
     if let Err(e) = &store {
         tracing::warn!(error = %e, "readiness: the audio store does not answer");
@@ -57,12 +57,12 @@ pub(super) async fn metrics(State(s): State<Shared>) -> Response {
         );
     }
     out.push_str("# HELP earshot_jobs Jobs by status.\n# TYPE earshot_jobs gauge\n");
-    let counts: HashMap<String, i64> = s.queue.count_by_status().into_iter().collect();
-    for st in ["queued", "running", "done", "failed"] {
+    let counts: HashMap<Status, i64> = s.queue.count_by_status().await.into_iter().collect();
+    for &st in Status::ALL {
         let _ = writeln!(
             out,
             "earshot_jobs{{status=\"{st}\"}} {}",
-            counts.get(st).copied().unwrap_or(0)
+            counts.get(&st).copied().unwrap_or(0)
         );
     }
     out.push_str("# HELP earshot_review_needed_total Finished jobs a person should listen to, since start.\n# TYPE earshot_review_needed_total counter\n");
@@ -80,7 +80,7 @@ pub(super) async fn metrics(State(s): State<Shared>) -> Response {
             s.queue.stats.review_reasons[i].load(Ordering::Relaxed)
         );
     }
-    let _ = writeln!(out, "# HELP earshot_queue_depth Jobs waiting for a worker.\n# TYPE earshot_queue_depth gauge\nearshot_queue_depth {}", counts.get("queued").copied().unwrap_or(0));
+    let _ = writeln!(out, "# HELP earshot_queue_depth Jobs waiting for a worker.\n# TYPE earshot_queue_depth gauge\nearshot_queue_depth {}", counts.get(&Status::Queued).copied().unwrap_or(0));
     let _ = writeln!(out, "# HELP earshot_workers_busy Workers transcribing now.\n# TYPE earshot_workers_busy gauge\nearshot_workers_busy {}", s.queue.stats.busy.load(Ordering::SeqCst));
     let audio = s.queue.stats.audio_ms.load(Ordering::Relaxed) as f64 / 1000.0;
     let took = s.queue.stats.processing_ms.load(Ordering::Relaxed) as f64 / 1000.0;

@@ -199,27 +199,24 @@ pub(super) async fn store(
     s: &Shared,
     up: Upload,
     opts: JobOptions,
-    priority: i32,
+    priority: Priority,
     meta: Meta,
 ) -> ApiResult<Submitted> {
-    let s2 = s.clone();
-    tokio::task::spawn_blocking(move || {
-        s2.queue.submit(up.blob, |sha256, size| NewJob {
+    s.queue
+        .submit(up.blob, move |sha256, size| NewJob {
             sha256,
             size,
             content_type: up.content_type,
             filename: up.filename,
             external_id: meta.external_id,
             source: meta.source,
-            options: opts.to_stored(),
+            options: opts,
             priority,
             idempotency_key: meta.idempotency_key,
             callback_url: meta.callback_url,
         })
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::from)
+        .await
+        .map_err(ApiError::from)
 }
 
 pub(super) fn free_disk_mb(path: &std::path::Path) -> Option<u64> {

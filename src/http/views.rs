@@ -4,8 +4,9 @@
 use super::*;
 
 /// A job as the API shows it, with its webhook's delivery state.
-pub(super) fn job_view(s: &AppState, j: &Job) -> Value {
-    let mut v = crate::jobs::job_json(j, s.queue.latest_delivery(&j.id).as_ref());
+pub(super) fn job_view(s: &AppState, shown: &Shown) -> Value {
+    let j = &shown.job;
+    let mut v = crate::jobs::job_json(j, shown.delivery.as_ref());
     v["audio_url"] = Value::String(s.audio_url(&j.id));
     // A running recording long enough to go in pieces says how far it has got.
     v["progress"] = match s
@@ -25,10 +26,12 @@ pub(super) fn job_view(s: &AppState, j: &Job) -> Value {
 
 /// A done job's transcript in `format`, with the content type that format has.
 pub(super) fn render_transcript(j: &Job, format: Format) -> ApiResult<Response> {
-    let mut result = JobResult::of(j)
-        .ok_or_else(|| ApiError::internal("the stored transcript is unreadable"))?;
+    let mut result = j
+        .result
+        .clone()
+        .ok_or_else(|| ApiError::internal("the job has no transcript"))?;
     // Words are always stored (the inbox seeks by them); the API returns them when asked.
-    let opts = JobOptions::of(j);
+    let opts = &j.options;
     if !opts.word_timestamps {
         result.transcript.words = None;
     }

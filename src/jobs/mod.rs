@@ -1,12 +1,12 @@
 //! Jobs: the [`Service`] the API calls (submit, get, list, retry, delete, wait), the workers
-//! that run the queue (`worker`), and the typed options and results a job carries
-//! (`options`).
+//! that run the queue (`worker`), and a job as the API shows it (`json`). The record itself,
+//! its options and its result are typed in [`crate::job`].
 //!
 //! The service owns the job rules: the Idempotency-Key decision, deduplication by content,
 //! and the audio files' lifetime (a file goes when the last record pointing at it goes, in
 //! the same step). Handlers parse, call it, and render.
 
-mod options;
+mod json;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,16 +18,15 @@ use tokio::sync::broadcast;
 use crate::audio::Limits;
 use crate::engine::{Engine, Progress};
 use crate::error::ErrorCode;
-use crate::store::{
-    Blobs, Delivery, Job, Jobs, ListFilter, NewJob, PendingBlob, Status, StorageError,
-};
+use crate::job::{Defaults, Deleted, Delivery, Job, ListFilter, NewJob, Priority, Status};
+use crate::store::{Blobs, PendingBlob, StorageError, Store};
 
-pub use options::{flag, job_json, Defaults, FormError, JobOptions, JobResult, MAX_BEAM};
+pub use json::job_json;
 pub use worker::{Stats, BUCKETS_S, MAX_ATTEMPTS};
 
 /// The job service: what the API calls, and what the workers share.
 pub struct Service {
-    db: Arc<dyn Jobs>,
+    db: Arc<dyn Store>,
     blobs: Arc<dyn Blobs>,
     pub engine: Arc<Engine>,
     pub limits: Limits,
@@ -46,13 +45,13 @@ pub struct Service {
     /// then the file when no other row points at it). Without it, an upload of bytes that
     /// are already stored could find the file present, a delete could then remove it as
     /// unreferenced, and the upload's row would point at nothing. It covers this process;
-    /// nodes sharing a database also take [`Jobs::lock_audio`] under it.
+    /// nodes sharing a database also take [`Records::lock_audio`](crate::store::Records::lock_audio) under it.
     audio_refs: Mutex<()>,
 }
 
 impl Service {
     pub fn new(
-        db: Arc<dyn Jobs>,
+        db: Arc<dyn Store>,
         blobs: Arc<dyn Blobs>,
         engine: Arc<Engine>,
         limits: Limits,
@@ -82,6 +81,22 @@ impl Service {
         self.audio_refs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Run `f` on the blocking pool, in the current span: the one way from the async
+    /// handlers to the stores, whose calls block (SQLite's one connection while a worker
+    /// writes; the PostgreSQL client, which must not run on a runtime thread; fsyncs and
+    /// bucket requests). Each public async method of the service is one such call.
+    async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T, JobError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Service) -> Result<T, JobError> + Send + 'static,
+    {
+        let me = self.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| f(&me)))
+            .await
+            .map_err(|e| JobError::Internal(e.to_string()))?
+    }
+
     /// Make an upload durable and record its job: the audio file first (deduplicated by
     /// hash), then the row, as one step against [`Service::delete`]; wake a worker for a new
     /// job. `job` builds the row from the audio's hash and size. The Idempotency-Key rule
@@ -93,7 +108,15 @@ impl Service {
     /// on the store. Bytes stored for a job that then fails to be recorded (staged in a
     /// bucket, or moved into place in the data folder just before the row was refused) are
     /// taken back.
-    pub fn submit(
+    pub async fn submit(
+        self: &Arc<Self>,
+        blob: PendingBlob,
+        job: impl FnOnce(String, u64) -> NewJob + Send + 'static,
+    ) -> Result<Submitted, JobError> {
+        self.blocking(move |s| Ok(s.submit_now(blob, job)?)).await
+    }
+
+    fn submit_now(
         &self,
         mut blob: PendingBlob,
         job: impl FnOnce(String, u64) -> NewJob,
@@ -150,26 +173,34 @@ impl Service {
         })
     }
 
-    /// A job by id.
-    pub fn get(&self, id: &str) -> Result<Job, JobError> {
+    /// A job by id, with its latest webhook delivery.
+    pub async fn get(self: &Arc<Self>, id: &str) -> Result<Shown, JobError> {
+        let id = id.to_string();
+        self.blocking(move |s| s.show(s.get_now(&id)?)).await
+    }
+
+    fn get_now(&self, id: &str) -> Result<Job, JobError> {
         self.db
             .get(id)?
             .ok_or_else(|| JobError::NotFound(id.to_string()))
     }
 
-    /// Jobs, newest first, as `filter` picks them.
-    pub fn list(&self, filter: &ListFilter) -> Result<Vec<Job>, JobError> {
-        Ok(self.db.list(filter)?)
+    /// A job with its latest webhook delivery (an unreadable delivery is logged and left
+    /// out: the job itself still shows).
+    fn show(&self, job: Job) -> Result<Shown, JobError> {
+        let delivery = self
+            .db
+            .latest_delivery(&job.id)
+            .map_err(|e| tracing::warn!(id = %job.id, error = %e, "webhook delivery unreadable"))
+            .ok()
+            .flatten();
+        Ok(Shown { job, delivery })
     }
 
-    /// A job's latest webhook delivery, if it has one (an unreadable one is logged and left
-    /// out: the job itself still shows).
-    pub fn latest_delivery(&self, id: &str) -> Option<Delivery> {
-        self.db
-            .latest_delivery(id)
-            .map_err(|e| tracing::warn!(id, error = %e, "webhook delivery unreadable"))
-            .ok()
-            .flatten()
+    /// Jobs, newest first, as `filter` picks them, each with its latest webhook delivery.
+    pub async fn list(self: &Arc<Self>, filter: ListFilter) -> Result<Vec<Shown>, JobError> {
+        self.blocking(move |s| s.db.list(&filter)?.into_iter().map(|j| s.show(j)).collect())
+            .await
     }
 
     /// How far a running job has got: seconds of audio done, of how many. Known for a
@@ -191,77 +222,96 @@ impl Service {
         };
     }
 
-    /// Jobs waiting to run: all of them, or those of one priority (0: synchronous requests).
-    pub fn queued(&self, priority: Option<i32>) -> Result<usize, JobError> {
-        Ok(self.db.queued_count(priority)? as usize)
+    /// Jobs waiting to run: all of them, or those of one priority.
+    pub async fn queued(self: &Arc<Self>, priority: Option<Priority>) -> Result<usize, JobError> {
+        self.blocking(move |s| Ok(s.db.queued_count(priority)? as usize))
+            .await
     }
 
     /// Whether a synchronous request would only wait: every worker is busy and as many
     /// stored synchronous jobs (whose clients may have gone) already wait for them.
-    pub fn saturated(&self) -> Result<bool, JobError> {
+    pub async fn saturated(self: &Arc<Self>) -> Result<bool, JobError> {
         let busy = self.stats.busy.load(Ordering::SeqCst);
-        Ok(busy >= self.workers && self.queued(Some(0))? >= self.workers)
+        if busy < self.workers {
+            return Ok(false);
+        }
+        Ok(self.queued(Some(Priority::Sync)).await? >= self.workers)
     }
 
-    /// Start spooling an upload's bytes; [`Service::submit`] makes them durable.
+    /// Start spooling an upload's bytes (a local temp file, made without blocking for
+    /// long); [`Service::submit`] makes them durable.
     pub fn begin_upload(&self) -> Result<PendingBlob, JobError> {
         Ok(self.blobs.begin().map_err(StorageError::Io)?)
     }
 
     /// A job's stored audio, as uploaded.
-    pub fn audio(&self, job: &Job) -> Result<Vec<u8>, StorageError> {
-        Ok(self.blobs.read(&job.sha256)?)
+    pub async fn audio(self: &Arc<Self>, sha256: &str) -> Result<Vec<u8>, JobError> {
+        let sha = sha256.to_string();
+        self.blocking(move |s| Ok(s.blobs.read(&sha).map_err(StorageError::Io)?))
+            .await
     }
 
-    /// Whether the audio store answers (readiness).
-    pub fn audio_store_ok(&self) -> std::io::Result<()> {
-        self.blobs.check()
+    /// Readiness: whether the database takes writes, and whether the audio store answers.
+    pub async fn ready(self: &Arc<Self>) -> Result<(bool, std::io::Result<()>), JobError> {
+        self.blocking(|s| Ok((s.db.writable(), s.blobs.check())))
+            .await
     }
 
     /// Jobs by status (metrics); empty when the database cannot say.
-    pub fn count_by_status(&self) -> Vec<(String, i64)> {
-        self.db.count_by_status().unwrap_or_default()
-    }
-
-    /// Whether the database takes writes (readiness).
-    pub fn writable(&self) -> bool {
-        self.db.writable()
+    pub async fn count_by_status(self: &Arc<Self>) -> Vec<(Status, i64)> {
+        self.blocking(|s| Ok(s.db.count_by_status()?))
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "job counts unreadable"))
+            .unwrap_or_default()
     }
 
     /// Queue a done or failed job again, its attempts counted from zero; the job as queued.
-    pub fn retry(&self, id: &str) -> Result<Job, JobError> {
-        let job = self.get(id)?;
-        if matches!(job.status, Status::Running | Status::Queued) {
-            return Err(JobError::NotRetryable {
-                id: id.to_string(),
-                status: job.status,
-            });
-        }
-        self.db.requeue(id, true)?;
-        self.notify();
-        self.get(id)
+    pub async fn retry(self: &Arc<Self>, id: &str) -> Result<Shown, JobError> {
+        let id = id.to_string();
+        self.blocking(move |s| {
+            let job = s.get_now(&id)?;
+            if matches!(job.status, Status::Running | Status::Queued) {
+                return Err(JobError::NotRetryable {
+                    id: id.clone(),
+                    status: job.status,
+                });
+            }
+            s.db.requeue(&id, true)?;
+            s.notify();
+            s.show(s.get_now(&id)?)
+        })
+        .await
     }
 
     /// Delete a job that is not running: its record, and its audio when no other record
     /// points at it.
-    pub fn delete(&self, id: &str) -> Result<(), JobError> {
-        if self.get(id)?.status == Status::Running {
-            return Err(JobError::Running(id.to_string()));
-        }
-        Ok(self.remove(id)?)
+    pub async fn delete(self: &Arc<Self>, id: &str) -> Result<(), JobError> {
+        let id = id.to_string();
+        self.blocking(move |s| {
+            if s.get_now(&id)?.status == Status::Running {
+                return Err(JobError::Running(id.clone()));
+            }
+            Ok(s.remove(&id)?)
+        })
+        .await
     }
 
     /// Delete the jobs created more than `days` ago, whatever their state (the retention
     /// policy); the ids deleted.
-    pub fn expire(&self, days: u64) -> Result<Vec<String>, JobError> {
-        let mut gone = Vec::new();
-        for id in self.db.expired(days)? {
-            match self.remove(&id) {
-                Ok(()) => gone.push(id),
-                Err(e) => tracing::error!(id = %id, error = %e, "retention could not delete a job"),
+    pub async fn expire(self: &Arc<Self>, days: u64) -> Result<Vec<String>, JobError> {
+        self.blocking(move |s| {
+            let mut gone = Vec::new();
+            for id in s.db.expired(days)? {
+                match s.remove(&id) {
+                    Ok(()) => gone.push(id),
+                    Err(e) => {
+                        tracing::error!(id = %id, error = %e, "retention could not delete a job")
+                    }
+                }
             }
-        }
-        Ok(gone)
+            Ok(gone)
+        })
+        .await
     }
 
     /// A job's record (if there is one), and its audio when no other record points at it,
@@ -272,7 +322,7 @@ impl Service {
         };
         let _refs = self.lock_audio_refs();
         let _audio = self.db.lock_audio(&job.sha256)?;
-        if let Some(Some(sha)) = self.db.delete(id)? {
+        if let Deleted::AudioUnused(sha) = self.db.delete(id)? {
             self.blobs.remove(&sha)?;
         }
         Ok(())
@@ -280,11 +330,12 @@ impl Service {
 
     /// Wait until a job is done or failed, or until the service stops while the job is still
     /// queued. The job keeps running if the caller stops waiting.
-    pub async fn wait(&self, id: &str) -> Result<Waited, JobError> {
+    pub async fn wait(self: &Arc<Self>, id: &str) -> Result<Waited, JobError> {
         let mut finished = self.finished.subscribe();
         loop {
-            let job = self.get(id)?;
-            if matches!(job.status, Status::Done | Status::Failed) {
+            let id2 = id.to_string();
+            let job = self.blocking(move |s| s.get_now(&id2)).await?;
+            if job.status.is_finished() {
                 return Ok(Waited::Finished(job));
             }
             if self.is_stopping() && job.status == Status::Queued {
@@ -355,6 +406,13 @@ pub enum Submitted {
     KeyReused(Job),
 }
 
+/// A job as the API shows it: the record, and its latest webhook delivery.
+#[derive(Debug)]
+pub struct Shown {
+    pub job: Job,
+    pub delivery: Option<Delivery>,
+}
+
 /// How a wait for a job ended.
 #[derive(Debug)]
 pub enum Waited {
@@ -375,6 +433,9 @@ pub enum JobError {
     Running(String),
     #[error("the worker pool stopped")]
     Stopped,
+    /// A call on the blocking pool did not return (it panicked, or the runtime is going).
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -386,7 +447,7 @@ impl JobError {
             JobError::NotFound(_) => ErrorCode::JobNotFound,
             JobError::NotRetryable { .. } => ErrorCode::NotRetryable,
             JobError::Running(_) => ErrorCode::JobRunning,
-            JobError::Stopped => ErrorCode::InternalError,
+            JobError::Stopped | JobError::Internal(_) => ErrorCode::InternalError,
             JobError::Storage(e) if e.is_full() => ErrorCode::InsufficientStorage,
             JobError::Storage(e) if e.is_unavailable() => ErrorCode::StorageUnavailable,
             JobError::Storage(_) => ErrorCode::StorageError,

@@ -15,12 +15,11 @@ use crate::engine::review::{Reason, Review};
 use std::collections::HashMap;
 use std::ops::Range;
 
-use serde::Deserialize;
+use crate::engine::{EngineError, Progress, Request, TranscribeError, Transcript, Watch};
+use crate::job::{Job, JobResult};
+use crate::store::StorageError;
 
-use crate::engine::{Progress, Transcript, Watch};
-use crate::store::Job;
-
-use super::{JobOptions, JobResult, Service};
+use super::Service;
 
 /// Attempts before an engine error fails a job for good.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -120,7 +119,7 @@ impl Service {
     }
 
     fn run(&self, job: &Job, started: Instant) {
-        let bytes = match self.audio(job) {
+        let bytes = match self.blobs.read(&job.sha256).map_err(StorageError::Io) {
             Ok(b) => b,
             Err(e) if e.is_unavailable() => {
                 // The object store is down or refusing: the audio is not lost, so the job
@@ -141,50 +140,49 @@ impl Service {
                 return;
             }
         };
-        let asked = JobOptions::of(job);
+        let asked = &job.options;
         let task = asked.task();
         let mut opts = asked.to_engine(&self.defaults, self.threads_per_job);
         // Word times cost next to nothing and do not change the text; the inbox needs them
         // to mark unsure words and seek to a word. The API shows them only when asked.
         opts.word_timestamps = true;
         let watch = JobWatch::new(self, &job.id);
-        let result =
-            crate::transcribe_bytes_with(&self.engine, &bytes, &self.limits, &opts, &watch);
+        let result = self
+            .engine
+            .transcribe(Request::recording(&bytes, &self.limits, &opts).watched(&watch));
         self.set_progress(&job.id, None);
         match result {
             Ok(outcome) => {
                 let t = &outcome.transcript;
-                let v = JobResult {
+                let result = JobResult {
                     transcript: t.clone(),
                     warnings: outcome.warnings.clone(),
                     task: task.to_string(),
-                }
-                .to_stored();
+                };
                 let took = started.elapsed().as_secs_f64();
                 self.stats.observe(t.duration, took);
                 self.stats.observe_review(&t.review);
                 tracing::info!(duration = t.duration, took, language = %t.language, "transcribed");
-                if let Err(e) = self.db.finish_done(&job.id, &t.language, t.duration, &v) {
+                if let Err(e) = self.db.finish_done(&job.id, &result) {
                     tracing::error!(error = %e, "could not record the transcript");
                 }
             }
-            Err(crate::Error::Engine(crate::engine::EngineError::Cancelled)) => {
+            Err(TranscribeError::Engine(EngineError::Cancelled)) => {
                 tracing::warn!("interrupted by the shutdown; queued again");
                 let _ = self.db.requeue_interrupted(&job.id);
             }
-            Err(crate::Error::Decode(e)) => {
+            Err(TranscribeError::Decode(e)) => {
                 tracing::warn!(code = %e.code(), error = %e, "audio could not be decoded");
                 let _ = self.db.finish_failed(&job.id, e.code(), &e.to_string());
             }
-            Err(crate::Error::Engine(e))
-                if job.attempts < MAX_ATTEMPTS
-                    && matches!(e, crate::engine::EngineError::Inference(_)) =>
+            Err(TranscribeError::Engine(e))
+                if job.attempts < MAX_ATTEMPTS && matches!(e, EngineError::Inference(_)) =>
             {
                 tracing::warn!(error = %e, attempts = job.attempts, "engine error; retrying");
                 std::thread::sleep(Duration::from_secs(1 << job.attempts.min(5)));
                 let _ = self.db.requeue(&job.id, false);
             }
-            Err(crate::Error::Engine(e)) => {
+            Err(TranscribeError::Engine(e)) => {
                 tracing::error!(error = %e, "transcription failed");
                 let _ = self.db.finish_failed(&job.id, e.code(), &e.to_string());
             }
@@ -208,7 +206,7 @@ impl<'a> JobWatch<'a> {
             .map_err(|e| tracing::warn!(error = %e, "stored pieces unreadable; starting over"))
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|(a, b, t)| Some(((a, b), Transcript::deserialize(t).ok()?)))
+            .map(|p| ((p.start, p.end), p.transcript))
             .collect();
         JobWatch {
             service,
@@ -224,11 +222,10 @@ impl Watch for JobWatch<'_> {
     }
 
     fn finished(&self, piece: &Range<usize>, transcript: &Transcript) {
-        let stored = serde_json::to_value(transcript).expect("a transcript serializes");
         if let Err(e) = self
             .service
             .db
-            .save_piece(self.id, piece.start, piece.end, &stored)
+            .save_piece(self.id, piece.start, piece.end, transcript)
         {
             // Only a resume would miss it: the job itself goes on.
             tracing::warn!(error = %e, "could not keep a finished piece");

@@ -164,8 +164,9 @@ impl S3Blobs {
         })
     }
 
-    /// Run `fut` on the store's runtime and wait for it, from any thread: a worker of the
-    /// service's runtime steps aside for the wait (`block_in_place`).
+    /// Run `fut` on the store's runtime and wait for it. Called from worker threads and the
+    /// blocking pool (`jobs::Service` runs every store call there), never from a runtime
+    /// thread.
     fn wait<T: Send + 'static>(
         &self,
         fut: impl Future<Output = T> + Send + 'static,
@@ -178,15 +179,8 @@ impl S3Blobs {
         rt.spawn(async move {
             let _ = tx.send(fut.await);
         });
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        let on_worker =
-            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-        let got = if on_worker {
-            tokio::task::block_in_place(|| rx.recv())
-        } else {
-            rx.recv()
-        };
-        got.map_err(|_| self.unavailable("the client stopped"))
+        rx.recv()
+            .map_err(|_| self.unavailable("the client stopped"))
     }
 
     /// Store the spooled bytes under their hash unless the same bytes are there (a HEAD

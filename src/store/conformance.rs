@@ -1,4 +1,4 @@
-//! The behaviour every [`Jobs`] backend must show, as tests run against each of them
+//! The behaviour every [`Store`] backend must show, as tests run against each of them
 //! ([`behaviour!`] in `sqlite` and `postgres`): search, crash-loop protection, one job per
 //! Idempotency-Key under concurrent inserts, exclusive claims, a job finished once,
 //! retention, the webhook outbox and the stored pieces of long jobs. And what every
@@ -8,10 +8,15 @@
 
 use std::collections::HashSet;
 
-use super::{Blobs, Jobs, ListFilter, NewJob, Status};
+use super::{Blobs, StorageError, Store};
+use crate::engine::Transcript;
+use crate::error::ErrorCode;
+use crate::job::{
+    Deleted, DeliveryStatus, Event, JobOptions, JobResult, ListFilter, NewJob, Priority, Status,
+};
 
 /// The tests of this module, for a backend opened by `$open` (an expression giving
-/// `Option<impl Jobs>`; `None` skips, where the backend's server is not there).
+/// `Option<impl Store>`; `None` skips, where the backend's server is not there).
 macro_rules! behaviour {
     ($open:expr) => {
         #[test]
@@ -56,6 +61,12 @@ macro_rules! behaviour {
                 super::super::conformance::outbox_and_pieces(&db);
             }
         }
+        #[test]
+        fn a_row_that_does_not_read_is_an_error_never_a_default() {
+            if let Some(db) = $open {
+                super::super::conformance::corrupt_rows(&db, |sql| db.execute_for_test(sql));
+            }
+        }
     };
 }
 pub(super) use behaviour;
@@ -68,14 +79,31 @@ pub(super) fn new_job(name: &str) -> NewJob {
         filename: Some(name.into()),
         external_id: None,
         source: None,
-        options: serde_json::json!({}),
-        priority: 1,
+        options: JobOptions::default(),
+        priority: Priority::Queued,
         idempotency_key: None,
         callback_url: None,
     }
 }
 
-pub(super) fn search(db: &dyn Jobs, q: &str) -> Vec<String> {
+/// A done job's result with this text.
+pub(super) fn result(language: &str, text: &str) -> JobResult {
+    JobResult {
+        transcript: Transcript {
+            text: text.into(),
+            language: language.into(),
+            language_probability: None,
+            duration: 1.0,
+            segments: Vec::new(),
+            words: None,
+            review: Default::default(),
+        },
+        warnings: Vec::new(),
+        task: "transcribe".into(),
+    }
+}
+
+pub(super) fn search(db: &dyn Store, q: &str) -> Vec<String> {
     db.list(&ListFilter {
         search: Some(q.into()),
         limit: 10,
@@ -87,14 +115,13 @@ pub(super) fn search(db: &dyn Jobs, q: &str) -> Vec<String> {
     .collect()
 }
 
-pub(super) fn full_text_search(db: &dyn Jobs) {
+pub(super) fn full_text_search(db: &dyn Store) {
     let a = db.insert(new_job("a.oga")).unwrap().0;
     let b = db.insert(new_job("b.oga")).unwrap().0;
     db.insert(new_job("заказ_2.oga")).unwrap();
-    let t = |text: &str| serde_json::json!({ "text": text });
-    db.finish_done(&a.id, "ru", 3.0, &t("Где мой заказ? Жёлтая коробка."))
+    db.finish_done(&a.id, &result("ru", "Где мой заказ? Жёлтая коробка."))
         .unwrap();
-    db.finish_done(&b.id, "en", 2.0, &t("Ask not what your country"))
+    db.finish_done(&b.id, &result("en", "Ask not what your country"))
         .unwrap();
     // Case, ё/е and prefixes fold; every word must match; query syntax is neutralised.
     assert_eq!(search(db, "ЗАКАЗ"), ["заказ_2.oga", "a.oga"]);
@@ -106,7 +133,7 @@ pub(super) fn full_text_search(db: &dyn Jobs) {
     assert_eq!(search(db, "&|!:*'"), ["заказ_2.oga", "b.oga", "a.oga"]);
     // A transcript replaced (retry) or a job deleted leaves no stale match.
     db.requeue(&b.id, true).unwrap();
-    db.finish_done(&b.id, "en", 2.0, &t("something else"))
+    db.finish_done(&b.id, &result("en", "something else"))
         .unwrap();
     assert!(search(db, "country").is_empty());
     db.delete(&a.id).unwrap();
@@ -115,7 +142,7 @@ pub(super) fn full_text_search(db: &dyn Jobs) {
 
 /// Issue #13, item 1: a job that was running each time the process died three times is
 /// failed as `crashed_worker`, not requeued into a fourth crash; a shutdown does not count.
-pub(super) fn crash_loop_protection(db: &dyn Jobs) {
+pub(super) fn crash_loop_protection(db: &dyn Store) {
     let a = db.insert(new_job("bomb.wav")).unwrap().0;
     for round in 1..=3u32 {
         // A lease already run out: the process is as good as killed.
@@ -135,7 +162,7 @@ pub(super) fn crash_loop_protection(db: &dyn Jobs) {
     }
     let j = db.get(&a.id).unwrap().unwrap();
     assert_eq!(j.status, Status::Failed);
-    assert_eq!(j.error_code.as_deref(), Some("crashed_worker"));
+    assert_eq!(j.failure.unwrap().code, ErrorCode::CrashedWorker);
     assert!(db.claim(60_000, 30_000, 3).unwrap().is_none());
     // Retried by hand, it runs again from a clean count.
     db.requeue(&a.id, true).unwrap();
@@ -152,12 +179,12 @@ pub(super) fn crash_loop_protection(db: &dyn Jobs) {
     }
     assert!(db.claim(60_000, 30_000, 3).unwrap().is_none());
     let j = db.get(&a.id).unwrap().unwrap();
-    assert_eq!(j.error_code.as_deref(), Some("crashed_worker"));
+    assert_eq!(j.failure.unwrap().code, ErrorCode::CrashedWorker);
 }
 
 /// The same Idempotency-Key sent by 8 clients at once makes one job, and every client gets
 /// that job.
-pub(super) fn one_job_per_key(db: &dyn Jobs) {
+pub(super) fn one_job_per_key(db: &dyn Store) {
     let results: Vec<(String, bool)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
             .map(|_| {
@@ -177,7 +204,7 @@ pub(super) fn one_job_per_key(db: &dyn Jobs) {
 }
 
 /// Four workers claiming at once take each of 24 jobs exactly once.
-pub(super) fn exclusive_claims(db: &dyn Jobs) {
+pub(super) fn exclusive_claims(db: &dyn Store) {
     let mut all = HashSet::new();
     for i in 0..24 {
         all.insert(db.insert(new_job(&format!("{i}.oga"))).unwrap().0.id);
@@ -205,7 +232,7 @@ pub(super) fn exclusive_claims(db: &dyn Jobs) {
 
 /// A finished job with a callback has one delivery in the outbox, due now, that keeps its id
 /// through retries. Pieces stay while the job runs and go when it is done.
-pub(super) fn outbox_and_pieces(db: &dyn Jobs) {
+pub(super) fn outbox_and_pieces(db: &dyn Store) {
     let mut n = new_job("hook.oga");
     n.callback_url = Some("http://127.0.0.1:9/hook".into());
     let a = db.insert(n).unwrap().0;
@@ -218,19 +245,23 @@ pub(super) fn outbox_and_pieces(db: &dyn Jobs) {
             .collect::<HashSet<_>>(),
         [a.id.as_str(), plain.id.as_str()].into_iter().collect()
     );
-    let piece = serde_json::json!({ "text": "первая часть" });
+    let piece = result("ru", "первая часть").transcript;
     db.save_piece(&a.id, 0, 16_000, &piece).unwrap();
-    assert_eq!(db.pieces(&a.id).unwrap(), vec![(0, 16_000, piece)]);
-    db.finish_done(&a.id, "ru", 1.0, &serde_json::json!({ "text": "всё" }))
-        .unwrap();
-    db.finish_done(&plain.id, "ru", 1.0, &serde_json::json!({ "text": "x" }))
-        .unwrap();
+    let kept = db.pieces(&a.id).unwrap();
+    assert_eq!(
+        kept.iter()
+            .map(|p| (p.start, p.end, &p.transcript))
+            .collect::<Vec<_>>(),
+        [(0, 16_000, &piece)]
+    );
+    db.finish_done(&a.id, &result("ru", "всё")).unwrap();
+    db.finish_done(&plain.id, &result("ru", "x")).unwrap();
     assert!(db.pieces(&a.id).unwrap().is_empty());
     let due = db.due_deliveries(16).unwrap();
     assert_eq!(due.len(), 1, "one delivery, for the job with a callback");
     assert_eq!(
-        (due[0].job_id.as_str(), due[0].event.as_str()),
-        (a.id.as_str(), "job.done")
+        (due[0].job_id.as_str(), due[0].event),
+        (a.id.as_str(), Event::Done)
     );
     db.delivery_retry(&due[0].id, "connection refused", 0)
         .unwrap();
@@ -240,45 +271,46 @@ pub(super) fn outbox_and_pieces(db: &dyn Jobs) {
     db.delivery_done(&again[0].id).unwrap();
     assert!(db.due_deliveries(16).unwrap().is_empty());
     let last = db.latest_delivery(&a.id).unwrap().unwrap();
-    assert_eq!((last.status.as_str(), last.attempts), ("delivered", 2));
+    assert_eq!((last.status, last.attempts), (DeliveryStatus::Delivered, 2));
     // Deleting the job takes its outbox rows with it; the audio is another job's too.
-    assert_eq!(db.delete(&a.id).unwrap(), Some(None));
+    assert_eq!(db.delete(&a.id).unwrap(), Deleted::AudioShared);
     assert!(db.latest_delivery(&a.id).unwrap().is_none());
-    assert_eq!(db.delete(&plain.id).unwrap(), Some(Some("00".repeat(32))));
-    assert_eq!(db.delete(&plain.id).unwrap(), None);
+    assert_eq!(
+        db.delete(&plain.id).unwrap(),
+        Deleted::AudioUnused("00".repeat(32))
+    );
+    assert_eq!(db.delete(&plain.id).unwrap(), Deleted::Missing);
 }
 
 /// A worker that lost its lease and finishes after another worker finished the job changes
 /// nothing: the first transcript stays, and its webhook is queued once.
-pub(super) fn finished_once(db: &dyn Jobs) {
+pub(super) fn finished_once(db: &dyn Store) {
     let mut n = new_job("once.oga");
     n.callback_url = Some("http://127.0.0.1:9/hook".into());
     let (job, _) = db.insert(n).unwrap();
     let claimed = db.claim(60_000, 1_000_000, 3).unwrap().expect("the job");
     assert_eq!(claimed.id, job.id);
-    let t = |text: &str| serde_json::json!({ "text": text });
-    db.finish_done(&job.id, "ru", 1.0, &t("первый")).unwrap();
-    db.finish_done(&job.id, "ru", 1.0, &t("второй")).unwrap();
-    db.finish_failed(&job.id, crate::error::ErrorCode::InferenceFailed, "late")
+    db.finish_done(&job.id, &result("ru", "первый")).unwrap();
+    db.finish_done(&job.id, &result("ru", "второй")).unwrap();
+    db.finish_failed(&job.id, ErrorCode::InferenceFailed, "late")
         .unwrap();
     let got = db.get(&job.id).unwrap().unwrap();
     assert_eq!(got.status, Status::Done);
-    assert_eq!(got.transcript.unwrap()["text"], "первый");
+    assert_eq!(got.result.unwrap().transcript.text, "первый");
     let queued = db.due_deliveries(100).unwrap();
     let mine: Vec<_> = queued.iter().filter(|d| d.job_id == job.id).collect();
     assert_eq!(mine.len(), 1, "{mine:?}");
-    assert_eq!(mine[0].event, "job.done");
+    assert_eq!(mine[0].event, Event::Done);
 }
 
 /// Retention picks finished jobs older than the age given, never queued or running ones;
 /// a job it picks is gone after its delete.
-pub(super) fn retention(db: &dyn Jobs) {
+pub(super) fn retention(db: &dyn Store) {
     let (done, _) = db.insert(new_job("done.oga")).unwrap();
     let (failed, _) = db.insert(new_job("failed.oga")).unwrap();
     let (waiting, _) = db.insert(new_job("waiting.oga")).unwrap();
-    db.finish_done(&done.id, "ru", 1.0, &serde_json::json!({ "text": "да" }))
-        .unwrap();
-    db.finish_failed(&failed.id, crate::error::ErrorCode::Corrupt, "bad")
+    db.finish_done(&done.id, &result("ru", "да")).unwrap();
+    db.finish_failed(&failed.id, ErrorCode::Corrupt, "bad")
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(5));
     assert!(db.expired(1).unwrap().is_empty(), "nothing is a day old");
@@ -292,6 +324,70 @@ pub(super) fn retention(db: &dyn Jobs) {
     }
     assert!(db.expired(0).unwrap().is_empty());
     assert!(db.get(&waiting.id).unwrap().is_some());
+}
+
+/// A row changed behind the store's back (`raw` runs SQL on it) does not read as anything
+/// but an error: an unknown status is not a queued job, unreadable options are not the
+/// defaults (such a job fails when claimed, and is not run), and a list leaves the row out
+/// while showing the others.
+pub(super) fn corrupt_rows(db: &dyn Store, raw: impl Fn(&str)) {
+    let bad_status = db.insert(new_job("status.oga")).unwrap().0;
+    let bad_options = db.insert(new_job("options.oga")).unwrap().0;
+    let fine = db.insert(new_job("fine.oga")).unwrap().0;
+    raw(&format!(
+        "UPDATE jobs SET status = 'paused' WHERE id = '{}'",
+        bad_status.id
+    ));
+    raw(&format!(
+        "UPDATE jobs SET options = '{{\"translate\": \"yes\"}}' WHERE id = '{}'",
+        bad_options.id
+    ));
+    let corrupt_column = |id: &str| match db.get(id) {
+        Err(StorageError::Corrupt {
+            id: got, column, ..
+        }) => {
+            assert_eq!(got, id);
+            column
+        }
+        other => panic!("{id}: {other:?}"),
+    };
+    assert_eq!(corrupt_column(&bad_status.id), "status");
+    assert_eq!(corrupt_column(&bad_options.id), "options");
+    let listed = db
+        .list(&ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        [fine.id.as_str()]
+    );
+    // The job with unreadable options is claimed first (it is older than `fine`): the claim
+    // fails it instead of running it with the defaults, and the next claim takes `fine`.
+    assert!(matches!(
+        db.claim(60_000, 30_000, 3),
+        Err(StorageError::Corrupt { .. })
+    ));
+    let next = db
+        .claim(60_000, 30_000, 3)
+        .unwrap()
+        .expect("the readable job");
+    assert_eq!(next.id, fine.id);
+    assert!(db.claim(60_000, 30_000, 3).unwrap().is_none());
+    let counts = db.count_by_status();
+    assert!(
+        matches!(counts, Err(StorageError::Corrupt { .. })),
+        "a status this version does not know is not counted as another: {counts:?}"
+    );
+    raw(&format!(
+        "UPDATE jobs SET status = 'failed' WHERE id = '{}'",
+        bad_status.id
+    ));
+    let counts = db.count_by_status().unwrap();
+    assert!(counts.contains(&(Status::Failed, 2)), "{counts:?}");
+    assert!(counts.contains(&(Status::Running, 1)), "{counts:?}");
+    assert_eq!(db.queued_count(Some(Priority::Sync)).unwrap(), 0);
 }
 
 /// The tests of [`Blobs`], for a store opened by `$open` (an expression giving

@@ -180,11 +180,11 @@ fn three_nodes_lose_nothing_when_one_is_killed_and_one_restarted() {
     );
 }
 
-/// The throughput figure of the README (scripts/bench-cluster.sh runs it, in release mode):
+/// The throughput figure of docs/cluster.md (bench/bench-cluster.sh runs it, in release mode):
 /// notes per minute through `EARSHOT_BENCH_NODES` nodes (default 1) on one database and
 /// bucket, each with its default workers, for 60 Russian voice notes posted at once.
 #[test]
-#[ignore = "a benchmark: scripts/bench-cluster.sh"]
+#[ignore = "a benchmark: bench/bench-cluster.sh"]
 fn throughput() {
     if !cluster_here() {
         return;

@@ -108,7 +108,11 @@ fn truncated_files_keep_what_arrived() {
             a.duration_s()
         );
         assert!(
-            a.warnings.iter().filter(|w| w.code == "truncated").count() == 1,
+            a.warnings
+                .iter()
+                .filter(|w| w.code == earshot::audio::WarningKind::Truncated)
+                .count()
+                == 1,
             "{name}: {:?}",
             a.warnings
         );
@@ -186,7 +190,7 @@ fn damaged_metadata_keeps_the_whole_recording() {
         assert_eq!(
             a.warnings
                 .iter()
-                .map(|w| w.code.as_ref())
+                .map(|w| serde_json::to_value(w.code).unwrap())
                 .collect::<Vec<_>>(),
             [warning],
             "{what}"
@@ -207,7 +211,7 @@ fn a_damaged_audio_page_is_skipped_and_said() {
     assert_eq!(
         a.warnings
             .iter()
-            .map(|w| w.code.as_ref())
+            .map(|w| serde_json::to_value(w.code).unwrap())
             .collect::<Vec<_>>(),
         ["damaged_audio"]
     );

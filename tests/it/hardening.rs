@@ -113,6 +113,11 @@ fn a_job_that_keeps_killing_the_process_fails_as_crashed_worker() {
     assert_eq!(j["status"], "failed", "{j}");
     assert_eq!(j["error"]["code"], "crashed_worker", "{j}");
     assert_eq!(j["attempts"], 3, "{j}");
+    // Its transcript answers with the job's own code (issue #40, item 3), not
+    // `transcription_failed`.
+    let t = s.get(&format!("/v1/jobs/{id}/transcript"));
+    assert_eq!(t.status, 500, "{}", t.text());
+    assert_eq!(t.json()["error"]["code"], "crashed_worker", "{}", t.text());
     let a = s.get(&format!("/v1/jobs/{id}/audio"));
     assert_eq!(a.status, 200);
     assert_eq!(

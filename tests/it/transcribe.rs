@@ -5,9 +5,23 @@ use std::sync::{Arc, OnceLock};
 use crate::common::*;
 use earshot::audio::Limits;
 use earshot::engine::review::Reason;
-use earshot::engine::vad::Silero;
-use earshot::engine::{Engine, Options};
-use earshot::transcribe_bytes;
+use earshot::engine::{Engine, Options, Outcome, Request, Silero, TranscribeError, Transcript};
+
+/// A recording's bytes through the engine's entry point.
+fn transcribe_bytes(
+    e: &Engine,
+    bytes: &[u8],
+    limits: &Limits,
+    opts: &Options,
+) -> Result<Outcome, TranscribeError> {
+    e.transcribe(Request::recording(bytes, limits, opts))
+}
+
+/// Samples through the engine's entry point.
+fn transcribe(e: &Engine, samples: &[f32], opts: &Options) -> Result<Transcript, TranscribeError> {
+    e.transcribe(Request::samples(samples, opts))
+        .map(|o| o.transcript)
+}
 
 const JFK: &str = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country.";
 const RU: &str = "Что, у этой барышни, было в голове, - не пойму до сих пор.";
@@ -34,7 +48,7 @@ fn with_vad(mut e: Engine) -> Engine {
     e
 }
 
-fn run(model: &'static str, fixture_name: &str, opts: &Options) -> earshot::Outcome {
+fn run(model: &'static str, fixture_name: &str, opts: &Options) -> Outcome {
     transcribe_bytes(
         &engine(model),
         &read_fixture(fixture_name),
@@ -100,7 +114,7 @@ fn the_no_speech_probability_is_the_same_whether_the_language_is_detected_or_giv
 
 /// base on real Russian speech sent as Telegram / WhatsApp / Messenger notes. Bound: 10% CER.
 /// faster-whisper with the same weights scored 3.6% corpus CER on such speech; our corpus
-/// figure over all 31 Russian eval clips is in the README. One 11-word sentence leaves little
+/// figure over all 31 Russian eval clips is in docs/performance.md. One 11-word sentence leaves little
 /// room for averaging (one wrong word is ~8%), hence the margin.
 #[test]
 fn russian_with_base() {
@@ -158,7 +172,10 @@ fn a_damaged_stretch_asks_for_a_listen() {
         &Options::default(),
     )
     .unwrap();
-    assert!(out.warnings.iter().any(|w| w.code == "damaged_audio"));
+    assert!(out
+        .warnings
+        .iter()
+        .any(|w| w.code == earshot::audio::WarningKind::DamagedAudio));
     let t = out.transcript;
     assert!(t.review.needed);
     assert!(
@@ -325,7 +342,7 @@ fn silence_around_speech_is_skipped_and_times_stay_true() {
             trim_silence: trim,
             ..Options::default()
         };
-        let t = engine.transcribe(&samples, &opts).expect("transcribes");
+        let t = transcribe(&engine, &samples, &opts).expect("transcribes");
         assert_eq!(normalize(&t.text), normalize(JFK), "trim {trim}");
         assert!(
             (t.duration - total).abs() < 0.01,
@@ -365,8 +382,8 @@ fn speech_far_under_the_speaker_is_decoded_apart_and_flagged_when_unreadable() {
     let speech = samples_of("telegram_ru.oga");
     let samples = [background, vec![0.0; 24_000], speech.clone()].concat();
     let engine = engine("base");
-    let alone = engine.transcribe(&speech, &greedy()).expect("transcribes");
-    let t = engine.transcribe(&samples, &greedy()).expect("transcribes");
+    let alone = transcribe(&engine, &speech, &greedy()).expect("transcribes");
+    let t = transcribe(&engine, &samples, &greedy()).expect("transcribes");
     assert_eq!(t.language, "ru");
     assert_eq!(normalize(&t.text), normalize(&alone.text), "{}", t.text);
     let background_starts = t.segments.iter().filter(|s| s.start < 11.0).count();
@@ -396,9 +413,7 @@ fn a_soft_last_phrase_reaches_the_text() {
         .map(|x| x * 10f32.powf(-18.0 / 20.0))
         .collect();
     let samples = [loud, vec![0.0; 16_000], soft].concat();
-    let t = engine("base")
-        .transcribe(&samples, &greedy())
-        .expect("transcribes");
+    let t = transcribe(&engine("base"), &samples, &greedy()).expect("transcribes");
     let text = normalize(&t.text);
     assert!(text.contains("ask not what your country"), "{}", t.text);
     assert!(
@@ -422,9 +437,7 @@ fn a_soft_middle_phrase_comes_back_in_its_place() {
         .collect();
     let pause = vec![0.0; 16_000];
     let samples = [loud.clone(), pause.clone(), soft, pause, loud].concat();
-    let t = engine("base")
-        .transcribe(&samples, &greedy())
-        .expect("transcribes");
+    let t = transcribe(&engine("base"), &samples, &greedy()).expect("transcribes");
     let text = normalize(&t.text);
     let first = text.find("forward").expect("the first loud phrase");
     let middle = text
@@ -485,12 +498,12 @@ fn same_audio_same_transcript_in_any_order_and_concurrency() {
     let json = |t: &earshot::engine::Transcript| serde_json::to_string(t).unwrap();
     let forwards: Vec<String> = set
         .iter()
-        .map(|(_, s)| json(&e.transcribe(s, &opts(2)).unwrap()))
+        .map(|(_, s)| json(&transcribe(&e, s, &opts(2)).unwrap()))
         .collect();
     let mut backwards: Vec<String> = set
         .iter()
         .rev()
-        .map(|(_, s)| json(&e.transcribe(s, &opts(2)).unwrap()))
+        .map(|(_, s)| json(&transcribe(&e, s, &opts(2)).unwrap()))
         .collect();
     backwards.reverse();
     let at_once: Vec<String> = std::thread::scope(|scope| {
@@ -498,7 +511,7 @@ fn same_audio_same_transcript_in_any_order_and_concurrency() {
             .iter()
             .map(|(_, s)| {
                 let e = e.clone();
-                scope.spawn(move || json(&e.transcribe(s, &opts(1)).unwrap()))
+                scope.spawn(move || json(&transcribe(&e, s, &opts(1)).unwrap()))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -523,7 +536,7 @@ fn quiet_notes_read_like_loud_ones_and_are_flagged() {
         language: Some("ru".into()),
         ..Options::default()
     };
-    let base = e.transcribe(&original, &opts).unwrap();
+    let base = transcribe(&e, &original, &opts).unwrap();
     let base_cer = cer(&base.text, RU);
     assert!(!base.review.reasons.contains(&Reason::QuietAudio));
     let peak = original.iter().fold(0.0f32, |m, x| m.max(x.abs()));
@@ -536,7 +549,7 @@ fn quiet_notes_read_like_loud_ones_and_are_flagged() {
             .zip(&noise)
             .map(|(x, n)| x * g + n)
             .collect();
-        let t = e.transcribe(&quiet, &opts).unwrap();
+        let t = transcribe(&e, &quiet, &opts).unwrap();
         let c = cer(&t.text, RU);
         assert!(
             c <= base_cer + 0.02,

@@ -1,14 +1,10 @@
-//! The types a job carries: [`JobOptions`], what a request asks (parsed once, stored with
-//! the job, turned into decoder options by the worker), and [`JobResult`], what a finished
-//! job keeps (rendered to a format only when read).
+//! [`JobOptions`]: what a request asks of its transcription (parsed once from the form,
+//! stored with the job, turned into decoder options by the worker).
 
 use serde::{Deserialize, Serialize};
 
-use crate::audio::Warning;
-use crate::engine::{Options, Transcript};
+use crate::engine::Options;
 use crate::error::{clip, ErrorCode};
-use crate::output::{self, Format};
-use crate::store::{Delivery, Job};
 
 /// What a note gets when its request leaves it out.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -170,20 +166,6 @@ impl JobOptions {
         Ok(opts)
     }
 
-    /// A stored job's options. (Storage keeps them as JSON so that it need not know this
-    /// type; every row is written from one.)
-    pub fn of(job: &Job) -> JobOptions {
-        JobOptions::deserialize(&job.options).unwrap_or_else(|e| {
-            tracing::warn!(id = %job.id, error = %e, "stored options unreadable; using the defaults");
-            JobOptions::default()
-        })
-    }
-
-    /// The options as stored.
-    pub fn to_stored(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("JobOptions serializes")
-    }
-
     /// The decoder options for this job, on top of the service-wide defaults.
     pub fn to_engine(&self, defaults: &Defaults, threads: usize) -> Options {
         self.apply(Options {
@@ -228,208 +210,33 @@ impl JobOptions {
     }
 }
 
-/// What a finished job keeps: the transcript as the engine made it (full precision, the
-/// language as a code), what the decoder noticed, and the task. Stored as JSON with the
-/// transcript's fields at the top level, so the database can reach `$.text` (search) and
-/// `$.review.needed` (the review filter); rendered to `verbose_json`, SRT, ... only when read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobResult {
-    #[serde(flatten)]
-    pub transcript: Transcript,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<Warning>,
-    /// `transcribe` or `translate`.
-    pub task: String,
-}
-
-impl JobResult {
-    /// A done job's result; `None` before it is done, or for a row this version cannot read
-    /// (logged).
-    pub fn of(job: &Job) -> Option<JobResult> {
-        let v = job.transcript.as_ref()?;
-        JobResult::deserialize(v)
-            .map_err(|e| tracing::error!(id = %job.id, error = %e, "stored transcript unreadable"))
-            .ok()
-    }
-
-    /// As stored.
-    pub fn to_stored(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("JobResult serializes")
-    }
-
-    /// OpenAI's `verbose_json`, with the decoder's warnings when there are any.
-    pub fn verbose_json(&self) -> serde_json::Value {
-        let mut v = output::to_json(&self.transcript, Format::VerboseJson, &self.task)
-            .expect("verbose_json is a JSON format");
-        if !self.warnings.is_empty() {
-            v["warnings"] = serde_json::json!(self.warnings);
-        }
-        v
-    }
-}
-
-/// A job as the API shows it (`GET /v1/jobs/{id}`, and the webhook body).
-pub fn job_json(j: &Job, delivery: Option<&Delivery>) -> serde_json::Value {
-    let result = JobResult::of(j);
-    serde_json::json!({
-        "id": j.id,
-        "object": "transcription.job",
-        "status": j.status,
-        "created_at": j.created_at / 1000,
-        "filename": j.filename,
-        "content_type": j.content_type,
-        "size": j.size,
-        "sha256": j.sha256,
-        "external_id": j.external_id,
-        "source": j.source,
-        "attempts": j.attempts,
-        "error": j.error_code.as_ref().map(|c| serde_json::json!({"code": c, "message": j.error_message})),
-        "language": j.language,
-        "duration": j.duration,
-        "text": result.as_ref().map(|r| &r.transcript.text),
-        "review": result.as_ref().map(|r| &r.transcript.review),
-        "transcript": result.as_ref().map(JobResult::verbose_json),
-        "options": j.options,
-        "callback_url": j.callback_url,
-        "webhook": delivery.map(|d| serde_json::json!({
-            "delivery_id": d.id, "event": d.event, "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
-        })),
-    })
-}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::review::Review;
-    use crate::store::Status;
-
-    fn job(options: serde_json::Value) -> Job {
-        Job {
-            id: "j".into(),
-            created_at: 0,
-            sha256: String::new(),
-            size: 0,
-            content_type: None,
-            filename: None,
-            external_id: None,
-            source: None,
-            status: Status::Queued,
-            attempts: 0,
-            error_code: None,
-            error_message: None,
-            language: None,
-            duration: None,
-            transcript: None,
-            options,
-            priority: 1,
-            idempotency_key: None,
-            callback_url: None,
-            updated_at: 0,
-        }
-    }
 
     #[test]
     fn job_options_read_rows_written_before_they_were_typed() {
         // What the API stored before `JobOptions` existed, key by key.
         let old = serde_json::json!({"translate": false, "language": "auto", "prompt": "ООО Ромашка",
             "temperature": 0.3, "word_timestamps": true, "accurate": true});
-        let o = JobOptions::of(&job(old));
+        let o: JobOptions = serde_json::from_value(old).unwrap();
         assert_eq!(o.language.as_deref(), Some("auto"));
         assert_eq!(o.prompt.as_deref(), Some("ООО Ромашка"));
         assert_eq!(o.temperature, Some(0.3));
-        assert_eq!(o.to_stored()["temperature"], 0.3);
+        assert_eq!(serde_json::to_value(&o).unwrap()["temperature"], 0.3);
         assert!(o.word_timestamps && o.accurate && !o.translate);
         // Stored again, it reads the same, and unset fields stay out of the JSON.
         assert_eq!(
-            serde_json::from_value::<JobOptions>(o.to_stored()).unwrap(),
+            serde_json::from_value::<JobOptions>(serde_json::to_value(&o).unwrap()).unwrap(),
             o
         );
         assert_eq!(
-            JobOptions::default().to_stored(),
+            serde_json::to_value(JobOptions::default()).unwrap(),
             serde_json::json!({"translate": false})
         );
-        // A row this version cannot read falls back to the defaults instead of failing.
-        let bad = job(serde_json::json!({"temperature": "hot"}));
-        assert_eq!(JobOptions::of(&bad), JobOptions::default());
-    }
-
-    /// Rows finished before `JobResult` hold rendered `verbose_json`; the migration makes
-    /// them read as results, and what the API shows from them stays the same.
-    #[test]
-    fn results_stored_as_verbose_json_read_after_the_migration() {
-        use crate::store::{Jobs, NewJob, Sqlite};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("queue.sqlite");
-        let t = Transcript {
-            text: "Где мой заказ?".into(),
-            language: "ru".into(),
-            language_probability: Some(0.97),
-            duration: 2.5,
-            segments: vec![crate::engine::Segment {
-                id: 0,
-                start: 0.0,
-                end: 2.34,
-                text: "Где мой заказ?".into(),
-                tokens: vec![1, 2, 3],
-                temperature: 0.0,
-                avg_logprob: -0.2,
-                compression_ratio: 1.0,
-                no_speech_prob: 0.01,
-                suspect: false,
-            }],
-            words: None,
-            review: Review::default(),
-        };
-        let result = JobResult {
-            transcript: t.clone(),
-            warnings: vec![Warning {
-                code: "truncated".into(),
-                message: "cut".into(),
-            }],
-            task: "transcribe".into(),
-        };
-        let id = {
-            let db = Sqlite::open(&path).unwrap();
-            let (job, _) = db
-                .insert(NewJob {
-                    sha256: "00".repeat(32),
-                    size: 1,
-                    content_type: None,
-                    filename: Some("a.oga".into()),
-                    external_id: None,
-                    source: None,
-                    options: JobOptions::default().to_stored(),
-                    priority: 1,
-                    idempotency_key: None,
-                    callback_url: None,
-                })
-                .unwrap();
-            // What the worker stored before: the rendered verbose_json, warnings added.
-            db.finish_done(&job.id, "ru", 2.5, &result.verbose_json())
-                .unwrap();
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            let v: i64 = conn
-                .pragma_query_value(None, "user_version", |r| r.get(0))
-                .unwrap();
-            // Back to before that migration (the pieces table and the review index came
-            // after it; their migrations are idempotent, so running them again is harmless).
-            conn.pragma_update(None, "user_version", v - 3).unwrap();
-            job.id
-        };
-        let db = Sqlite::open(&path).unwrap();
-        let job = db.get(&id).unwrap().unwrap();
-        let read = JobResult::of(&job).expect("an old row reads");
-        assert_eq!(read, result);
-        assert_eq!(job_json(&job, None)["transcript"], result.verbose_json());
-        assert_eq!(job_json(&job, None)["transcript"]["language"], "russian");
-        // Search still finds it.
-        let found = db
-            .list(&crate::store::ListFilter {
-                search: Some("заказ".into()),
-                limit: 10,
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(found.len(), 1);
+        // A value of the wrong kind does not read (the store calls such a row corrupt).
+        let bad = serde_json::json!({"temperature": "hot"});
+        assert!(serde_json::from_value::<JobOptions>(bad).is_err());
     }
 
     #[test]

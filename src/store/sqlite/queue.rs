@@ -1,0 +1,186 @@
+//! The queue on SQLite: claims, leases, finishing, and taking jobs back after a crash.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{job_row, json, Sqlite};
+use crate::error::ErrorCode;
+use crate::job::{Event, Job, JobResult, Priority, Status};
+use crate::store::{finished_now, now_ms, Queue, StorageError};
+
+/// Put a webhook delivery for a finished job into the outbox, when the job has a callback.
+fn enqueue_delivery(
+    tx: &rusqlite::Transaction<'_>,
+    job_id: &str,
+    event: Event,
+) -> rusqlite::Result<()> {
+    let url: Option<String> = tx.query_row(
+        "SELECT callback_url FROM jobs WHERE id = ?1",
+        [job_id],
+        |r| r.get(0),
+    )?;
+    if let Some(url) = url {
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO deliveries (id, job_id, url, event, status, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+            params![uuid::Uuid::now_v7().to_string(), job_id, url, event.as_str(), now],
+        )?;
+    }
+    Ok(())
+}
+
+/// Fail jobs whose worker died on each of their attempts, and queue their webhooks.
+fn fail_crashed(tx: &rusqlite::Transaction<'_>, ids: &[String]) -> rusqlite::Result<()> {
+    for id in ids {
+        tracing::error!(id = %id, "job failed: the process died while running it on every attempt");
+        tx.execute(
+            "UPDATE jobs SET status = 'failed', error_code = ?4,
+             error_message = ?2, lease_until = NULL, updated_at = ?3 WHERE id = ?1",
+            params![
+                id,
+                format!("the service stopped while transcribing this note on each of its attempts; its audio is kept, and POST /v1/jobs/{id}/retry runs it again"),
+                now_ms(),
+                ErrorCode::CrashedWorker.as_str(),
+            ],
+        )?;
+        enqueue_delivery(tx, id, Event::Failed)?;
+    }
+    Ok(())
+}
+impl Queue for Sqlite {
+    fn queued_count(&self, priority: Option<Priority>) -> Result<i64, StorageError> {
+        Ok(self.conn().query_row(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND (?1 IS NULL OR priority = ?1)",
+            [priority.map(Priority::as_i32)],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn claim(
+        &self,
+        lease_ms: i64,
+        max_wait_ms: i64,
+        max_attempts: u32,
+    ) -> Result<Option<Job>, StorageError> {
+        let c = self.conn();
+        let now = now_ms();
+        let tx = c.unchecked_transaction()?;
+        // A job whose lease ran out after its last allowed attempt: its worker died each time.
+        let crashed: Vec<String> = {
+            let mut stmt = tx.prepare(
+                "SELECT id FROM jobs WHERE status = 'running' AND lease_until < ?1 AND attempts >= ?2",
+            )?;
+            let rows = stmt.query_map(params![now, max_attempts], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        fail_crashed(&tx, &crashed)?;
+        let job = tx
+            .query_row(
+                "SELECT * FROM jobs WHERE status = 'queued' OR (status = 'running' AND lease_until < ?1)
+                 ORDER BY priority ASC, (created_at < ?2) DESC, CASE WHEN created_at < ?2 THEN created_at ELSE size END ASC, id ASC
+                 LIMIT 1",
+                params![now, now - max_wait_ms],
+                job_row,
+            )
+            .optional()?;
+        let Some(row) = job else { return Ok(None) };
+        let id = row.id.clone();
+        let mut job = match row.decode() {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::error!(id, error = %e, "a queued job's row does not read; it fails");
+                tx.execute(
+                    "UPDATE jobs SET status = 'failed', error_code = ?2, error_message = ?3, lease_until = NULL, updated_at = ?4 WHERE id = ?1",
+                    params![id, ErrorCode::StorageError.as_str(), e.to_string(), now],
+                )?;
+                enqueue_delivery(&tx, &id, Event::Failed)?;
+                tx.commit()?;
+                return Err(e);
+            }
+        };
+        tx.execute(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ?2, updated_at = ?3 WHERE id = ?1",
+            params![job.id, now + lease_ms, now],
+        )?;
+        tx.commit()?;
+        job.status = Status::Running;
+        job.attempts += 1;
+        Ok(Some(job))
+    }
+
+    fn heartbeat(&self, id: &str, lease_ms: i64) -> Result<(), StorageError> {
+        self.conn().execute(
+            "UPDATE jobs SET lease_until = ?2 WHERE id = ?1 AND status = 'running'",
+            params![id, now_ms() + lease_ms],
+        )?;
+        Ok(())
+    }
+
+    fn finish_done(&self, id: &str, result: &JobResult) -> Result<(), StorageError> {
+        let t = &result.transcript;
+        let c = self.conn();
+        let tx = c.unchecked_transaction()?;
+        let n = tx.execute(
+            "UPDATE jobs SET status = 'done', language = ?2, duration = ?3, transcript = ?4, error_code = NULL, error_message = NULL,
+             lease_until = NULL, updated_at = ?5 WHERE id = ?1 AND status IN ('queued', 'running')",
+            params![id, t.language, t.duration, json(result), now_ms()],
+        )?;
+        if !finished_now(n, id) {
+            return Ok(());
+        }
+        enqueue_delivery(&tx, id, Event::Done)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn finish_failed(&self, id: &str, code: ErrorCode, message: &str) -> Result<(), StorageError> {
+        let c = self.conn();
+        let tx = c.unchecked_transaction()?;
+        let n = tx.execute(
+            "UPDATE jobs SET status = 'failed', error_code = ?2, error_message = ?3, lease_until = NULL, updated_at = ?4
+             WHERE id = ?1 AND status IN ('queued', 'running')",
+            params![id, code.as_str(), message, now_ms()],
+        )?;
+        if !finished_now(n, id) {
+            return Ok(());
+        }
+        enqueue_delivery(&tx, id, Event::Failed)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn requeue(&self, id: &str, reset_attempts: bool) -> Result<bool, StorageError> {
+        let n = self.conn().execute(
+            "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?2,
+             attempts = CASE WHEN ?3 THEN 0 ELSE attempts END WHERE id = ?1",
+            params![id, now_ms(), reset_attempts],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn recover_running(&self, max_attempts: u32) -> Result<(usize, usize), StorageError> {
+        let c = self.conn();
+        let tx = c.unchecked_transaction()?;
+        let crashed: Vec<String> = {
+            let mut stmt =
+                tx.prepare("SELECT id FROM jobs WHERE status = 'running' AND attempts >= ?1")?;
+            let rows = stmt.query_map([max_attempts], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        fail_crashed(&tx, &crashed)?;
+        let requeued = tx.execute(
+            "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?1 WHERE status = 'running'",
+            [now_ms()],
+        )?;
+        tx.commit()?;
+        Ok((requeued, crashed.len()))
+    }
+
+    fn requeue_interrupted(&self, id: &str) -> Result<bool, StorageError> {
+        let n = self.conn().execute(
+            "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?2,
+             attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'running'",
+            params![id, now_ms()],
+        )?;
+        Ok(n > 0)
+    }
+}
