@@ -32,9 +32,8 @@ if ! command -v nvcc >/dev/null 2>&1 && [ ! -x /usr/local/cuda/bin/nvcc ]; then
     fi
     $sudo apt-get update -qq
   fi
-  echo "check-cuda-build: installing nvidia-cuda-toolkit (about 3 GB)" >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    nvidia-cuda-toolkit >/dev/null
+  source scripts/lib/apt.sh
+  apt_install "check-cuda-build (about 3 GB)" nvidia-cuda-toolkit
 fi
 [ -x /usr/local/cuda/bin/nvcc ] && export PATH="/usr/local/cuda/bin:$PATH"
 nvcc --version | tail -n 2 >&2

@@ -20,7 +20,8 @@ for a in "$@"; do
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "check-fresh-machine: run as root (debootstrap, chroot, mounts)" >&2; exit 2; }
-command -v debootstrap >/dev/null || { apt-get update -qq; apt-get install -y -qq debootstrap >/dev/null; }
+source "$here/scripts/lib/apt.sh"
+command -v debootstrap >/dev/null || apt_install check-fresh-machine debootstrap
 mirror="${MIRROR:-http://deb.debian.org/debian}"
 rustup_home="${RUSTUP_HOME:-$HOME/.rustup}"
 cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"

@@ -14,9 +14,8 @@ eval_dir="${1:-$root/../shared/eval}"
 clips="$eval_dir/clips"
 out="$root/tests/fixtures"
 [ -d "$clips" ] || { echo "make-fixtures: no clips in $clips" >&2; exit 1; }
-if ! command -v ffmpeg >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg
-fi
+source "$here/lib/apt.sh"
+command -v ffmpeg >/dev/null || apt_install make-fixtures ffmpeg
 mkdir -p "$out" "$out/broken"
 ff() { ffmpeg -nostdin -hide_banner -loglevel error -y "$@"; }
 meta=(-map_metadata -1 -fflags +bitexact -flags:a +bitexact)

@@ -4,6 +4,7 @@
 # curl for the model script, Python 3 with pip and numpy for the model converter, ffmpeg for
 # the tests' reference decodes and the fixtures, and a Rust toolchain when none is installed.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have cmake || need+=(cmake)
@@ -34,13 +35,7 @@ if have python3; then
 else
   need+=(python3-pip python3-numpy)
 fi
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: installing ${need[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+apt_install setup "${need[@]}"
 if ! python3 -c 'import numpy' >/dev/null 2>&1; then
   echo "setup: installing numpy with pip for $(command -v python3)" >&2
   python3 -m pip install -q --disable-pip-version-check numpy \

@@ -5,11 +5,8 @@
 # free loopback port, exports EARSHOT_TEST_DATABASE_URL, and stops and removes it on exit.
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "test: installing postgresql for the PostgreSQL backend's tests" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  source scripts/lib/apt.sh
+  apt_install "test (the PostgreSQL backend's tests)" postgresql
   pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
 pg_dir=$(mktemp -d /tmp/earshot-pg.XXXXXX)

@@ -4,13 +4,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup-debian.sh
+source scripts/lib/apt.sh
 # The inbox page's browser test drives Debian's Chromium through chromedriver.
 if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "test: installing chromium and chromium-driver for the browser test" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+  apt_install "test (the browser test)" chromium chromium-driver
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 for m in tiny.en base tiny.en-q8_0 base-q8_0 base-q5_0 silero-vad; do scripts/fetch-model.sh "$m"; done
@@ -29,7 +26,8 @@ source scripts/test-postgres.sh
 source scripts/test-garage.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-python3 scripts/modgraph.py --quiet   # the module graph has no loop (README, Architecture)
+python3 scripts/modgraph.py --check ARCHITECTURE.md   # no loop; the module map is current
+scripts/check-vendor.sh   # vendor/whisper-rs-sys is the published crate plus its patch files
 cargo test
 # The service's tests again, with the job records in PostgreSQL and the audio in Garage
 # (tests/it/common/server.rs), and the cluster tests, which need both.
@@ -38,4 +36,4 @@ EARSHOT_IT_POSTGRES="$EARSHOT_TEST_DATABASE_URL" EARSHOT_IT_S3="$EARSHOT_TEST_S3
 # After cargo test: the OpenAI SDK test drives the binary it built.
 python3 -m unittest discover -s tests -p 'test_*.py' -v
 # The benchmark's smoke mode (one clip, one round, all three systems), so it cannot rot.
-scripts/bench.sh --smoke
+bench/bench.sh --smoke

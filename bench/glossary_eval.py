@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Does a glossary of the names in a note lower its CER? (issue #18, item 6)
 
-    python3 scripts/glossary_eval.py [--earshot target/release/earshot] [--half tune]
+    python3 bench/glossary_eval.py [--earshot target/release/earshot] [--half tune]
 
 For every Russian clip of the half (bench.py's `half()`) whose reference names someone or
 something (a capitalized word that does not start a sentence), transcribes the clip, as a

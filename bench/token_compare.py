@@ -2,7 +2,7 @@
 """Token by token: where whisper.cpp (earshot) and CTranslate2 (faster-whisper) part ways at
 beam 5 on the same weights (issue #12, item 4). Tuning half of the clips only.
 
-    target/bench/venv/bin/python scripts/token_compare.py \
+    target/bench/venv/bin/python bench/token_compare.py \
         --earshot target/release/earshot --ct2 target/bench/ct2-base
 
 Both sides get the language from the manifest (so detection plays no part), beam 5, the full

@@ -2,7 +2,7 @@
 """Score transcripts against the evaluation set's references (corpus-level WER/CER).
 
     earshot transcribe DIR -f json > out.jsonl
-    scripts/score.py out.jsonl [--manifest ../shared/eval/manifest.tsv]
+    bench/score.py out.jsonl [--manifest ../shared/eval/manifest.tsv]
 
 Each JSON line needs "file" and "text"; files are matched to manifest rows by stem.
 Normalization follows shared/eval/README.md: NFC, lowercase, punctuation to spaces,

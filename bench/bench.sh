@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Speed and accuracy of earshot next to whisper.cpp's whisper-cli and faster-whisper, on real
 # speech re-encoded as Telegram voice notes. Installs and builds what it needs, then runs
-# scripts/bench.py and prints a Markdown table (also in target/bench/results.md).
+# bench/bench.py and prints a Markdown table (also in target/bench/results.md).
 #
-#   scripts/bench.sh                 greedy, 3 rounds: short notes (warm), single notes (cold), a ~10 min file
-#   scripts/bench.sh --full          also beam 5 for every system
-#   scripts/bench.sh --levers        earshot alone, one variant per lever (context, quantization, ...)
-#   scripts/bench.sh --smoke         one clip, one round (CI runs this so the script cannot rot)
-#   scripts/bench.sh --noisy         also the noisy set: the measuring half's notes in room noise
-#   scripts/bench.sh --half tune     only the half of the clips that settings are tuned on (with
+#   bench/bench.sh                 greedy, 3 rounds: short notes (warm), single notes (cold), a ~10 min file
+#   bench/bench.sh --full          also beam 5 for every system
+#   bench/bench.sh --levers        earshot alone, one variant per lever (context, quantization, ...)
+#   bench/bench.sh --smoke         one clip, one round (CI runs this so the script cannot rot)
+#   bench/bench.sh --noisy         also the noisy set: the measuring half's notes in room noise
+#   bench/bench.sh --half tune     only the half of the clips that settings are tuned on (with
 #                                    --noisy, the noisy set is made of that half too)
 #   other options go to bench.py: --rounds N --threads N --clips N --model NAME --no-long ...
 #
@@ -35,16 +35,12 @@ while [ $# -gt 0 ]; do
 done
 
 scripts/setup-debian.sh
+source scripts/lib/apt.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-if [ ! -x /usr/bin/time ] || ! command -v npm >/dev/null 2>&1; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  need=()
-  [ -x /usr/bin/time ] || need+=(time)
-  command -v npm >/dev/null 2>&1 || need+=(npm)
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+need=()
+[ -x /usr/bin/time ] || need+=(time)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+apt_install bench "${need[@]}"
 work="$root/target/bench"
 mkdir -p "$work"
 
@@ -63,7 +59,7 @@ scripts/fetch-model.sh "$model" --ct2-dir "$work/ct2-$model"
 fw_version=1.2.1
 if ! "$work/venv/bin/python" -c "import faster_whisper, sys; sys.exit(faster_whisper.__version__ != '$fw_version')" 2>/dev/null; then
   python3 -m venv "$work/venv" 2>/dev/null || {
-    DEBIAN_FRONTEND=noninteractive ${sudo:-} apt-get install -y -qq python3-venv >/dev/null
+    apt_install bench python3-venv
     python3 -m venv "$work/venv"
   }
   "$work/venv/bin/pip" install -q --disable-pip-version-check "faster-whisper==$fw_version"
@@ -110,5 +106,5 @@ fi
 # Scoring spells numbers out (num2words); the noisy set is mixed with numpy.
 "$work/venv/bin/python" -c "import num2words, numpy" 2>/dev/null \
   || "$work/venv/bin/pip" install -q --disable-pip-version-check num2words==0.5.14 numpy
-exec "$work/venv/bin/python" scripts/bench.py --earshot "$earshot" --whisper-cli "$cli" \
+exec "$work/venv/bin/python" bench/bench.py --earshot "$earshot" --whisper-cli "$cli" \
   --fw-python "$work/venv/bin/python" --ct2 "$work/ct2-$model" "${args[@]}"

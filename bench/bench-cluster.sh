@@ -3,7 +3,7 @@
 # S3 bucket (issue #16), with transcription: throw-away PostgreSQL and Garage servers
 # (scripts/test-postgres.sh, scripts/test-garage.sh), release build, 60 Russian voice notes
 # posted at once to the nodes in turn, each node with its default workers.
-# Usage: scripts/bench-cluster.sh [NODES...]   (default: 1 3)
+# Usage: bench/bench-cluster.sh [NODES...]   (default: 1 3)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 earshot_stops=()

@@ -22,7 +22,7 @@ second voice written as words.
 
 The clips are split by `bench.half()`: tune on `--half tune`, report `--half measure`.
 
-    scripts/levelset.py --half measure --earshot target/release/earshot \\
+    bench/levelset.py --half measure --earshot target/release/earshot \\
         [--fw-python target/bench/venv/bin/python --ct2 target/bench/ct2-base] [--out DIR]
 """
 import argparse
@@ -300,7 +300,7 @@ def main():
     p.add_argument("--earshot", default=os.path.join(root, "target", "release", "earshot"))
     p.add_argument("--earshot-args", default="", help="extra arguments for earshot transcribe")
     p.add_argument("--label", default="earshot defaults")
-    p.add_argument("--fw-python", help="a python with faster-whisper (scripts/bench.sh makes one)")
+    p.add_argument("--fw-python", help="a python with faster-whisper (bench/bench.sh makes one)")
     p.add_argument("--ct2", help="the CTranslate2 model for faster-whisper")
     p.add_argument("--fw-beam", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side speed and accuracy: earshot, whisper.cpp's whisper-cli, faster-whisper.
 
-Run through scripts/bench.sh, which installs and builds everything first. This script makes the
+Run through bench/bench.sh, which installs and builds everything first. This script makes the
 corpus (real speech from shared/eval, re-encoded as Telegram voice notes), runs every system
 in alternating order (A B C A B C ...) for several rounds, and prints a Markdown table of
 medians: wall time, x real time, peak RSS, WER (English) / CER (Russian).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How well the review verdict points at the notes whose text is wrong (issue #18).
 
-    python3 scripts/review_eval.py --earshot target/release/earshot [--model base-q8_0]
+    python3 bench/review_eval.py --earshot target/release/earshot [--model base-q8_0]
 
 Makes four versions of every evaluation clip (shared/eval), each re-encoded as a Telegram
 voice note:

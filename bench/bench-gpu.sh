@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # GPU (and many-core CPU) numbers for earshot: states × throughput, latency, memory.
 #
-#   scripts/bench-gpu.sh EARSHOT MODEL NOTES_DIR [LONG_FILE]
+#   bench/bench-gpu.sh EARSHOT MODEL NOTES_DIR [LONG_FILE]
 #
 # EARSHOT: a CUDA build (`cargo build --release --features cuda`); MODEL: a ggml file;
-# NOTES_DIR: voice notes (*.oga; `scripts/bench.sh` leaves the Telegram-encoded eval clips in
+# NOTES_DIR: voice notes (*.oga; `bench/bench.sh` leaves the Telegram-encoded eval clips in
 # target/bench/corpus). Every note is transcribed twice per run ("98 notes" for the 49 eval
 # clips). Prints one line per run (wall seconds, files done) and the peak GPU memory
 # (nvidia-smi); the transcripts stay in target/bench-gpu/ for scoring. No network needed:
-# this is what produced the GPU table in README "Self-hosting on a GPU box".
+# this is what produced the GPU table in docs/gpu.md.
 set -uo pipefail
 earshot="${1:?earshot binary}"; model="${2:?model file}"; notes_dir="${3:?folder of notes}"
 long="${4:-}"
