@@ -47,7 +47,6 @@ use decode::{DecoderState, Turns};
 use options::{CTX_DETECT, CTX_FULL, REDETECT_BELOW};
 
 use crate::error::ErrorCode;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -56,7 +55,7 @@ use whisper_rs::{WhisperContext, WhisperContextParameters};
 use crate::audio::WHISPER_RATE;
 use level::Level;
 use plan::{decode_plan, DecodePlan, PlanModel};
-use review::{Reason, Review};
+
 use vad::Plan;
 
 /// Errors from loading a model or running it.
@@ -209,156 +208,6 @@ impl Engine {
     pub fn is_multilingual(&self) -> bool {
         self.ctx.is_multilingual()
     }
-    /// Samples held in memory, telling `watch` how far a long note has got after each of
-    /// its pieces (see [`pieces`]), handing it each finished piece, and taking from it the
-    /// pieces an interrupted run finished before.
-    fn held(
-        &self,
-        samples: &[f32],
-        opts: &Options,
-        watch: &dyn Watch,
-    ) -> Result<Transcript, EngineError> {
-        let duration = samples.len() as f64 / WHISPER_RATE as f64;
-        let requested = self.requested_language(opts)?;
-        let level = Level::measure(samples);
-        let raised = level.apply(samples);
-        let samples = &raised[..];
-        let speech = match &self.vad {
-            Some(vad) => Some(vad.speech(samples)?),
-            None => None,
-        };
-        // Speech far under the speaker's level is decoded apart from the rest, when
-        // silence is trimmed (see `speaker::by_level`); with `--keep-silence` the whole note is
-        // decoded at once, as asked.
-        let (main, quiet) = match &speech {
-            Some(s) if opts.trim_silence => speaker::by_level(samples, s),
-            Some(s) => (s.clone(), Vec::new()),
-            None => (Vec::new(), Vec::new()),
-        };
-        let plan = match &speech {
-            Some(_) if opts.trim_silence => Plan::holding(main.clone(), &quiet, samples.len()),
-            Some(_) => Plan::new(main.clone(), samples.len(), false),
-            None => Plan::from_gate(samples, opts.trim_silence),
-        };
-        if !plan.has_speech() {
-            return Ok(self.no_speech(requested, opts, duration, &level));
-        }
-        // Speech that does not fit one window is cut into pieces decoded side by side (the
-        // samples, already raised, streamed through as a long file's are); a note that fits
-        // is decoded whole, as one piece.
-        let whole = |s: &[Range<usize>]| Plan::new(s.to_vec(), samples.len(), opts.trim_silence);
-        if speech
-            .as_deref()
-            .is_some_and(|s| whole(s).packed_len() > pieces::WHOLE_MAX)
-        {
-            let mut feed = |out: &mut dyn FnMut(&[f32]) -> bool| {
-                for c in samples.chunks(WHISPER_RATE as usize) {
-                    if !out(c) {
-                        break;
-                    }
-                }
-                Ok(())
-            };
-            return self.judged_stream(samples.len(), &level, None, &mut feed, opts, watch);
-        }
-        let t = self.transcribe_piece(samples, &plan, opts, requested, None)?;
-        // Every stretch of speech reaches the text, or the verdict says where it did not.
-        let (t, speech_s) = match &speech {
-            Some(s) => {
-                let language = t.language.clone();
-                let t = self.cover(samples, t, &main, &quiet, opts, &language, None)?;
-                (t, vad::seconds(s))
-            }
-            None => (t, plan.speech_seconds()),
-        };
-        Ok(review::judge(t, duration, &level, speech_s))
-    }
-
-    /// [`Engine::held`] for a note too long to hold: `n` samples, whose `level` was measured
-    /// beforehand, that `feed` hands over as they decode (see [`stream`]). Needs the Silero
-    /// model; the note is always decoded in pieces.
-    fn streamed(
-        &self,
-        n: usize,
-        level: &Level,
-        feed: &mut stream::Feed<'_>,
-        opts: &Options,
-        watch: &dyn Watch,
-    ) -> Result<Transcript, EngineError> {
-        self.judged_stream(n, level, level.factor(), feed, opts, watch)
-    }
-
-    /// [`Engine::stream_pieces`] with the verdict: `level` is the note's, `gain` what is still
-    /// to be applied to what `feed` hands over.
-    fn judged_stream(
-        &self,
-        n: usize,
-        level: &Level,
-        gain: Option<f32>,
-        feed: &mut stream::Feed<'_>,
-        opts: &Options,
-        watch: &dyn Watch,
-    ) -> Result<Transcript, EngineError> {
-        let requested = self.requested_language(opts)?;
-        let duration = n as f64 / WHISPER_RATE as f64;
-        let streamed = self.stream_pieces(n, gain, feed, opts, requested.clone(), watch)?;
-        Ok(match streamed {
-            Some((t, speech_s)) => review::judge(t, duration, level, speech_s),
-            None => self.no_speech(requested, opts, duration, level),
-        })
-    }
-
-    /// The language `opts` asks for (`None`: detect it), checked against the model.
-    fn requested_language(&self, opts: &Options) -> Result<Option<String>, EngineError> {
-        let multilingual = self.is_multilingual();
-        let requested = opts
-            .language
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .filter(|l| l != "auto");
-        if let Some(l) = &requested {
-            if language::id(l).is_none() {
-                return Err(EngineError::UnknownLanguage(l.chars().take(40).collect()));
-            }
-            if !multilingual && l != "en" {
-                return Err(EngineError::EnglishOnly(
-                    "transcribe languages other than English",
-                ));
-            }
-        }
-        if !multilingual && opts.translate {
-            return Err(EngineError::EnglishOnly("translate"));
-        }
-        Ok(requested)
-    }
-
-    /// The transcript of a note with no speech in it: empty, and flagged.
-    fn no_speech(
-        &self,
-        requested: Option<String>,
-        opts: &Options,
-        duration: f64,
-        level: &Level,
-    ) -> Transcript {
-        let mut review = Review::default();
-        if level.is_quiet() {
-            review.flag(Reason::QuietAudio);
-        }
-        review.flag(Reason::NoSpeech);
-        let language = requested.unwrap_or_else(|| {
-            if self.is_multilingual() {
-                "unknown".into()
-            } else {
-                "en".into()
-            }
-        });
-        Transcript {
-            duration,
-            review,
-            ..Transcript::empty(&language, opts.word_timestamps)
-        }
-    }
-
     /// One piece of a note, decoded as `plan` says (its speech packed), with times in the
     /// piece's own samples. `samples` are the piece's.
     fn transcribe_piece(
