@@ -75,6 +75,32 @@ class OpenAISdkTest(unittest.TestCase):
         models = [m.id for m in self.client.models.list()]
         self.assertIn("whisper-1", models)
 
+    def test_a_burst_of_32_with_the_default_retries_all_succeeds(self):
+        """Issue #39: 32 simultaneous requests through the SDK with its default retries (2)
+        all come back with their text: requests wait while the work ahead is within
+        --sync-max-wait, and a refused one is told when to come back."""
+        client = openai.OpenAI(base_url=f"http://{self.addr}/v1", api_key="sk-local-test", timeout=600)
+        with open(os.path.join(FIX, "telegram_jfk.oga"), "rb") as f:
+            audio = f.read()
+        results = [None] * 32
+
+        def one(i):
+            try:
+                results[i] = client.audio.transcriptions.create(
+                    model="whisper-1", file=("jfk.oga", audio), language="en").text
+            except Exception as e:  # noqa: BLE001 (counted below)
+                results[i] = e
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        failed = [r for r in results if isinstance(r, Exception)]
+        self.assertEqual(failed, [], f"{len(failed)} of 32 failed")
+        for r in results:
+            self.assertIn("ask not what your country can do for you", normalize(r))
+
 
 if __name__ == "__main__":
     unittest.main()

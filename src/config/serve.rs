@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Queued jobs accepted before POST /v1/jobs answers 429.
     #[arg(long, env = "EARSHOT_QUEUE_LIMIT", default_value_t = crate::jobs::QUEUE_LIMIT)]
     pub queue_limit: usize,
+    /// Longest a synchronous request waits for a worker (seconds, expected from the work
+    /// ahead and the speed measured here); past it, 503 with a computed Retry-After.
+    #[arg(long, env = "EARSHOT_SYNC_MAX_WAIT", default_value_t = crate::jobs::SYNC_MAX_WAIT_S)]
+    pub sync_max_wait: u64,
     /// API key required as `Authorization: Bearer KEY` on /v1 (repeatable).
     #[arg(long = "api-key", env = "EARSHOT_API_KEYS", value_delimiter = ',')]
     pub api_keys: Vec<Secret>,
@@ -124,6 +128,7 @@ pub struct Settings {
     /// Largest upload and longest audio.
     pub limits: crate::audio::Limits,
     pub queue_limit: usize,
+    pub sync_max_wait: Duration,
     pub api_keys: Vec<Secret>,
     pub webhook_secret: Option<Secret>,
     pub webhook_allow_private: bool,
@@ -153,6 +158,7 @@ impl From<ServeArgs> for Settings {
                 max_duration_s: a.max_duration,
             },
             queue_limit: a.queue_limit,
+            sync_max_wait: Duration::from_secs(a.sync_max_wait),
             api_keys: a.api_keys,
             webhook_secret: a.webhook_secret,
             webhook_allow_private: a.webhook_allow_private,
@@ -313,8 +319,11 @@ impl Settings {
                 self.model.flash_attn
             ),
             format!(
-                "max_upload_bytes={} max_duration={}s queue_limit={}",
-                self.limits.max_bytes, self.limits.max_duration_s, self.queue_limit
+                "max_upload_bytes={} max_duration={}s queue_limit={} sync_max_wait={}s",
+                self.limits.max_bytes,
+                self.limits.max_duration_s,
+                self.queue_limit,
+                self.sync_max_wait.as_secs()
             ),
             format!("api_keys={keys}"),
             format!(

@@ -13,14 +13,18 @@ pub(super) async fn create_job(
     check_disk(&s, &headers)?;
     let queued = s.queue.queued(None).await?;
     if queued >= s.cfg.queue_limit {
+        // When a place should be free: the jobs over the limit, and this one, done by the
+        // workers at the speed measured here.
+        let over = queued + 1 - s.cfg.queue_limit;
+        let later_s = s.queue.stats.estimate.jobs_s(over) / s.queue.workers.max(1) as f64;
         return Err(ApiError::of(
             ErrorCode::QueueFull,
             format!(
-                "the queue holds {queued} jobs (limit {}); retry later",
+                "the queue holds {queued} jobs (limit {}); retry after the Retry-After seconds",
                 s.cfg.queue_limit
             ),
         )
-        .retry_after(30));
+        .retry_after(retry_after_s(later_s)));
     }
     let ct = headers
         .get(header::CONTENT_TYPE)

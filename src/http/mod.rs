@@ -20,7 +20,7 @@ mod upload;
 mod views;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{Secret, Settings};
 use crate::error::ErrorCode;
 use crate::job::{Job, JobOptions, ListFilter, NewJob, Priority, Status};
-use crate::jobs::{Service, Shown, Submitted, Waited};
+use crate::jobs::{retry_after_s, Service, Shown, Submitted, Waited};
 use crate::output::{self, Format};
 use crate::store::PendingBlob;
 
@@ -58,31 +58,45 @@ pub struct AppState {
     requests: Mutex<HashMap<(String, u16), u64>>,
     /// Key for signed audio URLs (see [`AppState::audio_url`]).
     url_key: [u8; 32],
-    /// Synchronous requests admitted and not yet answered (see [`SyncSlot`]).
-    sync_slots: AtomicUsize,
+    /// Seconds of work of the synchronous requests admitted and not yet answered (see
+    /// [`SyncSlot`]).
+    sync_ahead: Mutex<f64>,
 }
 
-/// One admitted synchronous request. Taken atomically *before* the body is read, so slow
-/// uploaders cannot all slip past the limit; given back when the request is answered.
-struct SyncSlot(Shared);
+/// One admitted synchronous request: its expected work (seconds of one worker), counted
+/// ahead of every later request until it is answered, or until its client goes away (its
+/// job, already stored, still runs; stored synchronous jobs are counted from the database
+/// too). Taken *before* the body is read, so slow uploaders cannot all slip past the budget.
+struct SyncSlot {
+    s: Shared,
+    work_s: f64,
+}
 
 impl SyncSlot {
-    /// One worker's job running and one waiting per worker: more would only wait longer
-    /// than a client should hold a connection open.
-    fn reserve(s: &Shared) -> Option<SyncSlot> {
-        let cap = 2 * s.queue.workers.max(1);
-        s.sync_slots
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < cap).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| SyncSlot(s.clone()))
+    /// Admit a request of `work_s` seconds while the wait before a worker takes it (the
+    /// work ahead, over the workers) is within `--sync-max-wait`; `stored_s` is the work of
+    /// the synchronous jobs the database holds queued, whose clients may have gone. Refused:
+    /// how long until it would be admitted.
+    fn admit(s: &Shared, work_s: f64, stored_s: f64) -> Result<SyncSlot, f64> {
+        let workers = s.queue.workers.max(1) as f64;
+        let budget = s.cfg.sync_max_wait.as_secs_f64();
+        let mut ahead = s.sync_ahead.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = ahead.max(stored_s) / workers;
+        if wait > budget {
+            return Err(wait - budget);
+        }
+        *ahead += work_s;
+        Ok(SyncSlot {
+            s: s.clone(),
+            work_s,
+        })
     }
 }
 
 impl Drop for SyncSlot {
     fn drop(&mut self) {
-        self.0.sync_slots.fetch_sub(1, Ordering::SeqCst);
+        let mut ahead = self.s.sync_ahead.lock().unwrap_or_else(|p| p.into_inner());
+        *ahead = (*ahead - self.work_s).max(0.0);
     }
 }
 
@@ -135,7 +149,7 @@ impl AppState {
             queue,
             model_name,
             requests: Mutex::new(HashMap::new()),
-            sync_slots: AtomicUsize::new(0),
+            sync_ahead: Mutex::new(0.0),
         })
     }
 

@@ -31,21 +31,23 @@ pub(super) async fn sync_request(
 ) -> ApiResult<Response> {
     check_length(&s, &headers)?;
     check_disk(&s, &headers)?;
-    // Back-pressure: a slot is reserved before the body is read; with every slot taken,
-    // say so now, before storing anything.
-    let overloaded = || {
+    // Admission by expected wait, before the body is read: while the work ahead (admitted
+    // requests, and stored synchronous jobs whose clients may have gone) would keep this one
+    // from a worker for longer than --sync-max-wait, say so now, with when to come back.
+    let estimate = &s.queue.stats.estimate;
+    let work_s = estimate.job_s(content_length(&headers).unwrap_or(0));
+    let stored_s = estimate.jobs_s(s.queue.queued(Some(Priority::Sync)).await?);
+    let _slot = SyncSlot::admit(&s, work_s, stored_s).map_err(|later_s| {
         ApiError::of(
             ErrorCode::Overloaded,
-            "all workers are busy; retry shortly or use POST /v1/jobs",
+            format!(
+                "the workers have about {:.0} s of work ahead of this request, over the {} s this service keeps a request waiting; retry after the Retry-After seconds, or use POST /v1/jobs",
+                later_s + s.cfg.sync_max_wait.as_secs_f64(),
+                s.cfg.sync_max_wait.as_secs()
+            ),
         )
-        .retry_after(5)
-    };
-    let _slot = SyncSlot::reserve(&s).ok_or_else(overloaded)?;
-    // Also when every worker is taken and stored synchronous jobs (their clients may have
-    // gone) already wait for each of them.
-    if s.queue.saturated().await? {
-        return Err(overloaded());
-    }
+        .retry_after(retry_after_s(later_s))
+    })?;
     let up = read_multipart(&s, mp).await?;
     let (opts, format) = parse_options(&s, &up.fields, translate)?;
     let job = match store(

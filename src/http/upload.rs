@@ -4,11 +4,16 @@
 use super::*;
 
 /// Refuse early, from Content-Length, before reading an oversize body.
-pub(super) fn check_length(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let len = headers
+/// The announced body length, if any.
+pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+pub(super) fn check_length(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let len = content_length(headers);
     match len {
         Some(n) if n > s.cfg.limits.max_bytes + 64 * 1024 => Err(too_large(s)),
         _ => Ok(()),

@@ -6,6 +6,7 @@
 //! and the audio files' lifetime (a file goes when the last record pointing at it goes, in
 //! the same step). Handlers parse, call it, and render.
 
+mod estimate;
 mod json;
 mod worker;
 
@@ -21,6 +22,7 @@ use crate::error::ErrorCode;
 use crate::job::{Defaults, Deleted, Delivery, Job, ListFilter, NewJob, Priority, Status};
 use crate::store::{Blobs, PendingBlob, StorageError, Store};
 
+pub use estimate::{retry_after_s, Estimate};
 pub use json::job_json;
 pub use worker::{Stats, BUCKETS_S, MAX_ATTEMPTS};
 
@@ -228,16 +230,6 @@ impl Service {
             .await
     }
 
-    /// Whether a synchronous request would only wait: every worker is busy and as many
-    /// stored synchronous jobs (whose clients may have gone) already wait for them.
-    pub async fn saturated(self: &Arc<Self>) -> Result<bool, JobError> {
-        let busy = self.stats.busy.load(Ordering::SeqCst);
-        if busy < self.workers {
-            return Ok(false);
-        }
-        Ok(self.queued(Some(Priority::Sync)).await? >= self.workers)
-    }
-
     /// Start spooling an upload's bytes (a local temp file, made without blocking for
     /// long); [`Service::submit`] makes them durable.
     pub fn begin_upload(&self) -> Result<PendingBlob, JobError> {
@@ -393,6 +385,11 @@ impl Service {
 
 /// Queued jobs accepted before `POST /v1/jobs` answers 429 (`--queue-limit`).
 pub const QUEUE_LIMIT: usize = 10_000;
+
+/// Longest a synchronous request waits for a worker, by default (`--sync-max-wait`): the
+/// OpenAI SDKs wait 10 minutes for an answer, but a request held much longer than this is
+/// better sent to `POST /v1/jobs`.
+pub const SYNC_MAX_WAIT_S: u64 = 30;
 
 /// What became of a submitted upload.
 #[derive(Debug)]

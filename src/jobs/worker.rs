@@ -41,6 +41,8 @@ pub struct Stats {
     /// Finished jobs that need review, in all and by reason ([`Reason::ALL`]'s order).
     pub review_needed: AtomicU64,
     pub review_reasons: [AtomicU64; Reason::ALL.len()],
+    /// What a job costs here, measured (admission and `Retry-After` are computed from it).
+    pub estimate: super::Estimate,
 }
 
 /// Upper bounds (seconds) of the processing-time histogram's buckets.
@@ -161,6 +163,7 @@ impl Service {
                 };
                 let took = started.elapsed().as_secs_f64();
                 self.stats.observe(t.duration, took);
+                self.stats.estimate.observe(job.size, took);
                 self.stats.observe_review(&t.review);
                 tracing::info!(duration = t.duration, took, language = %t.language, "transcribed");
                 if let Err(e) = self.db.finish_done(&job.id, &result) {

@@ -585,7 +585,11 @@ fn auth_and_size_limits() {
 /// Retry-After, and neither leaves a record. A client that hangs up still gets its job done.
 #[test]
 fn backpressure_429_503_and_disconnects() {
-    let s = Server::start("tiny.en", &["--queue-limit", "1", "--workers", "1"]);
+    // No wait allowed for a synchronous request: any work ahead of it refuses it.
+    let s = Server::start(
+        "tiny.en",
+        &["--queue-limit", "1", "--workers", "1", "--sync-max-wait", "0"],
+    );
     let long = long_wav(3); // 33 s: keeps the worker busy for a while
     let r1 = s.req("POST", "/v1/jobs", &[("Content-Type", "audio/wav")], &long);
     assert_eq!(r1.status, 202, "{}", r1.text());
