@@ -28,6 +28,8 @@ fn job(i: usize) -> NewJob {
         priority: Priority::Queued,
         idempotency_key: Some(format!("k-{i}")),
         callback_url: Some("http://127.0.0.1:9/hook".into()),
+        client: Some(format!("shop-{}", i % 3)),
+        limit: None,
     }
 }
 

@@ -32,7 +32,7 @@ cargo test
 # The service's tests again, with the job records in PostgreSQL and the audio in Garage
 # (tests/it/common/server.rs), and the cluster tests, which need both.
 EARSHOT_IT_POSTGRES="$EARSHOT_TEST_DATABASE_URL" EARSHOT_IT_S3="$EARSHOT_TEST_S3_URL" \
-  cargo test --test it -- serve:: inbox:: cluster::
+  cargo test --test it -- serve:: inbox:: cluster:: clients::
 # After cargo test: the OpenAI SDK test drives the binary it built.
 python3 -m unittest discover -s tests -p 'test_*.py' -v
 # The benchmark's smoke mode (one clip, one round, all three systems), so it cannot rot.

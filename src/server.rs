@@ -15,7 +15,8 @@ use crate::store::{Blobs, FsBlobs, Outbox, Postgres, S3Blobs, Sqlite, Store};
 /// Run the service until SIGTERM/SIGINT.
 pub async fn run(cfg: Settings) -> anyhow::Result<()> {
     eprintln!("earshot serve: effective configuration\n{}", cfg.describe());
-    if cfg.api_keys.is_empty() && !cfg.listen.ip().is_loopback() {
+    let keys = cfg.keys()?;
+    if keys.is_empty() && !cfg.listen.ip().is_loopback() {
         tracing::warn!(listen = %cfg.listen, "NO API KEY IS SET and the service listens beyond this machine: anyone who can reach it can use it. Set --api-key / EARSHOT_API_KEYS.");
     }
     std::fs::create_dir_all(&cfg.data_dir)
@@ -140,7 +141,19 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let app = http::router(AppState::new(cfg, queue.clone(), model_name));
+    let state = AppState::new(cfg, keys, queue.clone(), model_name);
+    // SIGHUP: read the API keys again (a revoked key is refused from then on).
+    {
+        let state = state.clone();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("listening for SIGHUP")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                state.reload_keys();
+            }
+        });
+    }
+    let app = http::router(state);
     // One plain line that scripts and tests can wait for.
     eprintln!("earshot: listening on http://{addr}");
 

@@ -42,9 +42,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Transcribe audio files and folders (recursively).
-    Transcribe(TranscribeArgs),
+    Transcribe(Box<TranscribeArgs>),
     /// Run the HTTP service (OpenAI-compatible API and durable jobs).
-    Serve(crate::config::ServeArgs),
+    Serve(Box<crate::config::ServeArgs>),
 }
 
 /// Make glibc hand large freed blocks back to the system. Every piece of a long note gets
@@ -68,7 +68,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Transcribe(args) => {
             telemetry::init(cli.log_format, "warn");
-            transcribe(args)
+            transcribe(*args)
         }
         Command::Serve(cfg) => {
             telemetry::init(cli.log_format, "info");
@@ -79,7 +79,7 @@ pub fn main() -> i32 {
                     return 1;
                 }
             };
-            match rt.block_on(crate::server::run(cfg.into())) {
+            match rt.block_on(crate::server::run((*cfg).into())) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");

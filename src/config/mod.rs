@@ -7,10 +7,12 @@
 //! service-wide language and prompt live with the jobs ([`crate::job::Defaults`]). Nothing here imports the command
 //! line; it imports this.
 
+pub mod keys;
 mod model;
 mod serve;
 
 pub use crate::engine::{cores, parallelism, Parallelism};
+pub use keys::ApiKey;
 pub use model::{LoadError, ModelArgs};
 pub use serve::{AudioStore, Database, ServeArgs, Settings};
 
@@ -42,6 +44,8 @@ pub enum ConfigError {
     PromptTooLong { tokens: usize, max: usize },
     #[error(transparent)]
     Prompt(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    KeysFile(#[from] keys::KeysFileError),
 }
 
 /// A secret from the command line or the environment (an API key, the webhook secret).
@@ -51,6 +55,10 @@ pub enum ConfigError {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::keys::{self, ApiKey};
 use super::{cores, parallelism, ConfigError, ModelArgs, Parallelism, Secret};
 use crate::engine::Backend;
 use crate::job::Defaults;
@@ -75,9 +76,26 @@ pub struct ServeArgs {
     /// ahead and the speed measured here); past it, 503 with a computed Retry-After.
     #[arg(long, env = "EARSHOT_SYNC_MAX_WAIT", default_value_t = crate::jobs::SYNC_MAX_WAIT_S)]
     pub sync_max_wait: u64,
-    /// API key required as `Authorization: Bearer KEY` on /v1 (repeatable).
+    /// A client key, `NAME=SECRET`, sent as `Authorization: Bearer SECRET` on /v1
+    /// (repeatable): it sees only the jobs it created. A bare `SECRET` is an admin key named
+    /// `default`.
     #[arg(long = "api-key", env = "EARSHOT_API_KEYS", value_delimiter = ',')]
     pub api_keys: Vec<Secret>,
+    /// An admin key, `NAME=SECRET` (repeatable): it sees every job (the inbox's operators).
+    #[arg(
+        long = "admin-api-key",
+        env = "EARSHOT_ADMIN_API_KEYS",
+        value_delimiter = ','
+    )]
+    pub admin_api_keys: Vec<Secret>,
+    /// A file of keys, one `NAME=SECRET` per line (`admin` after it for an admin key), read
+    /// again on SIGHUP.
+    #[arg(long, env = "EARSHOT_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Queued jobs one client may have before its POST /v1/jobs answers 429 (no limit when
+    /// unset; the service's --queue-limit still holds).
+    #[arg(long, env = "EARSHOT_CLIENT_QUEUE_LIMIT")]
+    pub client_queue_limit: Option<usize>,
     /// Secret for the HMAC-SHA256 signature of webhook bodies (X-Earshot-Signature).
     #[arg(long, env = "EARSHOT_WEBHOOK_SECRET")]
     pub webhook_secret: Option<Secret>,
@@ -129,7 +147,11 @@ pub struct Settings {
     pub limits: crate::audio::Limits,
     pub queue_limit: usize,
     pub sync_max_wait: Duration,
-    pub api_keys: Vec<Secret>,
+    /// The keys of the flags (`--api-key`, `--admin-api-key`); the keys file's are read by
+    /// [`Settings::keys`].
+    pub api_keys: Vec<ApiKey>,
+    pub api_keys_file: Option<PathBuf>,
+    pub client_queue_limit: Option<usize>,
     pub webhook_secret: Option<Secret>,
     pub webhook_allow_private: bool,
     pub retention_days: Option<u64>,
@@ -159,7 +181,18 @@ impl From<ServeArgs> for Settings {
             },
             queue_limit: a.queue_limit,
             sync_max_wait: Duration::from_secs(a.sync_max_wait),
-            api_keys: a.api_keys,
+            api_keys: a
+                .api_keys
+                .iter()
+                .map(|k| keys::parse(k.expose(), false))
+                .chain(
+                    a.admin_api_keys
+                        .iter()
+                        .map(|k| keys::parse(k.expose(), true)),
+                )
+                .collect(),
+            api_keys_file: a.api_keys_file,
+            client_queue_limit: a.client_queue_limit,
             webhook_secret: a.webhook_secret,
             webhook_allow_private: a.webhook_allow_private,
             retention_days: a.retention_days,
@@ -229,6 +262,18 @@ impl Settings {
         Ok(Defaults { language, prompt })
     }
 
+    /// Every API key: the flags' and the keys file's (read now). A name given twice keeps
+    /// its first key. Empty: no authentication.
+    pub fn keys(&self) -> Result<Vec<ApiKey>, ConfigError> {
+        let mut all = self.api_keys.clone();
+        if let Some(path) = &self.api_keys_file {
+            all.extend(keys::read_file(path)?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        all.retain(|k| seen.insert(k.name.clone()));
+        Ok(all)
+    }
+
     /// Workers and threads per worker on `backend` ([`parallelism`]).
     pub fn parallelism(&self, backend: &Backend) -> Parallelism {
         parallelism(backend, cores(), self.workers, self.threads_per_job)
@@ -236,14 +281,14 @@ impl Settings {
 
     /// The effective configuration, one `key=value` per line, API keys masked.
     pub fn describe(&self) -> String {
-        let keys = if self.api_keys.is_empty() {
+        let keys = if self.api_keys.is_empty() && self.api_keys_file.is_none() {
             "none (no authentication)".to_string()
         } else {
-            self.api_keys
-                .iter()
-                .map(Secret::masked)
-                .collect::<Vec<_>>()
-                .join(", ")
+            let mut named: Vec<String> = self.api_keys.iter().map(|k| format!("{k:?}")).collect();
+            if let Some(f) = &self.api_keys_file {
+                named.push(format!("those of {}", f.display()));
+            }
+            named.join(", ")
         };
         [
             format!("listen={}", self.listen),
@@ -319,10 +364,12 @@ impl Settings {
                 self.model.flash_attn
             ),
             format!(
-                "max_upload_bytes={} max_duration={}s queue_limit={} sync_max_wait={}s",
+                "max_upload_bytes={} max_duration={}s queue_limit={} client_queue_limit={} sync_max_wait={}s",
                 self.limits.max_bytes,
                 self.limits.max_duration_s,
                 self.queue_limit,
+                self.client_queue_limit
+                    .map_or("none".into(), |n| n.to_string()),
                 self.sync_max_wait.as_secs()
             ),
             format!("api_keys={keys}"),
@@ -452,7 +499,8 @@ mod tests {
         ] {
             assert!(!shown.contains(key) && !shown.contains(hook), "{shown}");
         }
-        assert!(settings.describe().contains("sk-…(20 chars)"));
+        // Keys are listed by name, never by their secret.
+        assert!(settings.describe().contains("api_keys=default (admin)"));
         assert_eq!(a.serve.api_keys[0].expose(), key);
         // A key that is not ASCII is masked by characters, not cut inside one.
         assert_eq!(Secret("ключ-секрет".into()).masked(), "клю…(11 chars)");

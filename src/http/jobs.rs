@@ -5,26 +5,24 @@ use super::*;
 
 pub(super) async fn create_job(
     State(s): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<HashMap<String, String>>,
     req: Request,
 ) -> ApiResult<Response> {
     let headers = req.headers().clone();
     check_length(&s, &headers)?;
     check_disk(&s, &headers)?;
+    // A first look before the body is read; the insert counts again, in its transaction.
     let queued = s.queue.queued(None).await?;
     if queued >= s.cfg.queue_limit {
-        // When a place should be free: the jobs over the limit, and this one, done by the
-        // workers at the speed measured here.
-        let over = queued + 1 - s.cfg.queue_limit;
-        let later_s = s.queue.stats.estimate.jobs_s(over) / s.queue.workers.max(1) as f64;
-        return Err(ApiError::of(
-            ErrorCode::QueueFull,
-            format!(
-                "the queue holds {queued} jobs (limit {}); retry after the Retry-After seconds",
-                s.cfg.queue_limit
-            ),
-        )
-        .retry_after(retry_after_s(later_s)));
+        return Err(queue_full(
+            &s,
+            QueueFull {
+                queued,
+                limit: s.cfg.queue_limit,
+                client: false,
+            },
+        ));
     }
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -117,7 +115,12 @@ pub(super) async fn create_job(
         idempotency_key: idem,
         callback_url,
     };
-    let (job, replayed) = match store(&s, up, opts, Priority::Queued, meta).await? {
+    let limit = QueueLimit {
+        total: s.cfg.queue_limit,
+        per_client: s.cfg.client_queue_limit,
+    };
+    let stored = store(&s, &caller, up, opts, Priority::Queued, Some(limit), meta).await?;
+    let (job, replayed) = match stored {
         Submitted::Created(job) => {
             tracing::info!(id = %job.id, size = job.size, "job queued");
             (job, false)
@@ -132,10 +135,11 @@ pub(super) async fn create_job(
                 ),
             ))
         }
+        Submitted::QueueFull(full) => return Err(queue_full(&s, full)),
     };
     // A replayed job is shown as it is now (it may have finished, its webhook sent).
     let shown = if replayed {
-        s.queue.get(&job.id).await?
+        s.queue.get(&job.id, &caller.scope()).await?
     } else {
         Shown {
             job,
@@ -165,12 +169,44 @@ pub(super) struct ListQuery {
     q: Option<String>,
     /// `needed`: finished jobs a person should listen to; `ok`: the others.
     review: Option<String>,
+    /// Only this client's jobs (admin keys only).
+    client: Option<String>,
+}
+
+/// 429 `queue_full`, with when a place should be free: the jobs over the limit, and this
+/// one, done by the workers at the speed measured here (a client over its own limit waits
+/// for its own jobs, which the fair share serves in turn with the others').
+fn queue_full(s: &AppState, full: QueueFull) -> ApiError {
+    let over = full.queued + 1 - full.limit.min(full.queued);
+    let later_s = s.queue.stats.estimate.jobs_s(over) / s.queue.workers.max(1) as f64;
+    let whose = if full.client {
+        "this client's queued jobs"
+    } else {
+        "the queue"
+    };
+    ApiError::of(
+        ErrorCode::QueueFull,
+        format!(
+            "{whose} holds {} jobs (limit {}); retry after the Retry-After seconds",
+            full.queued, full.limit
+        ),
+    )
+    .retry_after(retry_after_s(later_s))
 }
 
 pub(super) async fn list_jobs(
     State(s): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
+    // `?client=` narrows an admin's list; a client key sees its own jobs whatever it asks.
+    if q.client.is_some() && !caller.is_admin() {
+        return Err(ApiError::of(
+            ErrorCode::InvalidValue,
+            "client= lists another client's jobs, which only an admin key may",
+        )
+        .param("client"));
+    }
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(x) => Some(x.parse::<Status>().map_err(|_| {
@@ -217,15 +253,19 @@ pub(super) async fn list_jobs(
     };
     let jobs = s
         .queue
-        .list(ListFilter {
-            status,
-            external_id: q.external_id,
-            before: q.before,
-            search: q.q,
-            review_needed,
-            // One more than the page: whether there is a next page, exactly.
-            limit: limit + 1,
-        })
+        .list(
+            ListFilter {
+                status,
+                external_id: q.external_id,
+                before: q.before,
+                search: q.q,
+                review_needed,
+                client: q.client,
+                // One more than the page: whether there is a next page, exactly.
+                limit: limit + 1,
+            },
+            &caller.scope(),
+        )
         .await?;
     let has_more = jobs.len() > limit;
     let jobs = &jobs[..jobs.len().min(limit)];
@@ -234,15 +274,19 @@ pub(super) async fn list_jobs(
     ))
 }
 
-pub(super) async fn find(s: &AppState, id: &str) -> ApiResult<Job> {
-    Ok(s.queue.get(id).await?.job)
+pub(super) async fn find(s: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
+    Ok(s.queue.get(id, &caller.scope()).await?.job)
 }
 
 pub(super) async fn get_job(
     State(s): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(job_view(&s, &s.queue.get(&id).await?)))
+    Ok(Json(job_view(
+        &s,
+        &s.queue.get(&id, &caller.scope()).await?,
+    )))
 }
 
 #[derive(serde::Deserialize)]
@@ -252,10 +296,11 @@ pub(super) struct TranscriptQuery {
 
 pub(super) async fn get_transcript(
     State(s): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<TranscriptQuery>,
 ) -> ApiResult<Response> {
-    let j = find(&s, &id).await?;
+    let j = find(&s, &caller, &id).await?;
     let format = q
         .format
         .as_deref()
@@ -276,10 +321,11 @@ pub(super) async fn get_transcript(
 /// single-range support (players seek with it).
 pub(super) async fn get_audio(
     State(s): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let j = find(&s, &id).await?;
+    let j = find(&s, &caller, &id).await?;
     let data = s.queue.audio(&j.sha256).await?;
     let total = data.len() as u64;
     let ct = j
@@ -364,17 +410,19 @@ pub(super) fn parse_range(r: &str, total: u64) -> Option<Result<(u64, u64), ()>>
 
 pub(super) async fn retry_job(
     State(s): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let shown = s.queue.retry(&id).await?;
+    let shown = s.queue.retry(&id, &caller.scope()).await?;
     Ok((StatusCode::ACCEPTED, Json(job_view(&s, &shown))).into_response())
 }
 
 pub(super) async fn delete_job(
     State(s): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    s.queue.delete(&id).await?;
+    s.queue.delete(&id, &caller.scope()).await?;
     Ok(Json(
         json!({"id": id, "object": "transcription.job", "deleted": true}),
     ))

@@ -29,15 +29,15 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Secret, Settings};
+use crate::config::Settings;
 use crate::error::ErrorCode;
-use crate::job::{Job, JobOptions, ListFilter, NewJob, Priority, Status};
+use crate::job::{Job, JobOptions, ListFilter, NewJob, Priority, QueueFull, QueueLimit, Status};
 use crate::jobs::{retry_after_s, Service, Shown, Submitted, Waited};
 use crate::output::{self, Format};
 use crate::store::PendingBlob;
@@ -56,8 +56,13 @@ pub struct AppState {
     pub queue: Arc<Service>,
     pub model_name: String,
     requests: Mutex<HashMap<(String, u16), u64>>,
-    /// Key for signed audio URLs (see [`AppState::audio_url`]).
-    url_key: [u8; 32],
+    /// Key for signed audio URLs (see [`AppState::audio_url`]); `None` when the service
+    /// started without keys (the audio URL is then the plain route).
+    url_key: Option<[u8; 32]>,
+    /// The API keys now: the flags' and the keys file's, read again on SIGHUP.
+    keys: std::sync::RwLock<Arc<Vec<crate::config::ApiKey>>>,
+    /// Jobs submitted since start, by client (`/metrics`).
+    submitted: Mutex<HashMap<String, u64>>,
     /// Seconds of work of the synchronous requests admitted and not yet answered (see
     /// [`SyncSlot`]).
     sync_ahead: Mutex<f64>,
@@ -142,9 +147,17 @@ pub fn router(state: Shared) -> Router {
 }
 
 impl AppState {
-    pub fn new(cfg: Settings, queue: Arc<Service>, model_name: String) -> Shared {
+    /// The service's state; `keys` are every key it starts with ([`Settings::keys`]).
+    pub fn new(
+        cfg: Settings,
+        keys: Vec<crate::config::ApiKey>,
+        queue: Arc<Service>,
+        model_name: String,
+    ) -> Shared {
         Arc::new(AppState {
-            url_key: url_key(&cfg.api_keys),
+            url_key: (!keys.is_empty()).then(|| url_key(&keys)),
+            keys: std::sync::RwLock::new(Arc::new(keys)),
+            submitted: Mutex::new(HashMap::new()),
             cfg,
             queue,
             model_name,
@@ -159,7 +172,7 @@ impl AppState {
     /// `sig`, an HMAC-SHA256 of the job id and expiry keyed by a hash of the API keys. It
     /// opens that one job's audio, and stops working when it expires or the keys change.
     pub fn audio_url(&self, id: &str) -> String {
-        if self.cfg.api_keys.is_empty() {
+        if self.url_key.is_none() {
             return format!("/v1/jobs/{id}/audio");
         }
         let hour = crate::store::now_ms() / 1000 / 3600;
@@ -169,14 +182,41 @@ impl AppState {
     }
 
     fn url_mac(&self, id: &str, expires: i64) -> Hmac<Sha256> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.url_key).expect("HMAC takes keys of any length");
+        let key = self.url_key.unwrap_or_default();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
         mac.update(format!("{id}\n{expires}").as_bytes());
         mac
     }
 
+    /// The API keys now.
+    pub fn keys(&self) -> Arc<Vec<crate::config::ApiKey>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Read the keys again (SIGHUP): the flags' and the keys file's. A file that does not
+    /// read leaves the keys as they were, and says why. Jobs of a key that went are kept.
+    pub fn reload_keys(&self) {
+        match self.cfg.keys() {
+            Ok(keys) => {
+                let names: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
+                tracing::info!(keys = %names.join(", "), "API keys read again");
+                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+            }
+            Err(e) => tracing::error!(error = %e, "API keys not read again; the old ones stay"),
+        }
+    }
+
+    /// Count a submitted job for `/metrics`.
+    fn count_submitted(&self, client: Option<&str>) {
+        let mut m = self.submitted.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(client.unwrap_or("").to_string()).or_default() += 1;
+    }
+
     /// Whether `path?query` is a valid, unexpired signed audio URL.
     fn signed_audio_ok(&self, path: &str, query: Option<&str>) -> bool {
+        if self.url_key.is_none() {
+            return false;
+        }
         let Some(id) = path
             .strip_prefix("/v1/jobs/")
             .and_then(|p| p.strip_suffix("/audio"))

@@ -5,26 +5,29 @@ use super::*;
 
 pub(super) async fn transcriptions(
     State(s): State<Shared>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     mp: Multipart,
 ) -> Response {
-    sync_request(s, headers, mp, false)
+    sync_request(s, caller, headers, mp, false)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub(super) async fn translations(
     State(s): State<Shared>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     mp: Multipart,
 ) -> Response {
-    sync_request(s, headers, mp, true)
+    sync_request(s, caller, headers, mp, true)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub(super) async fn sync_request(
     s: Shared,
+    caller: Caller,
     headers: HeaderMap,
     mp: Multipart,
     translate: bool,
@@ -52,9 +55,11 @@ pub(super) async fn sync_request(
     let (opts, format) = parse_options(&s, &up.fields, translate)?;
     let job = match store(
         &s,
+        &caller,
         up,
         opts,
         Priority::Sync,
+        None,
         Meta {
             source: Some("openai".into()),
             ..Meta::default()
@@ -64,6 +69,12 @@ pub(super) async fn sync_request(
     {
         // No Idempotency-Key here, so every request is a new job.
         Submitted::Created(job) | Submitted::Replayed(job) | Submitted::KeyReused(job) => job,
+        // No limit is asked for a synchronous request: it was admitted by its expected wait.
+        Submitted::QueueFull(full) => {
+            return Err(ApiError::internal(format!(
+                "a synchronous request was refused as over a queue limit ({full:?})"
+            )))
+        }
     };
     tracing::info!(id = %job.id, size = job.size, "synchronous transcription accepted");
     // The job runs to the end even if this client goes away; it stays retrievable by id.

@@ -65,6 +65,19 @@ pub(super) async fn metrics(State(s): State<Shared>) -> Response {
             counts.get(&st).copied().unwrap_or(0)
         );
     }
+    out.push_str("# HELP earshot_jobs_submitted_total Jobs submitted since start, by client (API key name; empty without keys).\n# TYPE earshot_jobs_submitted_total counter\n");
+    {
+        let by_client = s.submitted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<_> = by_client.iter().collect();
+        names.sort();
+        for (client, n) in names {
+            let _ = writeln!(
+                out,
+                "earshot_jobs_submitted_total{{client=\"{}\"}} {n}",
+                client.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+        }
+    }
     out.push_str("# HELP earshot_review_needed_total Finished jobs a person should listen to, since start.\n# TYPE earshot_review_needed_total counter\n");
     let _ = writeln!(
         out,

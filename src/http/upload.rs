@@ -199,14 +199,24 @@ pub(super) struct Meta {
     pub(super) callback_url: Option<String>,
 }
 
-/// Durably store an upload and insert its record (see [`Service::submit`]).
+/// Durably store an upload and insert its record (see [`Service::submit`]) as `caller`'s,
+/// under `limit`. A client key's Idempotency-Keys are its own: another client using the same
+/// key makes its own job, and never learns of the first.
 pub(super) async fn store(
     s: &Shared,
+    caller: &Caller,
     up: Upload,
     opts: JobOptions,
     priority: Priority,
+    limit: Option<QueueLimit>,
     meta: Meta,
 ) -> ApiResult<Submitted> {
+    let client = caller.name().map(str::to_string);
+    let idempotency_key = match caller {
+        Caller::Client(name) => meta.idempotency_key.map(|k| format!("{name}:{k}")),
+        Caller::Admin(_) => meta.idempotency_key,
+    };
+    s.count_submitted(client.as_deref());
     s.queue
         .submit(up.blob, move |sha256, size| NewJob {
             sha256,
@@ -217,8 +227,10 @@ pub(super) async fn store(
             source: meta.source,
             options: opts,
             priority,
-            idempotency_key: meta.idempotency_key,
+            idempotency_key,
             callback_url: meta.callback_url,
+            client,
+            limit,
         })
         .await
         .map_err(ApiError::from)

@@ -198,6 +198,8 @@ pub struct Job {
     pub priority: Priority,
     pub idempotency_key: Option<String>,
     pub callback_url: Option<String>,
+    /// The name of the API key that created it (`None` when the service has no keys).
+    pub client: Option<String>,
 }
 
 /// A new record, before insertion.
@@ -213,6 +215,54 @@ pub struct NewJob {
     pub priority: Priority,
     pub idempotency_key: Option<String>,
     pub callback_url: Option<String>,
+    /// The name of the API key that sends it.
+    pub client: Option<String>,
+    /// The queue limits to check in the inserting transaction (`None`: none, as for a
+    /// synchronous request, which is admitted by its expected wait instead).
+    pub limit: Option<QueueLimit>,
+}
+
+/// How many queued jobs an insert may find before it is refused: in all, and of the
+/// inserting client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimit {
+    pub total: usize,
+    pub per_client: Option<usize>,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted {
+    /// A new record, queued.
+    New(Job),
+    /// The idempotency key was used before: that record.
+    Existing(Job),
+    /// Over a [`QueueLimit`]: nothing was inserted.
+    Full(QueueFull),
+}
+
+impl Inserted {
+    /// The record, new or existing; `None` when refused.
+    pub fn into_job(self) -> Option<Job> {
+        match self {
+            Inserted::New(j) | Inserted::Existing(j) => Some(j),
+            Inserted::Full(_) => None,
+        }
+    }
+
+    /// Whether a new record was made.
+    pub fn created(&self) -> bool {
+        matches!(self, Inserted::New(_))
+    }
+}
+
+/// A refused insert: how many were queued, against which limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull {
+    pub queued: usize,
+    pub limit: usize,
+    /// Whether it was the client's own limit (`--client-queue-limit`), not the service's.
+    pub client: bool,
 }
 
 /// A webhook delivery in the outbox.
@@ -257,6 +307,8 @@ pub struct ListFilter {
     pub search: Option<String>,
     /// Only finished jobs whose review verdict is this (`review.needed` in the transcript).
     pub review_needed: Option<bool>,
+    /// Only the jobs of this client (API key name).
+    pub client: Option<String>,
     /// At most [`LIST_MAX`].
     pub limit: usize,
 }

@@ -16,6 +16,7 @@ pub fn job_json(j: &Job, delivery: Option<&Delivery>) -> serde_json::Value {
         "sha256": j.sha256,
         "external_id": j.external_id,
         "source": j.source,
+        "client": j.client,
         "attempts": j.attempts,
         "error": j.failure,
         "language": j.language,
@@ -76,7 +77,7 @@ mod tests {
         };
         let id = {
             let db = Sqlite::open(&path).unwrap();
-            let (job, _) = db
+            let job = db
                 .insert(NewJob {
                     sha256: "00".repeat(32),
                     size: 1,
@@ -88,7 +89,11 @@ mod tests {
                     priority: Priority::Queued,
                     idempotency_key: None,
                     callback_url: None,
+                    client: None,
+                    limit: None,
                 })
+                .unwrap()
+                .into_job()
                 .unwrap();
             drop(db);
             // What the worker stored before: the rendered verbose_json, warnings added.
@@ -101,9 +106,10 @@ mod tests {
             let v: i64 = conn
                 .pragma_query_value(None, "user_version", |r| r.get(0))
                 .unwrap();
-            // Back to before that migration (the pieces table and the review index came
-            // after it; their migrations are idempotent, so running them again is harmless).
-            conn.pragma_update(None, "user_version", v - 3).unwrap();
+            // Back to before that migration (the pieces table, the review index, the client
+            // and started_at columns and their indexes came after it; every migration can
+            // run again).
+            conn.pragma_update(None, "user_version", v - 6).unwrap();
             job.id
         };
         let db = Sqlite::open(&path).unwrap();

@@ -19,7 +19,9 @@ use tokio::sync::broadcast;
 use crate::audio::Limits;
 use crate::engine::{Engine, Progress};
 use crate::error::ErrorCode;
-use crate::job::{Defaults, Deleted, Delivery, Job, ListFilter, NewJob, Priority, Status};
+use crate::job::{
+    Defaults, Deleted, Delivery, Inserted, Job, ListFilter, NewJob, Priority, QueueFull, Status,
+};
 use crate::store::{Blobs, PendingBlob, StorageError, Store};
 
 pub use estimate::{retry_after_s, Estimate};
@@ -162,28 +164,38 @@ impl Service {
         let _refs = self.lock_audio_refs();
         let _audio = self.db.lock_audio(&blob.sha256())?;
         let (sha, size) = self.blobs.commit(blob)?;
-        let (stored, created) = self.db.insert(job(sha.clone(), size))?;
-        Ok(if created {
-            Submitted::Created(stored)
-        } else if stored.sha256 == sha {
-            Submitted::Replayed(stored)
-        } else {
-            if !self.db.sha_in_use(&sha)? {
-                self.blobs.remove(&sha)?;
+        let inserted = self.db.insert(job(sha.clone(), size))?;
+        let unused = |s: &Service| -> Result<(), StorageError> {
+            if !s.db.sha_in_use(&sha)? {
+                s.blobs.remove(&sha)?;
             }
-            Submitted::KeyReused(stored)
+            Ok(())
+        };
+        Ok(match inserted {
+            Inserted::New(stored) => Submitted::Created(stored),
+            Inserted::Existing(stored) if stored.sha256 == sha => Submitted::Replayed(stored),
+            Inserted::Existing(stored) => {
+                unused(self)?;
+                Submitted::KeyReused(stored)
+            }
+            Inserted::Full(full) => {
+                unused(self)?;
+                Submitted::QueueFull(full)
+            }
         })
     }
 
     /// A job by id, with its latest webhook delivery.
-    pub async fn get(self: &Arc<Self>, id: &str) -> Result<Shown, JobError> {
-        let id = id.to_string();
-        self.blocking(move |s| s.show(s.get_now(&id)?)).await
+    pub async fn get(self: &Arc<Self>, id: &str, scope: &Scope) -> Result<Shown, JobError> {
+        let (id, scope) = (id.to_string(), scope.clone());
+        self.blocking(move |s| s.show(s.get_now(&id, &scope)?))
+            .await
     }
 
-    fn get_now(&self, id: &str) -> Result<Job, JobError> {
+    fn get_now(&self, id: &str, scope: &Scope) -> Result<Job, JobError> {
         self.db
             .get(id)?
+            .filter(|j| scope.sees(j))
             .ok_or_else(|| JobError::NotFound(id.to_string()))
     }
 
@@ -199,8 +211,16 @@ impl Service {
         Ok(Shown { job, delivery })
     }
 
-    /// Jobs, newest first, as `filter` picks them, each with its latest webhook delivery.
-    pub async fn list(self: &Arc<Self>, filter: ListFilter) -> Result<Vec<Shown>, JobError> {
+    /// Jobs, newest first, as `filter` picks them within `scope`, each with its latest
+    /// webhook delivery.
+    pub async fn list(
+        self: &Arc<Self>,
+        mut filter: ListFilter,
+        scope: &Scope,
+    ) -> Result<Vec<Shown>, JobError> {
+        if let Scope::Client(name) = scope {
+            filter.client = Some(name.clone());
+        }
         self.blocking(move |s| s.db.list(&filter)?.into_iter().map(|j| s.show(j)).collect())
             .await
     }
@@ -258,10 +278,10 @@ impl Service {
     }
 
     /// Queue a done or failed job again, its attempts counted from zero; the job as queued.
-    pub async fn retry(self: &Arc<Self>, id: &str) -> Result<Shown, JobError> {
-        let id = id.to_string();
+    pub async fn retry(self: &Arc<Self>, id: &str, scope: &Scope) -> Result<Shown, JobError> {
+        let (id, scope) = (id.to_string(), scope.clone());
         self.blocking(move |s| {
-            let job = s.get_now(&id)?;
+            let job = s.get_now(&id, &scope)?;
             if matches!(job.status, Status::Running | Status::Queued) {
                 return Err(JobError::NotRetryable {
                     id: id.clone(),
@@ -270,17 +290,17 @@ impl Service {
             }
             s.db.requeue(&id, true)?;
             s.notify();
-            s.show(s.get_now(&id)?)
+            s.show(s.get_now(&id, &scope)?)
         })
         .await
     }
 
     /// Delete a job that is not running: its record, and its audio when no other record
     /// points at it.
-    pub async fn delete(self: &Arc<Self>, id: &str) -> Result<(), JobError> {
-        let id = id.to_string();
+    pub async fn delete(self: &Arc<Self>, id: &str, scope: &Scope) -> Result<(), JobError> {
+        let (id, scope) = (id.to_string(), scope.clone());
         self.blocking(move |s| {
-            if s.get_now(&id)?.status == Status::Running {
+            if s.get_now(&id, &scope)?.status == Status::Running {
                 return Err(JobError::Running(id.clone()));
             }
             Ok(s.remove(&id)?)
@@ -326,7 +346,7 @@ impl Service {
         let mut finished = self.finished.subscribe();
         loop {
             let id2 = id.to_string();
-            let job = self.blocking(move |s| s.get_now(&id2)).await?;
+            let job = self.blocking(move |s| s.get_now(&id2, &Scope::All)).await?;
             if job.status.is_finished() {
                 return Ok(Waited::Finished(job));
             }
@@ -401,6 +421,28 @@ pub enum Submitted {
     /// Its Idempotency-Key was seen before with other bytes: nothing was stored; the job
     /// that holds the key.
     KeyReused(Job),
+    /// Over a queue limit (counted in the inserting transaction): nothing was stored.
+    QueueFull(QueueFull),
+}
+
+/// Which jobs a caller may see and act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every job: an admin key, a signed audio URL, or a service without keys.
+    All,
+    /// The jobs this client (API key name) created.
+    Client(String),
+}
+
+impl Scope {
+    /// Whether `job` is in scope. A job out of scope is answered as missing, so its id
+    /// tells another client nothing.
+    pub fn sees(&self, job: &Job) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Client(name) => job.client.as_deref() == Some(name),
+        }
+    }
 }
 
 /// A job as the API shows it: the record, and its latest webhook delivery.

@@ -33,7 +33,9 @@ pub use sqlite::Sqlite;
 
 use crate::engine::Transcript;
 use crate::error::ErrorCode;
-use crate::job::{Deleted, Delivery, Job, JobResult, ListFilter, NewJob, Piece, Priority, Status};
+use crate::job::{
+    Deleted, Delivery, Inserted, Job, JobResult, ListFilter, NewJob, Piece, Priority, Status,
+};
 
 /// The words of a search, at most 16, with ё folded to е (as the indexes store it); every
 /// one must match.
@@ -57,9 +59,11 @@ impl<T: Records + Queue + Outbox + Pieces> Store for T {}
 /// worker threads, and from the async handlers only through `jobs::Service`, which runs
 /// each on the blocking pool.
 pub trait Records: Send + Sync {
-    /// Insert a record (status `queued`). With an idempotency key already used, returns the
-    /// existing record instead (`Ok((job, false))`).
-    fn insert(&self, n: NewJob) -> Result<(Job, bool), StorageError>;
+    /// Insert a record (status `queued`). With an idempotency key already used, the
+    /// existing record instead. With a [`QueueLimit`](crate::job::QueueLimit), the queued
+    /// jobs are counted in the inserting transaction (under a lock every node takes), so
+    /// concurrent inserts cannot pass the limit together.
+    fn insert(&self, n: NewJob) -> Result<Inserted, StorageError>;
 
     /// A record by id.
     fn get(&self, id: &str) -> Result<Option<Job>, StorageError>;
@@ -97,7 +101,9 @@ pub trait Queue: Send + Sync {
     /// Jobs waiting for a worker; with `Some(p)`, only those of priority `p`.
     fn queued_count(&self, priority: Option<Priority>) -> Result<i64, StorageError>;
 
-    /// Claim the next job for a worker: synchronous requests first, then jobs that waited
+    /// Claim the next job for a worker: synchronous requests first; then the client whose
+    /// work claimed in the last [`FAIR_WINDOW_MS`] is least (fair share: one client's backlog
+    /// does not delay another's note), and within that client's jobs, those that waited
     /// longer than `max_wait_ms` (oldest first), then the smallest file (a short voice note
     /// is not stuck behind a long one). Also reclaims `running` jobs whose lease expired.
     /// A job whose lease expired after `max_attempts` claims fails as `crashed_worker`
@@ -179,6 +185,11 @@ pub trait Pieces: Send + Sync {
     /// The pieces kept for a job, in order.
     fn pieces(&self, id: &str) -> Result<Vec<Piece>, StorageError>;
 }
+
+/// How far back the fair share counts a client's claimed work (10 minutes): long enough to
+/// cover a backlog being worked through, short enough that yesterday's import does not
+/// push a client back today.
+pub const FAIR_WINDOW_MS: i64 = 10 * 60 * 1000;
 
 /// See [`Records::lock_audio`]: released when dropped.
 pub struct AudioLock(#[allow(dead_code)] Option<Box<dyn Send>>);
@@ -302,6 +313,34 @@ fn readable(rows: impl Iterator<Item = Result<Job, StorageError>>) -> Vec<Job> {
         .ok()
     })
     .collect()
+}
+
+/// Whether an insert under `limit` by `client` is refused, given `count` (queued jobs in
+/// all with `None`, of one client with its name), counted in the inserting transaction.
+fn over_limit<E>(
+    limit: crate::job::QueueLimit,
+    client: Option<&str>,
+    count: impl Fn(Option<&str>) -> Result<usize, E>,
+) -> Result<Option<crate::job::QueueFull>, E> {
+    let queued = count(None)?;
+    if queued >= limit.total {
+        return Ok(Some(crate::job::QueueFull {
+            queued,
+            limit: limit.total,
+            client: false,
+        }));
+    }
+    if let (Some(max), Some(name)) = (limit.per_client, client) {
+        let mine = count(Some(name))?;
+        if mine >= max {
+            return Ok(Some(crate::job::QueueFull {
+                queued: mine,
+                limit: max,
+                client: true,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Counts by stored status name, each name read (an unknown one is a corrupt row).

@@ -59,6 +59,7 @@ pub(super) struct JobRow {
     pub priority: i32,
     pub idempotency_key: Option<String>,
     pub callback_url: Option<String>,
+    pub client: Option<String>,
 }
 
 impl JobRow {
@@ -95,6 +96,7 @@ impl JobRow {
             priority,
             idempotency_key: self.idempotency_key,
             callback_url: self.callback_url,
+            client: self.client,
             id,
         })
     }

@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod clients;
 mod cluster;
 mod contract;
 mod decode;

@@ -588,7 +588,14 @@ fn backpressure_429_503_and_disconnects() {
     // No wait allowed for a synchronous request: any work ahead of it refuses it.
     let s = Server::start(
         "tiny.en",
-        &["--queue-limit", "1", "--workers", "1", "--sync-max-wait", "0"],
+        &[
+            "--queue-limit",
+            "1",
+            "--workers",
+            "1",
+            "--sync-max-wait",
+            "0",
+        ],
     );
     let long = long_wav(3); // 33 s: keeps the worker busy for a while
     let r1 = s.req("POST", "/v1/jobs", &[("Content-Type", "audio/wav")], &long);

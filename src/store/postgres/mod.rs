@@ -24,8 +24,8 @@ use postgres::{NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::row::{JobRow, Json};
-use super::{now_ms, search_words, AudioLock, Records, StorageError};
-use crate::job::{Deleted, Job, ListFilter, NewJob, Status};
+use super::{now_ms, over_limit, search_words, AudioLock, Records, StorageError};
+use crate::job::{Deleted, Inserted, Job, ListFilter, NewJob, Status};
 use schema::{MIGRATIONS, MIGRATION_LOCK};
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
@@ -40,6 +40,9 @@ pub struct Postgres {
     /// For the `LISTEN` connection, which stays out of the pool.
     config: postgres::Config,
 }
+
+/// The advisory lock under which limited inserts count the queue (see [`Records::insert`]).
+const QUEUE_LOCK: i64 = 0x0065_6172_7371_7565;
 
 /// The channel a job's queueing is announced on (`NOTIFY`), so idle nodes claim it at once.
 const QUEUED: &str = "earshot_queued";
@@ -68,6 +71,7 @@ fn job_row(r: &Row) -> Result<JobRow, StorageError> {
         priority: r.try_get("priority")?,
         idempotency_key: r.try_get("idempotency_key")?,
         callback_url: r.try_get("callback_url")?,
+        client: r.try_get("client")?,
     })
 }
 
@@ -83,7 +87,7 @@ fn json(v: &impl serde::Serialize) -> serde_json::Value {
 /// The job columns (all but the search vector).
 const COLUMNS: &str = "id, created_at, updated_at, sha256, size, content_type, filename, \
     external_id, source, status, attempts, error_code, error_message, language, duration, \
-    transcript, options, priority, idempotency_key, lease_until, callback_url";
+    transcript, options, priority, idempotency_key, lease_until, callback_url, client";
 
 /// The database's clock, in ms since the epoch. Leases are set and compared on it, so the
 /// nodes' own clocks need not agree.
@@ -197,28 +201,62 @@ fn review_clause(needed: Option<bool>) -> &'static str {
 }
 
 impl Records for Postgres {
-    fn insert(&self, n: NewJob) -> Result<(Job, bool), StorageError> {
+    fn insert(&self, n: NewJob) -> Result<Inserted, StorageError> {
         let mut c = self.conn()?;
+        let mut tx = c.transaction()?;
+        if let Some(limit) = n.limit {
+            // Every node's limited inserts take this lock in turn, so the count below stays
+            // true until this insert commits.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&QUEUE_LOCK])?;
+            if let Some(k) = &n.idempotency_key {
+                let same = tx.query_opt(
+                    &format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = $1"),
+                    &[k],
+                )?;
+                if let Some(row) = same {
+                    return Ok(Inserted::Existing(job_from_row(&row)?));
+                }
+            }
+            // `count` borrows the transaction; it is done before the insert below.
+            let full = {
+                let tx = std::cell::RefCell::new(&mut tx);
+                let count = |client: Option<&str>| -> Result<usize, postgres::Error> {
+                    let n: i64 = tx
+                        .borrow_mut()
+                        .query_one(
+                            "SELECT count(*) FROM jobs WHERE status = 'queued' AND ($1::text IS NULL OR client = $1)",
+                            &[&client],
+                        )?
+                        .try_get(0)?;
+                    Ok(n as usize)
+                };
+                over_limit(limit, n.client.as_deref(), count)?
+            };
+            if let Some(full) = full {
+                return Ok(Inserted::Full(full));
+            }
+        }
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
-        let inserted = c.query_opt(
+        let inserted = tx.query_opt(
             &format!(
-                "INSERT INTO jobs (id, created_at, updated_at, sha256, size, content_type, filename, external_id, source, status, options, priority, idempotency_key, callback_url)
-                 VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $12)
+                "INSERT INTO jobs (id, created_at, updated_at, sha256, size, content_type, filename, external_id, source, status, options, priority, idempotency_key, callback_url, client)
+                 VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $12, $13)
                  ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
             ),
-            &[&id, &now, &n.sha256, &(n.size as i64), &n.content_type, &n.filename, &n.external_id, &n.source, &json(&n.options), &n.priority.as_i32(), &n.idempotency_key, &n.callback_url],
+            &[&id, &now, &n.sha256, &(n.size as i64), &n.content_type, &n.filename, &n.external_id, &n.source, &json(&n.options), &n.priority.as_i32(), &n.idempotency_key, &n.callback_url, &n.client],
         )?;
         if let Some(row) = inserted {
-            c.execute("SELECT pg_notify($1, '')", &[&QUEUED])?;
-            return Ok((job_from_row(&row)?, true));
+            tx.execute("SELECT pg_notify($1, '')", &[&QUEUED])?;
+            tx.commit()?;
+            return Ok(Inserted::New(job_from_row(&row)?));
         }
         // The key is taken (by another request, maybe on another node, just now).
-        let row = c.query_one(
+        let row = tx.query_one(
             &format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = $1"),
             &[&n.idempotency_key],
         )?;
-        Ok((job_from_row(&row)?, false))
+        Ok(Inserted::Existing(job_from_row(&row)?))
     }
 
     fn get(&self, id: &str) -> Result<Option<Job>, StorageError> {
@@ -231,15 +269,15 @@ impl Records for Postgres {
         let words = f.search.as_deref().map(search_words).unwrap_or_default();
         let mut sql = format!(
             "SELECT {COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR external_id = $2)
-             AND ($3::text IS NULL OR id < $3){}",
+             AND ($3::text IS NULL OR id < $3) AND ($5::text IS NULL OR client = $5){}",
             review_clause(f.review_needed)
         );
         let status = f.status.map(Status::as_str);
         let limit = f.limit.clamp(1, crate::job::LIST_MAX) as i64;
         let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
-            vec![&status, &f.external_id, &f.before, &limit];
+            vec![&status, &f.external_id, &f.before, &limit, &f.client];
         for (i, w) in words.iter().enumerate() {
-            let p = i + 5;
+            let p = i + 6;
             sql.push_str(&format!(
                 " AND search @@ (to_tsquery('simple', quote_literal(${p}::text) || ':*')
                    || plainto_tsquery('russian', ${p}::text) || plainto_tsquery('english', ${p}::text))"

@@ -7,7 +7,7 @@ use postgres::NoTls;
 use super::{db_now, job_row, json, Postgres, COLUMNS, DB_NOW_MS, QUEUED};
 use crate::error::ErrorCode;
 use crate::job::{Event, Job, JobResult, Priority};
-use crate::store::{finished_now, now_ms, Queue, StorageError};
+use crate::store::{finished_now, now_ms, Queue, StorageError, FAIR_WINDOW_MS};
 
 /// Put a webhook delivery for a finished job into the outbox, when the job has a callback.
 fn enqueue_delivery(
@@ -85,14 +85,20 @@ impl Queue for Postgres {
         // marked running under a lease.
         let row = tx.query_opt(
             &format!(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $3, updated_at = $1
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = $3, updated_at = $1,
+                 started_at = $1
                  WHERE id = (
-                     SELECT id FROM jobs WHERE status = 'queued' OR (status = 'running' AND lease_until < $1)
-                     ORDER BY priority ASC, (created_at < $2) DESC, CASE WHEN created_at < $2 THEN created_at ELSE size END ASC, id ASC
-                     LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     SELECT j.id FROM jobs j
+                     LEFT JOIN (SELECT client, SUM(COALESCE(duration, size / 4000.0)) AS used
+                                FROM jobs WHERE started_at > $4 GROUP BY client) u
+                       ON u.client IS NOT DISTINCT FROM j.client
+                     WHERE j.status = 'queued' OR (j.status = 'running' AND j.lease_until < $1)
+                     ORDER BY j.priority ASC, COALESCE(u.used, 0) ASC, (j.created_at < $2) DESC,
+                       CASE WHEN j.created_at < $2 THEN j.created_at ELSE j.size END ASC, j.id ASC
+                     LIMIT 1 FOR UPDATE OF j SKIP LOCKED)
                  RETURNING {COLUMNS}"
             ),
-            &[&now, &(now - max_wait_ms), &(now + lease_ms)],
+            &[&now, &(now - max_wait_ms), &(now + lease_ms), &(now - FAIR_WINDOW_MS)],
         )?;
         let Some(row) = row else {
             tx.commit()?;

@@ -66,4 +66,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // same condition).
     "CREATE INDEX jobs_review ON jobs(id)
         WHERE status = 'done' AND transcript->'review'->'needed' = 'true'::jsonb;",
+    // The API key that made a job (issue #39), and when it was last claimed (the fair
+    // share counts each client's recent work).
+    "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS client TEXT;
+    ALTER TABLE jobs ADD COLUMN IF NOT EXISTS started_at BIGINT;
+    CREATE INDEX IF NOT EXISTS jobs_client ON jobs(client, id);
+    CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at) WHERE started_at IS NOT NULL;",
 ];

@@ -72,8 +72,8 @@ fn config_of(db: &Postgres) -> postgres::Config {
 #[test]
 fn search_finds_russian_and_english_word_forms() {
     let Some(db) = open() else { return };
-    let (a, _) = db.insert(new_job("a.oga")).unwrap();
-    let (b, _) = db.insert(new_job("b.oga")).unwrap();
+    let a = db.insert(new_job("a.oga")).unwrap().into_job().unwrap();
+    let b = db.insert(new_job("b.oga")).unwrap().into_job().unwrap();
     db.finish_done(&a.id, &result("ru", "Где мои заказы? Доставка опоздала."))
         .unwrap();
     db.finish_done(&b.id, &result("en", "The parcels were delivered"))
@@ -91,7 +91,7 @@ fn leases_keep_other_nodes_off() {
     let Some(db) = open() else { return };
     let mut n = new_job("hook.oga");
     n.callback_url = Some("http://127.0.0.1:9/hook".into());
-    let (a, _) = db.insert(n).unwrap();
+    let a = db.insert(n).unwrap().into_job().unwrap();
     db.claim(60_000, 30_000, 3).unwrap().unwrap();
     assert_eq!(db.recover_running(3).unwrap(), (0, 0));
     assert!(db.claim(60_000, 30_000, 3).unwrap().is_none());

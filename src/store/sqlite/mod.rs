@@ -13,9 +13,9 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::row::{JobRow, Json};
-use super::{now_ms, search_words, Records, StorageError};
-use crate::job::{Deleted, Job, ListFilter, NewJob, Status};
-use schema::MIGRATIONS;
+use super::{now_ms, over_limit, search_words, Records, StorageError};
+use crate::job::{Deleted, Inserted, Job, ListFilter, NewJob, Status};
+use schema::{Step, MIGRATIONS};
 
 /// A value as its JSON column holds it.
 fn json(v: &impl serde::Serialize) -> String {
@@ -59,6 +59,7 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
         priority: r.get("priority")?,
         idempotency_key: r.get("idempotency_key")?,
         callback_url: r.get("callback_url")?,
+        client: r.get("client")?,
     })
 }
 
@@ -78,7 +79,25 @@ impl Sqlite {
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.unchecked_transaction()?;
-            tx.execute_batch(m)?;
+            match m {
+                Step::Sql(sql) => tx.execute_batch(sql)?,
+                Step::AddColumn {
+                    table,
+                    column,
+                    decl,
+                } => {
+                    let has: bool = tx.query_row(
+                        &format!("SELECT EXISTS(SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1)"),
+                        [column],
+                        |r| r.get(0),
+                    )?;
+                    if !has {
+                        tx.execute_batch(&format!(
+                            "ALTER TABLE {table} ADD COLUMN {column} {decl}"
+                        ))?;
+                    }
+                }
+            }
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
         }
@@ -110,11 +129,11 @@ fn review_index(needed: Option<bool>) -> &'static str {
 }
 
 /// The job list's query: `?1` status, `?2` external id, `?3` before this id, `?4` limit,
-/// `?5` full-text search.
+/// `?5` full-text search, `?6` client.
 fn list_sql(needed: Option<bool>) -> String {
     format!(
         "SELECT * FROM jobs{} WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR external_id = ?2)
-         AND (?3 IS NULL OR id < ?3)
+         AND (?3 IS NULL OR id < ?3) AND (?6 IS NULL OR client = ?6)
          AND (?5 IS NULL OR rowid IN (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ?5)){}
          ORDER BY id DESC LIMIT ?4",
         review_index(needed),
@@ -135,10 +154,12 @@ fn review_clause(needed: Option<bool>) -> &'static str {
 }
 
 impl Records for Sqlite {
-    fn insert(&self, n: NewJob) -> Result<(Job, bool), StorageError> {
+    fn insert(&self, n: NewJob) -> Result<Inserted, StorageError> {
         let c = self.conn();
+        // One connection behind the mutex: the count and the insert are one step.
+        let tx = c.unchecked_transaction()?;
         if let Some(k) = &n.idempotency_key {
-            if let Some(j) = c
+            if let Some(j) = tx
                 .query_row(
                     "SELECT * FROM jobs WHERE idempotency_key = ?1",
                     [k],
@@ -146,18 +167,32 @@ impl Records for Sqlite {
                 )
                 .optional()?
             {
-                return Ok((j.decode()?, false));
+                return Ok(Inserted::Existing(j.decode()?));
+            }
+        }
+        if let Some(limit) = n.limit {
+            let count = |client: Option<&str>| -> rusqlite::Result<usize> {
+                tx.query_row(
+                    "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND (?1 IS NULL OR client = ?1)",
+                    [client],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n as usize)
+            };
+            if let Some(full) = over_limit(limit, n.client.as_deref(), count)? {
+                return Ok(Inserted::Full(full));
             }
         }
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
-        c.execute(
-            "INSERT INTO jobs (id, created_at, updated_at, sha256, size, content_type, filename, external_id, source, status, options, priority, idempotency_key, callback_url)
-             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12)",
-            params![id, now, n.sha256, n.size as i64, n.content_type, n.filename, n.external_id, n.source, json(&n.options), n.priority.as_i32(), n.idempotency_key, n.callback_url],
+        tx.execute(
+            "INSERT INTO jobs (id, created_at, updated_at, sha256, size, content_type, filename, external_id, source, status, options, priority, idempotency_key, callback_url, client)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13)",
+            params![id, now, n.sha256, n.size as i64, n.content_type, n.filename, n.external_id, n.source, json(&n.options), n.priority.as_i32(), n.idempotency_key, n.callback_url, n.client],
         )?;
-        let j = by_id(&c, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-        Ok((j, true))
+        let j = by_id(&tx, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        tx.commit()?;
+        Ok(Inserted::New(j))
     }
 
     fn get(&self, id: &str) -> Result<Option<Job>, StorageError> {
@@ -174,6 +209,7 @@ impl Records for Sqlite {
                 f.before,
                 f.limit.clamp(1, crate::job::LIST_MAX) as i64,
                 f.search.as_deref().and_then(fts_query),
+                f.client,
             ],
             job_row,
         )?;
@@ -257,6 +293,7 @@ mod tests {
                     None::<String>,
                     None::<String>,
                     50,
+                    None::<String>,
                     None::<String>
                 ],
                 |r| r.get::<_, String>(3),

@@ -5,7 +5,18 @@ use rusqlite::{params, OptionalExtension};
 use super::{job_row, json, Sqlite};
 use crate::error::ErrorCode;
 use crate::job::{Event, Job, JobResult, Priority, Status};
-use crate::store::{finished_now, now_ms, Queue, StorageError};
+use crate::store::{finished_now, now_ms, Queue, StorageError, FAIR_WINDOW_MS};
+
+/// Each client's work (seconds of audio) claimed in the fair-share window (`?3`): the
+/// duration of a finished job, else its size at 4 kB a second (a voice note's Opus).
+const USAGE: &str = "usage AS (SELECT client, SUM(COALESCE(duration, size / 4000.0)) AS used
+    FROM jobs WHERE started_at > ?3 GROUP BY client)";
+
+/// The claim's order (see [`Queue::claim`]): synchronous requests first; then the client
+/// whose recent work is least; within it, jobs that waited past `max_wait` (`?2`) oldest
+/// first, then the smallest file.
+const ORDER: &str = "j.priority ASC, COALESCE(u.used, 0) ASC, (j.created_at < ?2) DESC,
+    CASE WHEN j.created_at < ?2 THEN j.created_at ELSE j.size END ASC, j.id ASC";
 
 /// Put a webhook delivery for a finished job into the outbox, when the job has a callback.
 fn enqueue_delivery(
@@ -75,10 +86,14 @@ impl Queue for Sqlite {
         fail_crashed(&tx, &crashed)?;
         let job = tx
             .query_row(
-                "SELECT * FROM jobs WHERE status = 'queued' OR (status = 'running' AND lease_until < ?1)
-                 ORDER BY priority ASC, (created_at < ?2) DESC, CASE WHEN created_at < ?2 THEN created_at ELSE size END ASC, id ASC
-                 LIMIT 1",
-                params![now, now - max_wait_ms],
+                &format!(
+                    "WITH {USAGE}
+                     SELECT j.* FROM jobs j LEFT JOIN usage u ON u.client IS j.client
+                     WHERE j.status = 'queued' OR (j.status = 'running' AND j.lease_until < ?1)
+                     ORDER BY {ORDER}
+                     LIMIT 1"
+                ),
+                params![now, now - max_wait_ms, now - FAIR_WINDOW_MS],
                 job_row,
             )
             .optional()?;
@@ -98,7 +113,7 @@ impl Queue for Sqlite {
             }
         };
         tx.execute(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ?2, updated_at = ?3 WHERE id = ?1",
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ?2, updated_at = ?3, started_at = ?3 WHERE id = ?1",
             params![job.id, now + lease_ms, now],
         )?;
         tx.commit()?;

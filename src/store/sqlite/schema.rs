@@ -1,8 +1,22 @@
 //! The SQLite schema, as the ordered list of migrations `Sqlite::open` applies (`user_version`
-//! counts how many a database has had).
+//! counts how many a database has had). A step is SQL, or a column added only when the table
+//! does not have it yet (SQLite has no `ADD COLUMN IF NOT EXISTS`), so every step can run
+//! again.
 
-pub(super) const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE jobs (
+/// One migration.
+pub(super) enum Step {
+    Sql(&'static str),
+    AddColumn {
+        table: &'static str,
+        column: &'static str,
+        decl: &'static str,
+    },
+}
+
+use Step::{AddColumn, Sql};
+
+pub(super) const MIGRATIONS: &[Step] = &[
+    Sql("CREATE TABLE jobs (
         id TEXT PRIMARY KEY,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL,
@@ -26,8 +40,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX jobs_status ON jobs(status, priority, size);
     CREATE INDEX jobs_external ON jobs(external_id);
-    CREATE INDEX jobs_sha ON jobs(sha256);",
-    "ALTER TABLE jobs ADD COLUMN callback_url TEXT;
+    CREATE INDEX jobs_sha ON jobs(sha256);"),
+    Sql("ALTER TABLE jobs ADD COLUMN callback_url TEXT;
     CREATE TABLE deliveries (
         id TEXT PRIMARY KEY,
         job_id TEXT NOT NULL,
@@ -41,11 +55,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         delivered_at INTEGER
     );
     CREATE INDEX deliveries_due ON deliveries(status, next_attempt_at);
-    CREATE INDEX deliveries_job ON deliveries(job_id);",
+    CREATE INDEX deliveries_job ON deliveries(job_id);"),
     // Full-text search over transcripts, file names and external ids (the inbox's search box),
     // kept in step with `jobs` by triggers. ё is indexed as е (unicode61 folds Latin
     // diacritics only), and [`fts_query`] does the same to the query.
-    "CREATE VIRTUAL TABLE jobs_fts USING fts5(
+    Sql("CREATE VIRTUAL TABLE jobs_fts USING fts5(
         text, filename, external_id, tokenize = 'unicode61 remove_diacritics 2'
     );
     CREATE TRIGGER jobs_fts_insert AFTER INSERT ON jobs BEGIN
@@ -61,17 +75,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
         DELETE FROM jobs_fts WHERE rowid = old.rowid;
     END;
     INSERT INTO jobs_fts(rowid, text, filename, external_id)
-        SELECT rowid, replace(replace(json_extract(transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(filename, 'ё', 'е'), 'Ё', 'Е'), external_id FROM jobs;",
+        SELECT rowid, replace(replace(json_extract(transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(filename, 'ё', 'е'), 'Ё', 'Е'), external_id FROM jobs;"),
     // Transcripts were stored as rendered `verbose_json`; now as `jobs::JobResult`, the
     // engine's transcript with its fields at the top level. The shapes agree but for the
     // language, a name there ("russian") and a code here: the `language` column has the code.
     // (Times stay as they were rounded, to the millisecond.) Text and review keep their paths,
     // so search and the review filter are untouched.
-    "UPDATE jobs SET transcript = json_set(transcript, '$.language', language)
-        WHERE transcript IS NOT NULL AND language IS NOT NULL;",
+    Sql("UPDATE jobs SET transcript = json_set(transcript, '$.language', language)
+        WHERE transcript IS NOT NULL AND language IS NOT NULL;"),
     // The finished pieces of a long recording still running (`engine::Watch`), so that a run
     // cut short goes on from them; gone when the job is done, failed or deleted.
-    "CREATE TABLE IF NOT EXISTS pieces (
+    Sql("CREATE TABLE IF NOT EXISTS pieces (
         job_id TEXT NOT NULL,
         start_sample INTEGER NOT NULL,
         end_sample INTEGER NOT NULL,
@@ -84,9 +98,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
     END;
     CREATE TRIGGER IF NOT EXISTS pieces_deleted AFTER DELETE ON jobs BEGIN
         DELETE FROM pieces WHERE job_id = old.id;
-    END;",
+    END;"),
     // `GET /v1/jobs?review=needed`: the notes someone should listen to, newest first, without
     // reading every row (`Sqlite::list` spells the same condition, so the planner uses it).
-    "CREATE INDEX IF NOT EXISTS jobs_review ON jobs(id)
-        WHERE status = 'done' AND json_extract(transcript, '$.review.needed') = 1;",
+    Sql("CREATE INDEX IF NOT EXISTS jobs_review ON jobs(id)
+        WHERE status = 'done' AND json_extract(transcript, '$.review.needed') = 1;"),
+    // The API key that made a job (issue #39): a client key sees only its own.
+    AddColumn {
+        table: "jobs",
+        column: "client",
+        decl: "TEXT",
+    },
+    // When a job was last claimed: the fair share counts each client's recent work.
+    AddColumn {
+        table: "jobs",
+        column: "started_at",
+        decl: "INTEGER",
+    },
+    Sql("CREATE INDEX IF NOT EXISTS jobs_client ON jobs(client, id);
+    CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at) WHERE started_at IS NOT NULL;"),
 ];

@@ -219,6 +219,25 @@ impl Server {
         self.req("POST", path, &h, &body)
     }
 
+    /// Poll a job, with an API key, until it is done or failed (within five minutes).
+    pub fn wait_job_with(&self, id: &str, key: (&str, &str)) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let r = self.req("GET", &format!("/v1/jobs/{id}"), &[key], b"");
+            assert_eq!(r.status, 200, "{}", r.text());
+            let j = r.json();
+            if j["status"] == "done" || j["status"] == "failed" {
+                return j;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "job {id} still {}",
+                j["status"]
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Poll a job until it is done or failed.
     pub fn wait_job(&self, id: &str, timeout: Duration) -> serde_json::Value {
         let start = Instant::now();

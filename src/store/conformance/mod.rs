@@ -6,6 +6,8 @@
 //! back as stored, by their hash, once per content, in one PUT or in parts, gone when
 //! removed, and stored by a commit even when removed after being staged.
 
+pub(super) mod clients;
+
 use std::collections::HashSet;
 
 use super::{Blobs, StorageError, Store};
@@ -62,6 +64,18 @@ macro_rules! behaviour {
             }
         }
         #[test]
+        fn queue_limits_hold_under_concurrent_inserts() {
+            if let Some(db) = $open {
+                super::super::conformance::clients::queue_limits(&db);
+            }
+        }
+        #[test]
+        fn clients_take_turns_in_the_queue() {
+            if let Some(db) = $open {
+                super::super::conformance::clients::fair_share(&db);
+            }
+        }
+        #[test]
         fn a_row_that_does_not_read_is_an_error_never_a_default() {
             if let Some(db) = $open {
                 super::super::conformance::corrupt_rows(&db, |sql| db.execute_for_test(sql));
@@ -83,6 +97,8 @@ pub(super) fn new_job(name: &str) -> NewJob {
         priority: Priority::Queued,
         idempotency_key: None,
         callback_url: None,
+        client: None,
+        limit: None,
     }
 }
 
@@ -116,8 +132,8 @@ pub(super) fn search(db: &dyn Store, q: &str) -> Vec<String> {
 }
 
 pub(super) fn full_text_search(db: &dyn Store) {
-    let a = db.insert(new_job("a.oga")).unwrap().0;
-    let b = db.insert(new_job("b.oga")).unwrap().0;
+    let a = db.insert(new_job("a.oga")).unwrap().into_job().unwrap();
+    let b = db.insert(new_job("b.oga")).unwrap().into_job().unwrap();
     db.insert(new_job("заказ_2.oga")).unwrap();
     db.finish_done(&a.id, &result("ru", "Где мой заказ? Жёлтая коробка."))
         .unwrap();
@@ -143,7 +159,7 @@ pub(super) fn full_text_search(db: &dyn Store) {
 /// Issue #13, item 1: a job that was running each time the process died three times is
 /// failed as `crashed_worker`, not requeued into a fourth crash; a shutdown does not count.
 pub(super) fn crash_loop_protection(db: &dyn Store) {
-    let a = db.insert(new_job("bomb.wav")).unwrap().0;
+    let a = db.insert(new_job("bomb.wav")).unwrap().into_job().unwrap();
     for round in 1..=3u32 {
         // A lease already run out: the process is as good as killed.
         let claimed = db.claim(-1, 30_000, 3).unwrap().expect("claimable");
@@ -191,8 +207,9 @@ pub(super) fn one_job_per_key(db: &dyn Store) {
                 s.spawn(|| {
                     let mut n = new_job("same.oga");
                     n.idempotency_key = Some("k-1".into());
-                    let (job, created) = db.insert(n).unwrap();
-                    (job.id, created)
+                    let inserted = db.insert(n).unwrap();
+                    let created = inserted.created();
+                    (inserted.into_job().unwrap().id, created)
                 })
             })
             .collect();
@@ -207,7 +224,13 @@ pub(super) fn one_job_per_key(db: &dyn Store) {
 pub(super) fn exclusive_claims(db: &dyn Store) {
     let mut all = HashSet::new();
     for i in 0..24 {
-        all.insert(db.insert(new_job(&format!("{i}.oga"))).unwrap().0.id);
+        all.insert(
+            db.insert(new_job(&format!("{i}.oga")))
+                .unwrap()
+                .into_job()
+                .unwrap()
+                .id,
+        );
     }
     let claimed: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
@@ -235,8 +258,8 @@ pub(super) fn exclusive_claims(db: &dyn Store) {
 pub(super) fn outbox_and_pieces(db: &dyn Store) {
     let mut n = new_job("hook.oga");
     n.callback_url = Some("http://127.0.0.1:9/hook".into());
-    let a = db.insert(n).unwrap().0;
-    let plain = db.insert(new_job("plain.oga")).unwrap().0;
+    let a = db.insert(n).unwrap().into_job().unwrap();
+    let plain = db.insert(new_job("plain.oga")).unwrap().into_job().unwrap();
     let claimed = db.claim(60_000, 30_000, 3).unwrap().unwrap();
     let claimed2 = db.claim(60_000, 30_000, 3).unwrap().unwrap();
     assert_eq!(
@@ -287,7 +310,7 @@ pub(super) fn outbox_and_pieces(db: &dyn Store) {
 pub(super) fn finished_once(db: &dyn Store) {
     let mut n = new_job("once.oga");
     n.callback_url = Some("http://127.0.0.1:9/hook".into());
-    let (job, _) = db.insert(n).unwrap();
+    let job = db.insert(n).unwrap().into_job().unwrap();
     let claimed = db.claim(60_000, 1_000_000, 3).unwrap().expect("the job");
     assert_eq!(claimed.id, job.id);
     db.finish_done(&job.id, &result("ru", "первый")).unwrap();
@@ -306,9 +329,17 @@ pub(super) fn finished_once(db: &dyn Store) {
 /// Retention picks finished jobs older than the age given, never queued or running ones;
 /// a job it picks is gone after its delete.
 pub(super) fn retention(db: &dyn Store) {
-    let (done, _) = db.insert(new_job("done.oga")).unwrap();
-    let (failed, _) = db.insert(new_job("failed.oga")).unwrap();
-    let (waiting, _) = db.insert(new_job("waiting.oga")).unwrap();
+    let done = db.insert(new_job("done.oga")).unwrap().into_job().unwrap();
+    let failed = db
+        .insert(new_job("failed.oga"))
+        .unwrap()
+        .into_job()
+        .unwrap();
+    let waiting = db
+        .insert(new_job("waiting.oga"))
+        .unwrap()
+        .into_job()
+        .unwrap();
     db.finish_done(&done.id, &result("ru", "да")).unwrap();
     db.finish_failed(&failed.id, ErrorCode::Corrupt, "bad")
         .unwrap();
@@ -331,9 +362,17 @@ pub(super) fn retention(db: &dyn Store) {
 /// defaults (such a job fails when claimed, and is not run), and a list leaves the row out
 /// while showing the others.
 pub(super) fn corrupt_rows(db: &dyn Store, raw: impl Fn(&str)) {
-    let bad_status = db.insert(new_job("status.oga")).unwrap().0;
-    let bad_options = db.insert(new_job("options.oga")).unwrap().0;
-    let fine = db.insert(new_job("fine.oga")).unwrap().0;
+    let bad_status = db
+        .insert(new_job("status.oga"))
+        .unwrap()
+        .into_job()
+        .unwrap();
+    let bad_options = db
+        .insert(new_job("options.oga"))
+        .unwrap()
+        .into_job()
+        .unwrap();
+    let fine = db.insert(new_job("fine.oga")).unwrap().into_job().unwrap();
     raw(&format!(
         "UPDATE jobs SET status = 'paused' WHERE id = '{}'",
         bad_status.id
