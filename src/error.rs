@@ -214,4 +214,26 @@ mod tests {
         }
         assert_eq!(ErrorCode::parse("no_such_code"), None);
     }
+
+    /// docs/api.md's error table names every code in the row of its status, so no code can
+    /// be missing from it (issue #40, item 11).
+    #[test]
+    fn the_docs_error_table_names_every_code_under_its_status() {
+        let doc = include_str!("../docs/api.md");
+        let mut missing = Vec::new();
+        for &c in ErrorCode::ALL {
+            let row = format!("| {} |", c.http_status());
+            let named = doc
+                .lines()
+                .filter(|l| l.starts_with(&row))
+                .any(|l| l.contains(&format!("`{}`", c.as_str())));
+            if !named {
+                missing.push(format!("{} {}", c.http_status(), c.as_str()));
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/api.md's error table lacks {missing:?}"
+        );
+    }
 }

@@ -99,23 +99,33 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
         defaults,
     );
     let workers = queue.start();
+    let model_name = cfg.model.model.clone();
+    let grace = cfg.shutdown_grace;
+    let limits = crate::listener::Limits {
+        max_connections: fit_connections(cfg.connections.max_connections),
+        ..cfg.connections
+    };
+    let (listen, retention_days) = (cfg.listen, cfg.retention_days);
+    let (secret, allow) = (
+        cfg.webhook_secret.as_ref().map(|s| s.expose().to_string()),
+        cfg.webhook_allow_private,
+    );
+    let state = AppState::new(cfg, keys, queue.clone(), model_name);
     {
+        // The webhook body is the body of GET /v1/jobs/{id}, signed audio URL included.
         let db: Arc<dyn Outbox> = db;
-        let (db, secret, allow) = (
-            db,
-            cfg.webhook_secret.as_ref().map(|s| s.expose().to_string()),
-            cfg.webhook_allow_private,
-        );
+        let state = state.clone();
         std::thread::Builder::new()
             .name("earshot-webhooks".into())
             .spawn(move || {
                 let db2 = db.clone();
                 crate::webhooks::run(db, secret, allow, move |job| {
-                    crate::jobs::job_json(job, db2.latest_delivery(&job.id).ok().flatten().as_ref())
+                    let delivery = db2.latest_delivery(&job.id).ok().flatten();
+                    state.job_body(job.clone(), delivery)
                 })
             })?;
     }
-    if let Some(days) = cfg.retention_days {
+    if let Some(days) = retention_days {
         let queue = queue.clone();
         tokio::spawn(async move {
             loop {
@@ -131,17 +141,10 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
             }
         });
     }
-    let model_name = cfg.model.model.clone();
-    let grace = cfg.shutdown_grace;
-    let limits = crate::listener::Limits {
-        max_connections: fit_connections(cfg.connections.max_connections),
-        ..cfg.connections
-    };
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("listening on {}", cfg.listen))?;
+        .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(cfg, keys, queue.clone(), model_name);
     // SIGHUP: read the API keys again (a revoked key is refused from then on).
     {
         let state = state.clone();

@@ -145,7 +145,10 @@ impl Addresses {
 }
 
 /// Check a callback URL: scheme, host, and (with [`Addresses::Check`]) that it resolves only
-/// to global unicast addresses. Returns a message a client can act on.
+/// to global unicast addresses. Returns a message a client can act on. A host that does not
+/// resolve *now* passes (issue #40, item 1): a DNS hiccup at submit time must not refuse a
+/// customer's voice note; each delivery resolves it again, through the resolver that refuses
+/// private addresses, and retries with backoff while it does not resolve.
 pub fn check_url(url: &str, addresses: Addresses) -> Result<(), String> {
     let (scheme, rest) = url
         .split_once("://")
@@ -172,15 +175,14 @@ pub fn check_url(url: &str, addresses: Addresses) -> Result<(), String> {
     }
     let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
-        Err(_) => (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| format!("callback_url host does not resolve: {e}"))?
-            .map(|a| a.ip())
-            .collect(),
+        Err(_) => match (host.as_str(), port).to_socket_addrs() {
+            Ok(found) => found.map(|a| a.ip()).collect(),
+            Err(e) => {
+                tracing::info!(host = %host, error = %e, "callback host does not resolve now; each delivery resolves it again");
+                return Ok(());
+            }
+        },
     };
-    if addrs.is_empty() {
-        return Err("callback_url host does not resolve".into());
-    }
     if let Some(a) = addrs.iter().find(|a| is_private(**a)) {
         return Err(format!(
             "callback_url resolves to {a}, which is not a global unicast address (loopback, private, link-local, reserved or documentation); the operator must start earshot with --webhook-allow-private to allow that"

@@ -262,15 +262,14 @@ impl Settings {
         Ok(Defaults { language, prompt })
     }
 
-    /// Every API key: the flags' and the keys file's (read now). A name given twice keeps
-    /// its first key. Empty: no authentication.
+    /// Every API key: the flags' and the keys file's (read now). Several keys may share a
+    /// name (bare secrets are all `default`; a key being rotated has two): each works, and
+    /// jobs are recorded under the name. Empty: no authentication.
     pub fn keys(&self) -> Result<Vec<ApiKey>, ConfigError> {
         let mut all = self.api_keys.clone();
         if let Some(path) = &self.api_keys_file {
             all.extend(keys::read_file(path)?);
         }
-        let mut seen = std::collections::HashSet::new();
-        all.retain(|k| seen.insert(k.name.clone()));
         Ok(all)
     }
 

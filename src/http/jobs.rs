@@ -6,7 +6,7 @@ use super::*;
 pub(super) async fn create_job(
     State(s): State<Shared>,
     Extension(caller): Extension<Caller>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
     req: Request,
 ) -> ApiResult<Response> {
     let headers = req.headers().clone();
@@ -72,7 +72,20 @@ pub(super) async fn create_job(
         return Err(ApiError::of(ErrorCode::UnsupportedMediaType, "send multipart/form-data with a 'file' field, or the audio itself with an audio/* Content-Type"));
     };
     // Query parameters fill in what form fields did not say: every option can be either.
+    // As in a form, `name[]` is `name`, and a repeated parameter's values are joined
+    // (`timestamp_granularities[]=word&timestamp_granularities[]=segment`).
+    let mut asked: HashMap<String, String> = HashMap::new();
     for (k, v) in query {
+        let k = k.trim_end_matches("[]").to_string();
+        asked
+            .entry(k)
+            .and_modify(|x| {
+                x.push(',');
+                x.push_str(&v)
+            })
+            .or_insert(v);
+    }
+    for (k, v) in asked {
         up.fields.entry(k).or_insert(v);
     }
     let translate = crate::job::flag(&up.fields, "translate")?;

@@ -188,6 +188,11 @@ impl AppState {
         mac
     }
 
+    /// A job as `GET /v1/jobs/{id}` shows it (the webhook body is the same).
+    pub fn job_body(&self, job: Job, delivery: Option<crate::job::Delivery>) -> Value {
+        job_view(self, &Shown { job, delivery })
+    }
+
     /// The API keys now.
     pub fn keys(&self) -> Arc<Vec<crate::config::ApiKey>> {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()

@@ -12,13 +12,24 @@ pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
+/// Refuse from `Content-Length`, before any of the body is read, an upload over
+/// `--max-upload-bytes`: the body itself when it is the audio, by one byte or more (issue
+/// #40, item 4); a multipart form with [`FORM_SLACK`] more, for its other fields and
+/// boundaries (its file part is held to the limit as it streams).
 pub(super) fn check_length(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let len = content_length(headers);
-    match len {
-        Some(n) if n > s.cfg.limits.max_bytes + 64 * 1024 => Err(too_large(s)),
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("multipart/"));
+    let slack = if multipart { FORM_SLACK } else { 0 };
+    match content_length(headers) {
+        Some(n) if n > s.cfg.limits.max_bytes + slack => Err(too_large(s)),
         _ => Ok(()),
     }
 }
+
+/// What a multipart form may carry besides its file (fields, boundaries, part headers).
+pub(super) const FORM_SLACK: u64 = 64 * 1024;
 
 /// Refuse an upload while free disk is below `--min-free-disk-mb` (counting the announced
 /// body), before anything is read: 507, so a client retries later rather than gives up.

@@ -117,4 +117,20 @@ pub(super) const MIGRATIONS: &[Step] = &[
     },
     Sql("CREATE INDEX IF NOT EXISTS jobs_client ON jobs(client, id);
     CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at) WHERE started_at IS NOT NULL;"),
+    // External ids are searched with ё folded to е too, as transcripts and file names are
+    // (issue #40, item 7): the triggers made again, the index filled again.
+    Sql("DROP TRIGGER IF EXISTS jobs_fts_insert;
+    DROP TRIGGER IF EXISTS jobs_fts_update;
+    CREATE TRIGGER jobs_fts_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO jobs_fts(rowid, text, filename, external_id)
+        VALUES (new.rowid, replace(replace(json_extract(new.transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(new.filename, 'ё', 'е'), 'Ё', 'Е'), replace(replace(new.external_id, 'ё', 'е'), 'Ё', 'Е'));
+    END;
+    CREATE TRIGGER jobs_fts_update AFTER UPDATE OF transcript, filename, external_id ON jobs BEGIN
+        DELETE FROM jobs_fts WHERE rowid = old.rowid;
+        INSERT INTO jobs_fts(rowid, text, filename, external_id)
+        VALUES (new.rowid, replace(replace(json_extract(new.transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(new.filename, 'ё', 'е'), 'Ё', 'Е'), replace(replace(new.external_id, 'ё', 'е'), 'Ё', 'Е'));
+    END;
+    DELETE FROM jobs_fts;
+    INSERT INTO jobs_fts(rowid, text, filename, external_id)
+        SELECT rowid, replace(replace(json_extract(transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(filename, 'ё', 'е'), 'Ё', 'Е'), replace(replace(external_id, 'ё', 'е'), 'Ё', 'Е') FROM jobs;"),
 ];
