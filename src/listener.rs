@@ -75,6 +75,11 @@ struct ConnState {
     in_flight: AtomicUsize,
     /// Whether a response was sent on this connection.
     served: AtomicBool,
+    /// Responses the router made on this connection, and response heads written: a head
+    /// written when every response of the router's is already out is hyper's own (a request
+    /// it could not parse), and is given the JSON error shape ([`Watched`]).
+    answered: AtomicUsize,
+    heads: AtomicUsize,
 }
 
 impl ConnState {
@@ -107,6 +112,57 @@ impl ConnState {
 struct Watched<S> {
     inner: S,
     state: Arc<ConnState>,
+    /// A JSON error response standing in for one hyper wrote, still to be sent.
+    pending: Vec<u8>,
+}
+
+/// The response that replaces hyper's own bare error response `head` (malformed HTTP: a bad
+/// request line, `Content-Length: abc`, headers too large), in the shape every other error
+/// has (issue #40, item 12). The connection closes after it, as hyper's would.
+fn json_for_bare(head: &[u8]) -> Vec<u8> {
+    let code = std::str::from_utf8(head.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::BAD_REQUEST);
+    let (error, message) = match code {
+        StatusCode::BAD_REQUEST => (
+            ErrorCode::InvalidRequest,
+            "the request is not valid HTTP/1.1 (its request line or a header, such as Content-Length, does not parse)",
+        ),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            (ErrorCode::HttpError, "the request's headers are too large")
+        }
+        StatusCode::URI_TOO_LONG => (ErrorCode::HttpError, "the request's URI is too long"),
+        _ => (ErrorCode::HttpError, "the request could not be served"),
+    };
+    let body = crate::error::error_body(code.as_u16(), error, message, None).to_string();
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        code.as_u16(),
+        code.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes()
+}
+
+impl<S: AsyncWrite + Unpin> Watched<S> {
+    /// Send what is pending; ready once nothing is.
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while !self.pending.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.pending) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.pending.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
@@ -137,6 +193,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        std::task::ready!(self.drain(cx))?;
+        // An interim `100 Continue` (hyper's, to `Expect: 100-continue`) is neither the
+        // router's response nor an error: it passes, uncounted.
+        if buf.starts_with(b"HTTP/1.1 ") && !buf.starts_with(b"HTTP/1.1 1") {
+            let st = &self.state;
+            let error = buf.starts_with(b"HTTP/1.1 4") || buf.starts_with(b"HTTP/1.1 5");
+            if error && st.heads.load(Ordering::SeqCst) >= st.answered.load(Ordering::SeqCst) {
+                // hyper's own answer to a request it could not parse: ours instead.
+                let replacement = json_for_bare(buf);
+                self.pending = replacement;
+                self.state.touch();
+                let _ = self.drain(cx)?;
+                return Poll::Ready(Ok(buf.len()));
+            }
+            st.heads.fetch_add(1, Ordering::SeqCst);
+        }
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.state.touch();
@@ -144,9 +216,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.drain(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.drain(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -311,10 +385,13 @@ async fn connection(
         head_started: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
         served: AtomicBool::new(false),
+        answered: AtomicUsize::new(0),
+        heads: AtomicUsize::new(0),
     });
     let io = TokioIo::new(Watched {
         inner: stream,
         state: state.clone(),
+        pending: Vec::new(),
     });
     let st = state.clone();
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -333,6 +410,7 @@ async fn connection(
                 })
             });
             let resp = app.call(req).await;
+            st.answered.fetch_add(1, Ordering::SeqCst);
             st.served.store(true, Ordering::SeqCst);
             st.touch();
             st.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -395,6 +473,8 @@ mod tests {
             head_started: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             served: AtomicBool::new(false),
+            answered: AtomicUsize::new(0),
+            heads: AtomicUsize::new(0),
         }
     }
 

@@ -1,5 +1,5 @@
 //! Where the service and docs/api.md disagreed (issue #40), one test each, against a real
-//! server: the ones fixed so far.
+//! server.
 
 use std::time::Duration;
 
@@ -253,4 +253,40 @@ fn yo_in_an_external_id_is_found_as_ye() {
     assert_eq!(r.status, 202, "{}", r.text());
     let found = s.get("/v1/jobs?q=заказ%20жел").json();
     assert_eq!(found["data"].as_array().unwrap().len(), 1, "{found}");
+}
+
+/// Item 12: malformed HTTP (a bad request line, `Content-Length: abc`) gets the JSON error
+/// shape like every other error, not hyper's bare 400; a well-formed request on another
+/// connection is still served, and `Expect: 100-continue` still gets its interim answer.
+#[test]
+fn malformed_http_gets_the_json_error_shape() {
+    use std::io::{Read, Write};
+    let s = Server::start("tiny.en", &[]);
+    let raw = |request: &[u8]| {
+        let mut sock = std::net::TcpStream::connect(&s.addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        sock.write_all(request).unwrap();
+        let mut out = Vec::new();
+        let _ = sock.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).to_string()
+    };
+    for request in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n12345",
+    ] {
+        let answer = raw(request);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let json: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"));
+        assert_eq!(json["error"]["code"], "invalid_request", "{answer}");
+        assert!(json["error"]["message"].as_str().is_some());
+    }
+    let interim = raw(
+        b"GET /v1/models HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(interim.contains("HTTP/1.1 200"), "{interim}");
+    assert_eq!(s.get("/v1/models").status, 200);
 }
