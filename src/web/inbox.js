@@ -47,7 +47,15 @@ const STRINGS = {
       too_long: "The recording is too long.",
       invalid_language: "The requested language is not supported by this model.",
       inference_failed: "Speech recognition failed; retrying may help.",
+      crashed_worker: "The service stopped while transcribing this note, each time; its audio is kept.",
+      storage_error: "The service's storage failed; retrying may help.",
+      storage_unavailable: "The service's storage did not answer; retrying may help.",
+      transcription_failed: "Transcription failed; retrying may help.",
+      model_load_failed: "The speech model could not be loaded.",
+      gpu_unavailable: "No usable GPU for this note.",
+      cancelled: "Stopped by a restart; retrying runs it again.",
     },
+    lang_switch: "Language",
   },
   ru: {
     logout: "Забыть ключ", login_title: "Ключ API",
@@ -88,12 +96,30 @@ const STRINGS = {
       too_long: "Запись слишком длинная.",
       invalid_language: "Этот язык не поддерживается моделью.",
       inference_failed: "Распознавание не удалось; можно повторить.",
+      crashed_worker: "Сервис останавливался при распознавании этого сообщения, каждый раз; запись сохранена.",
+      storage_error: "Ошибка хранилища сервиса; можно повторить.",
+      storage_unavailable: "Хранилище сервиса не ответило; можно повторить.",
+      transcription_failed: "Распознать не удалось; можно повторить.",
+      model_load_failed: "Не удалось загрузить модель распознавания.",
+      gpu_unavailable: "Нет доступной видеокарты для этого сообщения.",
+      cancelled: "Остановлено перезапуском; повтор запустит снова.",
     },
+    lang_switch: "Язык",
   },
 };
 
-const lang = (navigator.languages && navigator.languages[0] || navigator.language || "en")
-  .toLowerCase().startsWith("ru") ? "ru" : "en";
+// The page's language: the one chosen with the switch (kept in this browser), else the
+// browser's own (what it sends as Accept-Language).
+const LANG_KEY = "earshot.lang";
+function chosenLang() {
+  try {
+    const saved = localStorage.getItem(LANG_KEY);
+    if (saved === "ru" || saved === "en") return saved;
+  } catch (_) { /* storage off: the browser's language */ }
+  return (navigator.languages && navigator.languages[0] || navigator.language || "en")
+    .toLowerCase().startsWith("ru") ? "ru" : "en";
+}
+const lang = chosenLang();
 const T = STRINGS[lang];
 const $ = (id) => document.getElementById(id);
 
@@ -315,7 +341,9 @@ function fillRow(row, j) {
   p.retry.hidden = !failed;
   if (failed) {
     p.whyText.textContent = reason(j);
-    p.detail.textContent = j.error && j.error.message && T.err[j.error.code]
+    // The service's own words are English: shown beside a translated reason only on the
+    // English page.
+    p.detail.textContent = lang === "en" && j.error && j.error.message && T.err[j.error.code]
       ? "(" + j.error.message + ")" : "";
     p.retry.disabled = false;
     p.retry.textContent = T.retry;
@@ -467,6 +495,15 @@ function translate() {
     if (typeof s === "string") e.textContent = s;
   }
   $("list").setAttribute("aria-label", T.list_label);
+  $("langs").setAttribute("aria-label", T.lang_switch);
+  for (const b of document.querySelectorAll("#langs button")) {
+    b.setAttribute("aria-pressed", String(b.dataset.lang === lang));
+    b.addEventListener("click", () => {
+      if (b.dataset.lang === lang) return;
+      try { localStorage.setItem(LANG_KEY, b.dataset.lang); } catch (_) { /* this page only */ }
+      location.reload(); // the key stays: it is in this tab's sessionStorage
+    });
+  }
 }
 
 function init() {

@@ -341,6 +341,49 @@ async fn operator_uploads_a_note_and_reads_its_text() {
     )
     .await;
     assert_eq!(status, "Готово");
+    // Not one English string of the page's table is left in the Russian page, in its text
+    // or its labels; and the reverse after the switch to English.
+    const LEFT_OVER: &str = "const other = arguments[0];
+        const flat = (o) => Object.values(o).flatMap(v => typeof v === 'string' ? [v] : flat(v));
+        const mine = new Set(flat(STRINGS[document.documentElement.lang]));
+        const shown = document.body.innerText + ' ' + [...document.querySelectorAll('[aria-label],[title],[placeholder]')]
+            .map(e => [e.getAttribute('aria-label'), e.getAttribute('title'), e.getAttribute('placeholder')].join(' ')).join(' ');
+        return flat(STRINGS[other]).filter(s => s.length >= 4 && !mine.has(s) && shown.includes(s));";
+    let left = ru.execute(LEFT_OVER, vec![json!("en")]).await.unwrap();
+    assert_eq!(left, json!([]), "English left in the Russian page");
+    ru.find(Locator::Css("#langs button[data-lang=en]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = wait_js(
+        &ru,
+        "const r = document.documentElement.lang === 'en' && document.querySelector('li.job.done'); return r && r.querySelector('.status').textContent",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        status, "Done",
+        "the switch turns the page English, the key kept"
+    );
+    let pressed = js(
+        &ru,
+        "return document.querySelector('#langs button[aria-pressed=true]').dataset.lang",
+    )
+    .await;
+    assert_eq!(pressed, "en");
+    let left = ru.execute(LEFT_OVER, vec![json!("ru")]).await.unwrap();
+    assert_eq!(left, json!([]), "Russian left in the English page");
+    // The choice is kept in this browser over its own language.
+    ru.refresh().await.unwrap();
+    let lang = wait_js(
+        &ru,
+        "return document.querySelector('li.job.done') && document.documentElement.lang",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(lang, "en");
     ru.close().await.unwrap();
 }
 
