@@ -238,3 +238,63 @@ fn throughput() {
         notes as f64 * 60.0 / took
     );
 }
+
+/// Issue #39's fair share across nodes: two nodes of one worker each on one database; client
+/// A queues 40 notes through node a, then client B posts 4 through node b. B's four are done
+/// before A has finished 20: every node's claim takes turns between clients.
+#[test]
+fn two_nodes_take_turns_between_clients() {
+    if !cluster_here() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--workers",
+        "1",
+        "--threads-per-job",
+        "1",
+        "--api-key",
+        "shop-a=aaaa-secret",
+        "--api-key",
+        "shop-b=bbbb-secret",
+    ];
+    let dir = |n: &str| {
+        let d = tmp.path().join(n);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let a = Server::start_node(tmp.path(), &dir("a"), "tiny.en", &args);
+    let b = Server::start_node(tmp.path(), &dir("b"), "tiny.en", &args);
+    let audio = read_fixture("telegram_jfk.oga");
+    let post = |s: &Server, key: &str| {
+        let auth = format!("Bearer {key}");
+        let r = s.req(
+            "POST",
+            "/v1/jobs",
+            &[("Authorization", &auth), ("Content-Type", "audio/ogg")],
+            &audio,
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+        r.json()["id"].as_str().unwrap().to_string()
+    };
+    for _ in 0..40 {
+        post(&a, "aaaa-secret");
+    }
+    let mine: Vec<String> = (0..4).map(|_| post(&b, "bbbb-secret")).collect();
+    for id in &mine {
+        b.wait_job_with(id, ("Authorization", "Bearer bbbb-secret"));
+    }
+    let done = a
+        .req(
+            "GET",
+            "/v1/jobs?status=done&limit=100",
+            &[("Authorization", "Bearer aaaa-secret")],
+            b"",
+        )
+        .json();
+    let a_done = done["data"].as_array().unwrap().len();
+    assert!(
+        a_done < 20,
+        "{a_done} of A's notes were done before B's four"
+    );
+}
