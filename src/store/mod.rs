@@ -13,6 +13,18 @@
 //! runtime thread), made from worker threads and, for the async handlers, from the blocking
 //! pool (`jobs::Service` is the one bridge).
 //!
+//! The fair share (issue #39), in both stores: start-time fair queuing over audio seconds.
+//! - Each client has a virtual time (`clients.vtime`): the audio seconds it has been served.
+//! - A claim takes the job of the client with the least virtual time (a client not seen yet
+//!   counts as 0).
+//! - A claim adds the job's estimated audio ([`BYTES_PER_AUDIO_S`]) to its client's virtual
+//!   time; finishing it replaces the estimate with its real duration.
+//! - A client that had nothing queued starts, with its first queued job, at no less than the
+//!   least virtual time of the clients that are waiting: a client idle for a day comes back
+//!   level with the others, with no credit saved up.
+//! - A claim writes one row, its client's; an insert reads the waiting clients' rows only
+//!   when its client had nothing queued.
+//!
 //! This module holds the traits, and the helpers both record stores share; the record types
 //! are in [`crate::job`].
 
@@ -101,11 +113,11 @@ pub trait Queue: Send + Sync {
     /// Jobs waiting for a worker; with `Some(p)`, only those of priority `p`.
     fn queued_count(&self, priority: Option<Priority>) -> Result<i64, StorageError>;
 
-    /// Claim the next job for a worker: synchronous requests first; then the client whose
-    /// work claimed in the last [`FAIR_WINDOW_MS`] is least (fair share: one client's backlog
-    /// does not delay another's note), and within that client's jobs, those that waited
-    /// longer than `max_wait_ms` (oldest first), then the smallest file (a short voice note
-    /// is not stuck behind a long one). Also reclaims `running` jobs whose lease expired.
+    /// Claim the next job for a worker: synchronous requests first; then the client that is
+    /// furthest behind in its share (fair share, by audio seconds: see the module's doc), and
+    /// within that client's jobs, those that waited longer than `max_wait_ms` (oldest first),
+    /// then the smallest file (a short voice note is not stuck behind a long one). Also
+    /// reclaims `running` jobs whose lease expired.
     /// A job whose lease expired after `max_attempts` claims fails as `crashed_worker`
     /// instead (see [`Queue::recover_running`]). A job whose row does not read fails as
     /// `storage_error` in the same step, and the claim returns [`StorageError::Corrupt`]:
@@ -186,10 +198,9 @@ pub trait Pieces: Send + Sync {
     fn pieces(&self, id: &str) -> Result<Vec<Piece>, StorageError>;
 }
 
-/// How far back the fair share counts a client's claimed work (10 minutes): long enough to
-/// cover a backlog being worked through, short enough that yesterday's import does not
-/// push a client back today.
-pub const FAIR_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// Bytes of a stored file taken as one second of audio until it is decoded: a voice note's
+/// Opus at 32 kbit/s.
+pub const BYTES_PER_AUDIO_S: f64 = 4000.0;
 
 /// See [`Records::lock_audio`]: released when dropped.
 pub struct AudioLock(#[allow(dead_code)] Option<Box<dyn Send>>);

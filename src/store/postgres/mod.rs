@@ -247,6 +247,25 @@ impl Records for Postgres {
             &[&id, &now, &n.sha256, &(n.size as i64), &n.content_type, &n.filename, &n.external_id, &n.source, &json(&n.options), &n.priority.as_i32(), &n.idempotency_key, &n.callback_url, &n.client],
         )?;
         if let Some(row) = inserted {
+            // The fair share: a client that had nothing queued comes in level with those
+            // waiting.
+            let was_waiting: bool = tx
+                .query_one(
+                    "SELECT EXISTS(SELECT 1 FROM jobs WHERE status = 'queued' AND id <> $1
+                     AND client IS NOT DISTINCT FROM $2)",
+                    &[&id, &n.client],
+                )?
+                .try_get(0)?;
+            if !was_waiting {
+                tx.execute(
+                    "INSERT INTO clients AS t (name, vtime)
+                     SELECT $1, COALESCE(MIN(c.vtime), 0) FROM clients c
+                     WHERE c.name <> $1 AND EXISTS (SELECT 1 FROM jobs j
+                         WHERE j.status = 'queued' AND COALESCE(j.client, '') = c.name)
+                     ON CONFLICT (name) DO UPDATE SET vtime = GREATEST(t.vtime, excluded.vtime)",
+                    &[&n.client.clone().unwrap_or_default()],
+                )?;
+            }
             tx.execute("SELECT pg_notify($1, '')", &[&QUEUED])?;
             tx.commit()?;
             return Ok(Inserted::New(job_from_row(&row)?));

@@ -7,7 +7,22 @@ use postgres::NoTls;
 use super::{db_now, job_row, json, Postgres, COLUMNS, DB_NOW_MS, QUEUED};
 use crate::error::ErrorCode;
 use crate::job::{Event, Job, JobResult, Priority};
-use crate::store::{finished_now, now_ms, Queue, StorageError, FAIR_WINDOW_MS};
+use crate::store::{finished_now, now_ms, Queue, StorageError, BYTES_PER_AUDIO_S};
+
+/// Move the fair share on by a claimed job of `client` with `cost` estimated audio seconds
+/// (see the `store` module's doc): one row, the client's own.
+fn advance(
+    tx: &mut postgres::Transaction<'_>,
+    client: &str,
+    cost: f64,
+) -> Result<(), postgres::Error> {
+    tx.execute(
+        "INSERT INTO clients AS c (name, vtime) VALUES ($1, $2::float8)
+         ON CONFLICT (name) DO UPDATE SET vtime = c.vtime + excluded.vtime",
+        &[&client, &cost],
+    )?;
+    Ok(())
+}
 
 /// Put a webhook delivery for a finished job into the outbox, when the job has a callback.
 fn enqueue_delivery(
@@ -89,16 +104,14 @@ impl Queue for Postgres {
                  started_at = $1
                  WHERE id = (
                      SELECT j.id FROM jobs j
-                     LEFT JOIN (SELECT client, SUM(COALESCE(duration, size / 4000.0)) AS used
-                                FROM jobs WHERE started_at > $4 GROUP BY client) u
-                       ON u.client IS NOT DISTINCT FROM j.client
+                     LEFT JOIN clients c ON c.name = COALESCE(j.client, '')
                      WHERE j.status = 'queued' OR (j.status = 'running' AND j.lease_until < $1)
-                     ORDER BY j.priority ASC, COALESCE(u.used, 0) ASC, (j.created_at < $2) DESC,
+                     ORDER BY j.priority ASC, COALESCE(c.vtime, 0) ASC, (j.created_at < $2) DESC,
                        CASE WHEN j.created_at < $2 THEN j.created_at ELSE j.size END ASC, j.id ASC
                      LIMIT 1 FOR UPDATE OF j SKIP LOCKED)
                  RETURNING {COLUMNS}"
             ),
-            &[&now, &(now - max_wait_ms), &(now + lease_ms), &(now - FAIR_WINDOW_MS)],
+            &[&now, &(now - max_wait_ms), &(now + lease_ms)],
         )?;
         let Some(row) = row else {
             tx.commit()?;
@@ -114,6 +127,13 @@ impl Queue for Postgres {
                 &[&id, &ErrorCode::StorageError.as_str(), &e.to_string()],
             )?;
             enqueue_delivery(&mut tx, &id, Event::Failed)?;
+        }
+        if let Ok(j) = &job {
+            advance(
+                &mut tx,
+                j.client.as_deref().unwrap_or_default(),
+                j.size as f64 / BYTES_PER_AUDIO_S,
+            )?;
         }
         tx.commit()?;
         job.map(Some)
@@ -140,6 +160,12 @@ impl Queue for Postgres {
             return Ok(());
         }
         tx.execute("DELETE FROM pieces WHERE job_id = $1", &[&id])?;
+        // The fair share's estimate of this job's audio gives way to its real duration.
+        tx.execute(
+            "UPDATE clients SET vtime = vtime + $2::float8 - (SELECT size FROM jobs WHERE id = $1) / $3::float8
+             WHERE name = (SELECT COALESCE(client, '') FROM jobs WHERE id = $1)",
+            &[&id, &t.duration, &BYTES_PER_AUDIO_S],
+        )?;
         enqueue_delivery(&mut tx, id, Event::Done)?;
         tx.commit()?;
         Ok(())

@@ -72,4 +72,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN IF NOT EXISTS started_at BIGINT;
     CREATE INDEX IF NOT EXISTS jobs_client ON jobs(client, id);
     CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at) WHERE started_at IS NOT NULL;",
+    // The fair share's virtual time per client (`store::FAIR_SHARE`; '' for jobs of no key).
+    "CREATE TABLE IF NOT EXISTS clients (name TEXT PRIMARY KEY, vtime DOUBLE PRECISION NOT NULL);",
 ];

@@ -190,6 +190,22 @@ impl Records for Sqlite {
              VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13)",
             params![id, now, n.sha256, n.size as i64, n.content_type, n.filename, n.external_id, n.source, json(&n.options), n.priority.as_i32(), n.idempotency_key, n.callback_url, n.client],
         )?;
+        // The fair share: a client that had nothing queued comes in level with those waiting.
+        let was_waiting: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM jobs WHERE status = 'queued' AND id <> ?1 AND client IS ?2)",
+            params![id, n.client],
+            |r| r.get(0),
+        )?;
+        if !was_waiting {
+            tx.execute(
+                "INSERT INTO clients (name, vtime)
+                 SELECT ?1, COALESCE(MIN(c.vtime), 0) FROM clients c
+                 WHERE c.name <> ?1 AND EXISTS (SELECT 1 FROM jobs j
+                     WHERE j.status = 'queued' AND COALESCE(j.client, '') = c.name)
+                 ON CONFLICT (name) DO UPDATE SET vtime = MAX(vtime, excluded.vtime)",
+                [n.client.clone().unwrap_or_default()],
+            )?;
+        }
         let j = by_id(&tx, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
         tx.commit()?;
         Ok(Inserted::New(j))

@@ -5,18 +5,24 @@ use rusqlite::{params, OptionalExtension};
 use super::{job_row, json, Sqlite};
 use crate::error::ErrorCode;
 use crate::job::{Event, Job, JobResult, Priority, Status};
-use crate::store::{finished_now, now_ms, Queue, StorageError, FAIR_WINDOW_MS};
+use crate::store::{finished_now, now_ms, Queue, StorageError, BYTES_PER_AUDIO_S};
 
-/// Each client's work (seconds of audio) claimed in the fair-share window (`?3`): the
-/// duration of a finished job, else its size at 4 kB a second (a voice note's Opus).
-const USAGE: &str = "usage AS (SELECT client, SUM(COALESCE(duration, size / 4000.0)) AS used
-    FROM jobs WHERE started_at > ?3 GROUP BY client)";
-
-/// The claim's order (see [`Queue::claim`]): synchronous requests first; then the client
-/// whose recent work is least; within it, jobs that waited past `max_wait` (`?2`) oldest
-/// first, then the smallest file.
-const ORDER: &str = "j.priority ASC, COALESCE(u.used, 0) ASC, (j.created_at < ?2) DESC,
+/// The claim's order (see [`Queue::claim`], [`crate::store::FAIR_SHARE`]): synchronous
+/// requests first; then the client furthest behind; within it, jobs that waited past
+/// `max_wait` (`?2`) oldest first, then the smallest file.
+const ORDER: &str = "j.priority ASC, COALESCE(c.vtime, 0) ASC, (j.created_at < ?2) DESC,
     CASE WHEN j.created_at < ?2 THEN j.created_at ELSE j.size END ASC, j.id ASC";
+
+/// Move the fair share on by a claimed job of `client` with `cost` estimated audio seconds
+/// (see the `store` module's doc): one row, the client's own.
+fn advance(tx: &rusqlite::Transaction<'_>, client: &str, cost: f64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO clients (name, vtime) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET vtime = vtime + excluded.vtime",
+        params![client, cost],
+    )?;
+    Ok(())
+}
 
 /// Put a webhook delivery for a finished job into the outbox, when the job has a callback.
 fn enqueue_delivery(
@@ -87,13 +93,12 @@ impl Queue for Sqlite {
         let job = tx
             .query_row(
                 &format!(
-                    "WITH {USAGE}
-                     SELECT j.* FROM jobs j LEFT JOIN usage u ON u.client IS j.client
+                    "SELECT j.* FROM jobs j LEFT JOIN clients c ON c.name = COALESCE(j.client, '')
                      WHERE j.status = 'queued' OR (j.status = 'running' AND j.lease_until < ?1)
                      ORDER BY {ORDER}
                      LIMIT 1"
                 ),
-                params![now, now - max_wait_ms, now - FAIR_WINDOW_MS],
+                params![now, now - max_wait_ms],
                 job_row,
             )
             .optional()?;
@@ -115,6 +120,11 @@ impl Queue for Sqlite {
         tx.execute(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_until = ?2, updated_at = ?3, started_at = ?3 WHERE id = ?1",
             params![job.id, now + lease_ms, now],
+        )?;
+        advance(
+            &tx,
+            job.client.as_deref().unwrap_or_default(),
+            job.size as f64 / BYTES_PER_AUDIO_S,
         )?;
         tx.commit()?;
         job.status = Status::Running;
@@ -142,6 +152,12 @@ impl Queue for Sqlite {
         if !finished_now(n, id) {
             return Ok(());
         }
+        // The fair share's estimate of this job's audio gives way to its real duration.
+        tx.execute(
+            "UPDATE clients SET vtime = vtime + ?2 - (SELECT size FROM jobs WHERE id = ?1) / ?3
+             WHERE name = (SELECT COALESCE(client, '') FROM jobs WHERE id = ?1)",
+            params![id, t.duration, BYTES_PER_AUDIO_S],
+        )?;
         enqueue_delivery(&tx, id, Event::Done)?;
         tx.commit()?;
         Ok(())

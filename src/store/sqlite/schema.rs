@@ -133,4 +133,6 @@ pub(super) const MIGRATIONS: &[Step] = &[
     DELETE FROM jobs_fts;
     INSERT INTO jobs_fts(rowid, text, filename, external_id)
         SELECT rowid, replace(replace(json_extract(transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(filename, 'ё', 'е'), 'Ё', 'Е'), replace(replace(external_id, 'ё', 'е'), 'Ё', 'Е') FROM jobs;"),
+    // The fair share's virtual time per client (`store::FAIR_SHARE`; '' for jobs of no key).
+    Sql("CREATE TABLE IF NOT EXISTS clients (name TEXT PRIMARY KEY, vtime REAL NOT NULL);"),
 ];
