@@ -227,8 +227,9 @@ pub(super) async fn store(
         Caller::Client(name) => meta.idempotency_key.map(|k| format!("{name}:{k}")),
         Caller::Admin(_) => meta.idempotency_key,
     };
-    s.count_submitted(client.as_deref());
-    s.queue
+    let counted = client.clone();
+    let submitted = s
+        .queue
         .submit(up.blob, move |sha256, size| NewJob {
             sha256,
             size,
@@ -244,7 +245,11 @@ pub(super) async fn store(
             limit,
         })
         .await
-        .map_err(ApiError::from)
+        .map_err(ApiError::from)?;
+    if let Submitted::Created(_) = submitted {
+        s.count_submitted(counted.as_deref());
+    }
+    Ok(submitted)
 }
 
 pub(super) fn free_disk_mb(path: &std::path::Path) -> Option<u64> {
