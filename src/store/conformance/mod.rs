@@ -7,10 +7,11 @@
 //! removed, and stored by a commit even when removed after being staged.
 
 pub(super) mod clients;
+pub(super) mod rows;
 
 use std::collections::HashSet;
 
-use super::{Blobs, StorageError, Store};
+use super::{Blobs, Store};
 use crate::engine::Transcript;
 use crate::error::ErrorCode;
 use crate::job::{
@@ -78,7 +79,7 @@ macro_rules! behaviour {
         #[test]
         fn a_row_that_does_not_read_is_an_error_never_a_default() {
             if let Some(db) = $open {
-                super::super::conformance::corrupt_rows(&db, |sql| db.execute_for_test(sql));
+                super::super::conformance::rows::corrupt_rows(&db, |sql| db.execute_for_test(sql));
             }
         }
     };
@@ -355,78 +356,6 @@ pub(super) fn retention(db: &dyn Store) {
     }
     assert!(db.expired(0).unwrap().is_empty());
     assert!(db.get(&waiting.id).unwrap().is_some());
-}
-
-/// A row changed behind the store's back (`raw` runs SQL on it) does not read as anything
-/// but an error: an unknown status is not a queued job, unreadable options are not the
-/// defaults (such a job fails when claimed, and is not run), and a list leaves the row out
-/// while showing the others.
-pub(super) fn corrupt_rows(db: &dyn Store, raw: impl Fn(&str)) {
-    let bad_status = db
-        .insert(new_job("status.oga"))
-        .unwrap()
-        .into_job()
-        .unwrap();
-    let bad_options = db
-        .insert(new_job("options.oga"))
-        .unwrap()
-        .into_job()
-        .unwrap();
-    let fine = db.insert(new_job("fine.oga")).unwrap().into_job().unwrap();
-    raw(&format!(
-        "UPDATE jobs SET status = 'paused' WHERE id = '{}'",
-        bad_status.id
-    ));
-    raw(&format!(
-        "UPDATE jobs SET options = '{{\"translate\": \"yes\"}}' WHERE id = '{}'",
-        bad_options.id
-    ));
-    let corrupt_column = |id: &str| match db.get(id) {
-        Err(StorageError::Corrupt {
-            id: got, column, ..
-        }) => {
-            assert_eq!(got, id);
-            column
-        }
-        other => panic!("{id}: {other:?}"),
-    };
-    assert_eq!(corrupt_column(&bad_status.id), "status");
-    assert_eq!(corrupt_column(&bad_options.id), "options");
-    let listed = db
-        .list(&ListFilter {
-            limit: 10,
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(
-        listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
-        [fine.id.as_str()]
-    );
-    // The job with unreadable options is claimed first (it is older than `fine`): the claim
-    // fails it instead of running it with the defaults, and the next claim takes `fine`.
-    assert!(matches!(
-        db.claim(60_000, 30_000, 3),
-        Err(StorageError::Corrupt { .. })
-    ));
-    let next = db
-        .claim(60_000, 30_000, 3)
-        .unwrap()
-        .expect("the readable job");
-    assert_eq!(next.id, fine.id);
-    assert!(db.claim(60_000, 30_000, 3).unwrap().is_none());
-    let counts = db.count_by_status();
-    assert!(
-        matches!(counts, Err(StorageError::Corrupt { .. })),
-        "a status this version does not know is not counted as another: {counts:?}"
-    );
-    raw(&format!(
-        "UPDATE jobs SET status = 'failed' WHERE id = '{}'",
-        bad_status.id
-    ));
-    let counts = db.count_by_status().unwrap();
-    assert!(counts.contains(&(Status::Failed, 2)), "{counts:?}");
-    assert!(counts.contains(&(Status::Running, 1)), "{counts:?}");
-    assert_eq!(db.queued_count(Some(Priority::Sync)).unwrap(), 0);
 }
 
 /// The tests of [`Blobs`], for a store opened by `$open` (an expression giving
