@@ -84,8 +84,10 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
     let backend = engine.backend().clone();
     let par = cfg.parallelism(&backend);
     eprintln!(
-        "earshot serve: backend={backend} workers={} threads_per_job={}",
-        par.jobs, par.threads
+        "earshot serve: backend={backend} workers={} threads_per_job={} cpu_features={}",
+        par.jobs,
+        par.threads,
+        crate::engine::cpu_features().join(",")
     );
     tracing::info!(model = %engine.model_path().display(), took_ms = started.elapsed().as_millis() as u64, backend = %backend, "model loaded");
     let limits = cfg.limits;

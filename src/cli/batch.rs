@@ -353,10 +353,11 @@ pub(super) fn transcribe(mut args: TranscribeArgs) -> i32 {
             String::new()
         };
         eprintln!(
-            "{ok} ok{listen_note}, {failed} failed{skipped_note} · {} of audio in {} ({speed:.1}× real time, {})",
+            "{ok} ok{listen_note}, {failed} failed{skipped_note} · {} of audio in {} ({speed:.1}× real time, {}; cpu features {})",
             human_duration(audio_s),
             human_duration(wall),
-            engine.backend()
+            engine.backend(),
+            crate::engine::cpu_features().join(" ")
         );
     }
     i32::from(failed > 0)

@@ -31,8 +31,8 @@ mod transcript;
 mod vad;
 
 pub use backend::{
-    choose_backend, cores, gpu_devices, parallelism, Backend, GpuDevice, GpuMode, Hardware,
-    Parallelism,
+    choose_backend, cores, cpu_features, gpu_devices, parallelism, Backend, GpuDevice, GpuMode,
+    Hardware, Parallelism,
 };
 pub use options::{
     default_threads, fitted_ctx, AudioCtx, Options, BEST_OF, COMPRESSION_RATIO_THRESHOLD,

@@ -65,6 +65,10 @@ pub(super) async fn metrics(State(s): State<Shared>) -> Response {
             counts.get(&st).copied().unwrap_or(0)
         );
     }
+    out.push_str("# HELP earshot_cpu_feature The CPU features whisper.cpp's kernels were built to use (1 each).\n# TYPE earshot_cpu_feature gauge\n");
+    for f in crate::engine::cpu_features() {
+        let _ = writeln!(out, "earshot_cpu_feature{{feature=\"{f}\"}} 1");
+    }
     out.push_str("# HELP earshot_jobs_submitted_total Jobs submitted since start, by client (API key name; empty without keys).\n# TYPE earshot_jobs_submitted_total counter\n");
     {
         let by_client = s.submitted.lock().unwrap_or_else(|p| p.into_inner());
