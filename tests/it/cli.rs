@@ -338,7 +338,7 @@ fn gpu_flags_without_a_gpu() {
     let err = text(&out.stderr);
     assert!(err.contains("A GPU WAS ASKED FOR"), "{err}");
     assert!(err.contains("--features cuda"), "{err}");
-    assert!(err.contains("real time, cpu)"), "{err}");
+    assert!(err.contains("real time, cpu; cpu features "), "{err}");
     assert!(text(&out.stdout)
         .to_lowercase()
         .contains("fellow americans"));
