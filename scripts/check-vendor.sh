@@ -33,7 +33,8 @@ tar xzf "$crate" -C "$work"
 tree="$work/whisper-rs-sys-$version"
 for b in "${removed[@]}"; do rm -rf "$tree/whisper.cpp/ggml/src/ggml-$b"; done
 for p in "$vendor"/patches/*.patch; do
-  (cd "$tree" && git apply -p1 --whitespace=nowarn) <"$p" \
+  # `patch`, not `git apply`: a user's copy may be a tarball, on a machine without git.
+  patch -d "$tree" -p1 --batch --forward --quiet <"$p" \
     || { echo "check-vendor: $p does not apply to the pristine package" >&2; exit 1; }
 done
 if ! diff -r -q -x EARSHOT.md -x patches "$tree" "$vendor" >"$work/diff"; then

@@ -14,6 +14,7 @@ have curl || need+=(curl ca-certificates)
 have ffmpeg || need+=(ffmpeg)
 have python3 || need+=(python3)
 have pkg-config || need+=(pkg-config)
+have patch || need+=(patch) # scripts/check-vendor.sh applies the whisper.cpp patches
 # bindgen (whisper-rs-sys) loads libclang itself: libclang.so* or libclang-NN.so*. Not
 # libclang-cpp.so.NN, the C++ library that other packages pull in, which bindgen cannot use.
 libclang_present() {
