@@ -651,3 +651,58 @@ async fn listen_badge_unsure_words_and_click_to_seek() {
     .await;
     c.close().await.unwrap();
 }
+
+/// Issue #39: the page opened with a client key shows that client's notes only, and with an
+/// admin key every client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_key_sees_its_own_notes_on_the_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        "tiny.en",
+        &[
+            "--api-key",
+            "shop-a=page-secret-a",
+            "--api-key",
+            "shop-b=page-secret-b",
+            "--admin-api-key",
+            "ops=page-secret-ops",
+        ],
+    );
+    let audio = crate::common::read_fixture("telegram_jfk.oga");
+    for (key, name) in [
+        ("page-secret-a", "from-a.oga"),
+        ("page-secret-b", "from-b.oga"),
+    ] {
+        let auth = format!("Bearer {key}");
+        let disposition = format!("attachment; filename=\"{name}\"");
+        let r = s.req(
+            "POST",
+            "/v1/jobs",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "audio/ogg"),
+                ("Content-Disposition", &disposition),
+            ],
+            &audio,
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    let (_driver, driver_url) = chromedriver();
+    let base = format!("http://{}/", s.addr);
+    let names = "return [...document.querySelectorAll('li.job')].map(li => li.textContent.includes('from-a.oga') ? 'a' : li.textContent.includes('from-b.oga') ? 'b' : '?').sort().join(',')";
+    for (profile, key, want) in [
+        ("profile-a", "page-secret-a", "a"),
+        ("profile-b", "page-secret-b", "b"),
+        ("profile-ops", "page-secret-ops", "a,b"),
+    ] {
+        let c = browser(&driver_url, &tmp.path().join(profile), "en", 1100).await;
+        c.goto(&base).await.unwrap();
+        c.wait().for_element(Locator::Css("#key")).await.unwrap();
+        log_in(&c, key).await;
+        let wanted =
+            format!("const got = (function() {{ {names} }})(); return got === '{want}' && got");
+        let shown = wait_js(&c, &wanted, Duration::from_secs(15)).await;
+        assert_eq!(shown, want, "{key}");
+        c.close().await.unwrap();
+    }
+}

@@ -110,6 +110,16 @@ impl Sqlite {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The `user_version` a database had before the first migration whose SQL contains
+    /// `marker` (tests that replay a migration on old rows).
+    #[cfg(test)]
+    pub(crate) fn version_before(marker: &str) -> i64 {
+        MIGRATIONS
+            .iter()
+            .position(|m| matches!(m, Step::Sql(sql) if sql.contains(marker)))
+            .expect("a migration with that SQL") as i64
+    }
+
     /// Run SQL behind the store's back (the conformance tests' corrupt rows).
     #[cfg(test)]
     pub(super) fn execute_for_test(&self, sql: &str) {
