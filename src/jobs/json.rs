@@ -38,7 +38,6 @@ mod tests {
     use crate::audio::Warning;
     use crate::engine::review::Review;
     use crate::engine::Transcript;
-    use crate::job::{JobOptions, NewJob, Priority};
 
     /// Rows finished before `JobResult` hold rendered `verbose_json`; the migration makes
     /// them read as results, and what the API shows from them stays the same.
@@ -78,20 +77,7 @@ mod tests {
         let id = {
             let db = Sqlite::open(&path).unwrap();
             let job = db
-                .insert(NewJob {
-                    sha256: "00".repeat(32),
-                    size: 1,
-                    content_type: None,
-                    filename: Some("a.oga".into()),
-                    external_id: None,
-                    source: None,
-                    options: JobOptions::default(),
-                    priority: Priority::Queued,
-                    idempotency_key: None,
-                    callback_url: None,
-                    client: None,
-                    limit: None,
-                })
+                .insert(crate::store::conformance::new_job("a.oga"))
                 .unwrap()
                 .into_job()
                 .unwrap();

@@ -31,7 +31,7 @@
 mod blobs_fs;
 mod blobs_s3;
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 mod postgres;
 mod row;
 mod sqlite;
@@ -331,7 +331,7 @@ fn readable(rows: impl Iterator<Item = Result<Job, StorageError>>) -> Vec<Job> {
 fn over_limit<E>(
     limit: crate::job::QueueLimit,
     client: Option<&str>,
-    count: impl Fn(Option<&str>) -> Result<usize, E>,
+    mut count: impl FnMut(Option<&str>) -> Result<usize, E>,
 ) -> Result<Option<crate::job::QueueFull>, E> {
     let queued = count(None)?;
     if queued >= limit.total {

@@ -86,7 +86,7 @@ macro_rules! behaviour {
 }
 pub(super) use behaviour;
 
-pub(super) fn new_job(name: &str) -> NewJob {
+pub(crate) fn new_job(name: &str) -> NewJob {
     NewJob {
         sha256: "00".repeat(32),
         size: 1,

@@ -217,22 +217,16 @@ impl Records for Postgres {
                     return Ok(Inserted::Existing(job_from_row(&row)?));
                 }
             }
-            // `count` borrows the transaction; it is done before the insert below.
-            let full = {
-                let tx = std::cell::RefCell::new(&mut tx);
-                let count = |client: Option<&str>| -> Result<usize, postgres::Error> {
-                    let n: i64 = tx
-                        .borrow_mut()
-                        .query_one(
+            let count = |client: Option<&str>| -> Result<usize, postgres::Error> {
+                let n: i64 = tx
+                    .query_one(
                             "SELECT count(*) FROM jobs WHERE status = 'queued' AND ($1::text IS NULL OR client = $1)",
                             &[&client],
                         )?
-                        .try_get(0)?;
-                    Ok(n as usize)
-                };
-                over_limit(limit, n.client.as_deref(), count)?
+                    .try_get(0)?;
+                Ok(n as usize)
             };
-            if let Some(full) = full {
+            if let Some(full) = over_limit(limit, n.client.as_deref(), count)? {
                 return Ok(Inserted::Full(full));
             }
         }
