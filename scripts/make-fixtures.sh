@@ -33,6 +33,8 @@ ff -i "$ru" "${meta[@]}" -ac 1 -ar 16000 -c:a libopus -b:a 24k -application voip
 # Instagram / Messenger: AAC-LC 44.1 kHz mono in M4A and MP4 (faststart, as phones upload)
 ff -i "$jfk" "${meta[@]}" -ac 1 -ar 44100 -c:a aac -b:a 32k -movflags +faststart "$out/instagram_jfk.m4a"
 ff -i "$ru" "${meta[@]}" -ac 1 -ar 44100 -c:a aac -b:a 48k -movflags +faststart "$out/messenger_ru.mp4"
+# Telegram round video (video_note): H.264 square video, AAC-LC 44.1 kHz mono, in MP4
+ff -f lavfi -i "color=c=0x336699:s=240x240:r=10" -i "$ru" "${meta[@]}" -shortest -c:v libx264 -preset veryslow -crf 45 -pix_fmt yuv420p -c:a aac -b:a 32k -ac 1 -ar 44100 -movflags +faststart "$out/round_video_ru.mp4"
 # Chrome MediaRecorder: WebM Opus, 48 kHz
 ff -i "$jfk" "${meta[@]}" -ac 1 -ar 48000 -c:a libopus -b:a 32k "$out/chrome_jfk.webm"
 # MP3 and FLAC

@@ -20,6 +20,7 @@ pub mod output;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod telegram;
 pub mod telemetry;
 pub mod web;
 pub mod webhooks;

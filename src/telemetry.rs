@@ -35,6 +35,13 @@ pub fn init(format: LogFormat, default_level: &str) {
         }
         EnvFilter::new(directives)
     });
+    // The HTTP client logs request paths at TRACE, and a Telegram Bot API path holds the bot
+    // token: it never logs below INFO, whatever RUST_LOG says.
+    let filter = ["ureq=info", "ureq_proto=info"]
+        .into_iter()
+        .fold(filter, |f, d| {
+            f.add_directive(d.parse().expect("a valid directive"))
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -46,6 +46,17 @@ pub enum ConfigError {
     Prompt(#[from] crate::engine::EngineError),
     #[error(transparent)]
     KeysFile(#[from] keys::KeysFileError),
+    #[error("--telegram needs the bot token: set EARSHOT_TELEGRAM_BOT_TOKEN, or name a file holding it with --telegram-bot-token-file (from @BotFather; never on the command line, where ps shows it)")]
+    TelegramNoToken,
+    #[error("the Telegram bot token ({from}): {why}")]
+    TelegramToken { from: String, why: &'static str },
+    #[error("--telegram-bot-token-file {path}: {source}")]
+    TelegramTokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--{flag} {url:?}: give an http:// or https:// address")]
+    Url { flag: &'static str, url: String },
 }
 
 /// A secret from the command line or the environment (an API key, the webhook secret).

@@ -125,6 +125,43 @@ pub struct ServeArgs {
     /// process's file-descriptor limit.
     #[arg(long, env = "EARSHOT_MAX_CONNECTIONS", default_value_t = MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Run the Telegram bot in this process: voice notes sent to it become jobs, answered
+    /// with their text. The token comes from EARSHOT_TELEGRAM_BOT_TOKEN or
+    /// --telegram-bot-token-file, never from a flag's value (ps would show it).
+    #[arg(long, env = "EARSHOT_TELEGRAM")]
+    pub telegram: bool,
+    /// A file holding the bot token (from @BotFather).
+    #[arg(long, env = "EARSHOT_TELEGRAM_BOT_TOKEN_FILE")]
+    pub telegram_bot_token_file: Option<PathBuf>,
+    /// The Bot API server: Telegram's, or a self-hosted one (telegram-bot-api).
+    #[arg(long, env = "EARSHOT_TELEGRAM_API_URL", default_value = crate::telegram::CLOUD_API)]
+    pub telegram_api_url: String,
+    /// A chat the bot serves (repeatable; EARSHOT_TELEGRAM_ALLOW_CHATS takes a comma list):
+    /// a user's id for a private chat, a group's id (negative), or for Telegram Business the
+    /// shop owner's user id. Others get one polite refusal, with their ID.
+    #[arg(
+        long = "telegram-allow-chat",
+        env = "EARSHOT_TELEGRAM_ALLOW_CHATS",
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
+    pub telegram_allow_chats: Vec<i64>,
+    /// The operators' chat: Telegram Business notes are posted there ("who, when, duration:
+    /// text"), never answered to the customer. Without it they are only stored as jobs.
+    #[arg(
+        long,
+        env = "EARSHOT_TELEGRAM_FORWARD_CHAT",
+        allow_negative_numbers = true
+    )]
+    pub telegram_forward_chat: Option<i64>,
+    /// A self-hosted Bot API server's working folder, for its --local mode: files are read
+    /// from there (no 20 MB limit).
+    #[arg(long, env = "EARSHOT_TELEGRAM_LOCAL_FILES")]
+    pub telegram_local_files: Option<PathBuf>,
+    /// The address operators open the inbox page at (https://earshot.example.com), for
+    /// links from the operators' chat.
+    #[arg(long, env = "EARSHOT_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 /// What `earshot serve` runs with: its flags resolved into the types their users take
 /// (limits, durations, the listener's limits), with no parsing concerns. Secrets stay
@@ -159,6 +196,15 @@ pub struct Settings {
     pub min_free_disk_mb: u64,
     /// Per-connection timeouts (at least a second each) and the connection cap.
     pub connections: crate::listener::Limits,
+    pub telegram: bool,
+    /// EARSHOT_TELEGRAM_BOT_TOKEN, read at start.
+    pub telegram_token: Option<Secret>,
+    pub telegram_bot_token_file: Option<PathBuf>,
+    pub telegram_api_url: String,
+    pub telegram_allow_chats: Vec<i64>,
+    pub telegram_forward_chat: Option<i64>,
+    pub telegram_local_files: Option<PathBuf>,
+    pub public_url: Option<String>,
 }
 
 impl From<ServeArgs> for Settings {
@@ -206,7 +252,67 @@ impl From<ServeArgs> for Settings {
                 },
                 max_connections: a.max_connections,
             },
+            telegram: a.telegram,
+            telegram_token: std::env::var(TELEGRAM_TOKEN_ENV)
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .map(Secret::new),
+            telegram_bot_token_file: a.telegram_bot_token_file,
+            telegram_api_url: a.telegram_api_url,
+            telegram_allow_chats: a.telegram_allow_chats,
+            telegram_forward_chat: a.telegram_forward_chat,
+            telegram_local_files: a.telegram_local_files,
+            public_url: a.public_url,
         }
+    }
+}
+
+/// Where the bot token is read from (never a flag's value).
+pub const TELEGRAM_TOKEN_ENV: &str = "EARSHOT_TELEGRAM_BOT_TOKEN";
+
+impl Settings {
+    /// The Telegram bot's settings with `--telegram`, its token read (a file's wins over the
+    /// environment's) and checked for form; `None` without `--telegram`.
+    pub fn telegram(&self) -> Result<Option<crate::telegram::Settings>, ConfigError> {
+        if !self.telegram {
+            return Ok(None);
+        }
+        let (raw, from) = match (&self.telegram_bot_token_file, &self.telegram_token) {
+            (Some(path), _) => (
+                Secret::new(std::fs::read_to_string(path).map_err(|source| {
+                    ConfigError::TelegramTokenFile {
+                        path: path.clone(),
+                        source,
+                    }
+                })?),
+                format!("--telegram-bot-token-file {}", path.display()),
+            ),
+            (None, Some(t)) => (t.clone(), TELEGRAM_TOKEN_ENV.to_string()),
+            (None, None) => return Err(ConfigError::TelegramNoToken),
+        };
+        let token = crate::telegram::Token::parse(raw.expose())
+            .map_err(|why| ConfigError::TelegramToken { from, why })?;
+        for (flag, url) in [
+            ("telegram-api-url", Some(&self.telegram_api_url)),
+            ("public-url", self.public_url.as_ref()),
+        ] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::Url {
+                        flag,
+                        url: url.chars().take(80).collect(),
+                    });
+                }
+            }
+        }
+        Ok(Some(crate::telegram::Settings {
+            token,
+            api_url: self.telegram_api_url.clone(),
+            allow_chats: self.telegram_allow_chats.clone(),
+            forward_chat: self.telegram_forward_chat,
+            local_files: self.telegram_local_files.clone(),
+            public_url: self.public_url.clone(),
+        }))
     }
 }
 
@@ -392,6 +498,34 @@ impl Settings {
                 self.shutdown_grace.as_secs(),
                 self.min_free_disk_mb
             ),
+            if self.telegram {
+                format!(
+                    "telegram=on token={} api_url={} allow_chats={} forward_chat={} local_files={} public_url={}",
+                    match (&self.telegram_bot_token_file, &self.telegram_token) {
+                        (Some(f), _) => format!("file {} (masked)", f.display()),
+                        (None, Some(_)) => format!("{TELEGRAM_TOKEN_ENV} (masked)"),
+                        (None, None) => "MISSING".into(),
+                    },
+                    self.telegram_api_url,
+                    if self.telegram_allow_chats.is_empty() {
+                        "none (every chat is refused)".into()
+                    } else {
+                        self.telegram_allow_chats
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    },
+                    self.telegram_forward_chat
+                        .map_or("none".into(), |c| c.to_string()),
+                    self.telegram_local_files
+                        .as_ref()
+                        .map_or("none".into(), |d| d.display().to_string()),
+                    self.public_url.as_deref().unwrap_or("none"),
+                )
+            } else {
+                "telegram=off".into()
+            },
             format!(
                 "header_timeout={}s body_idle_timeout={}s keep_alive_timeout={}s max_connections={}",
                 self.connections.timeouts.header.as_secs(),

@@ -101,6 +101,9 @@ stored_names! {
     }
 }
 
+mod reply;
+pub use reply::{NewReply, Reply, ReplyStatus};
+
 impl Status {
     /// Whether the job has ended (done or failed).
     pub fn is_finished(self) -> bool {

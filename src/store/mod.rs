@@ -46,7 +46,8 @@ pub use sqlite::Sqlite;
 use crate::engine::Transcript;
 use crate::error::ErrorCode;
 use crate::job::{
-    Deleted, Delivery, Inserted, Job, JobResult, ListFilter, NewJob, Piece, Priority, Status,
+    Deleted, Delivery, Inserted, Job, JobResult, ListFilter, NewJob, NewReply, Piece, Priority,
+    Reply, Status,
 };
 
 /// The words of a search, at most 16, with ё folded to е (as the indexes store it); every
@@ -59,12 +60,13 @@ pub fn search_words(q: &str) -> Vec<String> {
         .collect()
 }
 
-/// Everything a node keeps about its jobs: [`Records`], [`Queue`], [`Outbox`] and [`Pieces`],
-/// each bound where it is used (the job service holds a `Store`; the workers use its queue and
-/// pieces, the webhook sender its outbox). Both record stores are one.
-pub trait Store: Records + Queue + Outbox + Pieces {}
+/// Everything a node keeps about its jobs: [`Records`], [`Queue`], [`Outbox`], [`Pieces`] and
+/// [`Chats`], each bound where it is used (the job service holds a `Store`; the workers use its
+/// queue and pieces, the webhook sender its outbox, the Telegram bot its chats). Both record
+/// stores are one.
+pub trait Store: Records + Queue + Outbox + Pieces + Chats {}
 
-impl<T: Records + Queue + Outbox + Pieces> Store for T {}
+impl<T: Records + Queue + Outbox + Pieces + Chats> Store for T {}
 
 /// The job records. Every state change is one transaction. Calls block (on SQLite's one
 /// connection while a worker writes, on the network for PostgreSQL): they are made from
@@ -180,6 +182,30 @@ pub trait Outbox: Records {
 
     /// A delivery failed for the last time.
     fn delivery_gave_up(&self, id: &str, error: &str) -> Result<(), StorageError>;
+}
+
+/// What a chat bot keeps: how far it has read its updates, and the replies it owes (an
+/// outbox, as [`Outbox`] is for webhooks). Filing a reply twice files it once.
+pub trait Chats: Send + Sync {
+    /// The first update the bot `bot` has not handled yet (0 for a bot never seen).
+    fn bot_offset(&self, bot: &str) -> Result<i64, StorageError>;
+    /// Record that every update before `offset` is handled.
+    fn set_bot_offset(&self, bot: &str, offset: i64) -> Result<(), StorageError>;
+    /// The job made with this idempotency key, if any (a note seen before is not fetched
+    /// again).
+    fn job_by_key(&self, key: &str) -> Result<Option<String>, StorageError>;
+    /// File a reply; `false` when one with its id was filed before (nothing changes).
+    fn file_reply(&self, r: &NewReply) -> Result<bool, StorageError>;
+    /// Pending replies due now, oldest first, with their jobs' status.
+    fn due_replies(&self, limit: usize) -> Result<Vec<Reply>, StorageError>;
+    /// `parts` parts of the reply are posted.
+    fn reply_progress(&self, id: &str, parts: u32) -> Result<(), StorageError>;
+    /// The whole reply is posted.
+    fn reply_sent(&self, id: &str) -> Result<(), StorageError>;
+    /// Try again at `next_at` (ms since the epoch, this node's clock).
+    fn reply_retry(&self, id: &str, error: &str, next_at: i64) -> Result<(), StorageError>;
+    /// Given up: the chat refused it.
+    fn reply_failed(&self, id: &str, error: &str) -> Result<(), StorageError>;
 }
 
 /// The finished pieces of a long job, kept while it runs so that a job cut short by a crash

@@ -149,3 +149,48 @@ pub(super) fn piece(
         transcript: t.decode(id, "pieces.transcript")?,
     })
 }
+
+/// A bot reply's columns as read, with its job's status (`None` when it has no job or the
+/// job is gone).
+pub(super) struct ReplyRow {
+    pub id: String,
+    pub job_id: Option<String>,
+    pub chat_id: i64,
+    pub reply_to: Option<i64>,
+    pub language: String,
+    pub text: Option<String>,
+    pub typing: bool,
+    pub status: String,
+    pub parts_sent: i64,
+    pub attempts: i64,
+    pub job_status: Option<String>,
+}
+
+impl ReplyRow {
+    /// The reply, or [`StorageError::Corrupt`] (named by the reply).
+    pub fn decode(self) -> Result<crate::job::Reply, StorageError> {
+        let id = &self.id;
+        Ok(crate::job::Reply {
+            status: self
+                .status
+                .parse()
+                .map_err(|e| corrupt(id, "replies.status", e))?,
+            parts_sent: u32::try_from(self.parts_sent)
+                .map_err(|e| corrupt(id, "replies.parts_sent", e))?,
+            attempts: u32::try_from(self.attempts)
+                .map_err(|e| corrupt(id, "replies.attempts", e))?,
+            job_status: self
+                .job_status
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(|e| corrupt(id, "jobs.status", e))?,
+            job_id: self.job_id,
+            chat_id: self.chat_id,
+            reply_to: self.reply_to,
+            language: self.language,
+            text: self.text,
+            typing: self.typing,
+            id: self.id,
+        })
+    }
+}

@@ -9,104 +9,8 @@ const UNSURE_WORD = 0.5;
 const POLL_HIDDEN_MS = 10000;
 const PAGE = 50;
 
-const STRINGS = {
-  en: {
-    logout: "Forget key", login_title: "API key",
-    login_help: "This earshot requires an API key. It is kept only in this browser tab.",
-    key_label: "API key", key_submit: "Open inbox", key_wrong: "This key was not accepted.",
-    upload_title: "Upload", drop_hint: "Drop voice notes here, or", choose_files: "choose files",
-    search: "Search transcripts", status_filter: "Status", all: "All",
-    queued: "Queued", running: "Transcribing…", done: "Done", failed: "Failed",
-    more: "Show older", copy: "Copy text", copied: "Copied", download: "Download original",
-    retry: "Retry", retrying: "Queued again", play: "Voice note", no_speech: "(no speech)",
-    empty: "No voice notes yet. Drop one above.", empty_filtered: "Nothing matches.",
-    offline: "Connection lost; retrying…", live: "Live", uploading: "Uploading",
-    uploaded: "Uploaded, waiting for text", upload_failed: "Upload failed",
-    list_label: "Voice notes", attempts: "attempt",
-    needs_review: "Needs listening", listen: "Listen", unsure_word: "uncertain word", seek: "Play from here",
-    review: {
-      quiet_audio: "very quiet recording",
-      speech_but_no_text: "speech heard, but no words recognized",
-      low_confidence: "the words are uncertain",
-      language_uncertain: "the language is uncertain",
-      truncated: "the file is incomplete",
-      damaged_audio: "part of the recording is damaged",
-      no_speech: "no speech found",
-      suspect_text: "the text repeated itself",
-      repeated_text: "a phrase comes twice in a row",
-      too_much_text: "more words than the speech could hold",
-      skipped_speech: "part of this note has no text: listen from",
-    },
-    err: {
-      empty: "The file is empty.",
-      not_audio: "This file is not audio.",
-      unsupported_codec: "The audio is in a format earshot cannot decode.",
-      no_audio_track: "The file has no sound track.",
-      corrupt: "The audio is damaged and could not be decoded.",
-      too_large: "The file is too large.",
-      too_long: "The recording is too long.",
-      invalid_language: "The requested language is not supported by this model.",
-      inference_failed: "Speech recognition failed; retrying may help.",
-      crashed_worker: "The service stopped while transcribing this note, each time; its audio is kept.",
-      storage_error: "The service's storage failed; retrying may help.",
-      storage_unavailable: "The service's storage did not answer; retrying may help.",
-      transcription_failed: "Transcription failed; retrying may help.",
-      model_load_failed: "The speech model could not be loaded.",
-      gpu_unavailable: "No usable GPU for this note.",
-      cancelled: "Stopped by a restart; retrying runs it again.",
-    },
-    lang_switch: "Language",
-  },
-  ru: {
-    logout: "Забыть ключ", login_title: "Ключ API",
-    login_help: "Этот earshot требует ключ API. Он хранится только в этой вкладке.",
-    key_label: "Ключ API", key_submit: "Открыть", key_wrong: "Ключ не подошёл.",
-    upload_title: "Загрузка", drop_hint: "Перетащите сюда голосовые сообщения или",
-    choose_files: "выберите файлы",
-    search: "Поиск по тексту", status_filter: "Статус", all: "Все",
-    queued: "В очереди", running: "Распознаётся…", done: "Готово", failed: "Ошибка",
-    more: "Показать старые", copy: "Копировать текст", copied: "Скопировано",
-    download: "Скачать оригинал", retry: "Повторить", retrying: "Снова в очереди",
-    play: "Голосовое сообщение", no_speech: "(речи нет)",
-    empty: "Голосовых сообщений пока нет. Перетащите файл выше.", empty_filtered: "Ничего не найдено.",
-    offline: "Нет связи с сервером; повторяю…", live: "Онлайн", uploading: "Загружается",
-    uploaded: "Загружено, ждёт распознавания", upload_failed: "Не загрузилось",
-    list_label: "Голосовые сообщения", attempts: "попытка",
-    needs_review: "Нужно прослушать", listen: "Прослушать", unsure_word: "слово под сомнением", seek: "Воспроизвести отсюда",
-    review: {
-      quiet_audio: "очень тихая запись",
-      speech_but_no_text: "речь слышна, но слова не распознаны",
-      low_confidence: "слова распознаны неуверенно",
-      language_uncertain: "язык определён неуверенно",
-      truncated: "файл неполный",
-      damaged_audio: "часть записи повреждена",
-      no_speech: "речи не найдено",
-      suspect_text: "текст повторялся",
-      repeated_text: "фраза повторена дважды подряд",
-      too_much_text: "слов больше, чем могло прозвучать",
-      skipped_speech: "часть сообщения без текста: прослушайте с",
-    },
-    err: {
-      empty: "Файл пустой.",
-      not_audio: "Это не аудиофайл.",
-      unsupported_codec: "Аудио в формате, который earshot не умеет декодировать.",
-      no_audio_track: "В файле нет звуковой дорожки.",
-      corrupt: "Аудио повреждено, декодировать не удалось.",
-      too_large: "Файл слишком большой.",
-      too_long: "Запись слишком длинная.",
-      invalid_language: "Этот язык не поддерживается моделью.",
-      inference_failed: "Распознавание не удалось; можно повторить.",
-      crashed_worker: "Сервис останавливался при распознавании этого сообщения, каждый раз; запись сохранена.",
-      storage_error: "Ошибка хранилища сервиса; можно повторить.",
-      storage_unavailable: "Хранилище сервиса не ответило; можно повторить.",
-      transcription_failed: "Распознать не удалось; можно повторить.",
-      model_load_failed: "Не удалось загрузить модель распознавания.",
-      gpu_unavailable: "Нет доступной видеокарты для этого сообщения.",
-      cancelled: "Остановлено перезапуском; повтор запустит снова.",
-    },
-    lang_switch: "Язык",
-  },
-};
+// STRINGS, the page's words in each language, comes before this file: src/web/strings.json,
+// the one table the page and the Telegram bot's replies share (see web::strings).
 
 // The page's language: the one chosen with the switch (kept in this browser), else the
 // browser's own (what it sends as Accept-Language).
@@ -384,6 +288,14 @@ function render(jobs, filtered) {
   }
   $("empty").hidden = jobs.length > 0;
   $("empty").textContent = filtered ? T.empty_filtered : T.empty;
+  // A link from the Telegram bot's operators' chat, /#job=ID: that note, marked, in view.
+  const focus = (location.hash.match(/^#job=([0-9A-Za-z-]{1,64})$/) || [])[1];
+  if (focus && state.focused !== focus && state.rows.has(focus)) {
+    state.focused = focus;
+    const li = state.rows.get(focus).li;
+    li.classList.add("focus");
+    li.scrollIntoView({ block: "center" });
+  }
 }
 
 function query() {

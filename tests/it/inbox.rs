@@ -296,6 +296,18 @@ async fn operator_uploads_a_note_and_reads_its_text() {
         "notes.txt"
     );
 
+    // A link from the Telegram bot's operators' chat, /#job=ID, marks that note.
+    let older = js(&c, "return document.querySelectorAll('li.job')[1].dataset.id").await;
+    let older = older.as_str().unwrap().to_string();
+    js(&c, &format!("location.hash = '#job={older}'; return 1")).await;
+    let focused = wait_js(
+        &c,
+        "const r = document.querySelector('li.job.focus'); return r && r.dataset.id",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(focused, older.as_str());
+
     // Every control has an accessible name.
     let unlabeled = js(
         &c,

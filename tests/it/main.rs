@@ -13,4 +13,5 @@ mod inbox;
 mod long;
 mod s3;
 mod serve;
+mod telegram;
 mod transcribe;

@@ -77,6 +77,12 @@ macro_rules! behaviour {
             }
         }
         #[test]
+        fn bot_offsets_and_replies_are_filed_once() {
+            if let Some(db) = $open {
+                super::super::conformance::chats(&db);
+            }
+        }
+        #[test]
         fn a_row_that_does_not_read_is_an_error_never_a_default() {
             if let Some(db) = $open {
                 super::super::conformance::rows::corrupt_rows(&db, |sql| db.execute_for_test(sql));
@@ -329,6 +335,103 @@ pub(super) fn finished_once(db: &dyn Store) {
 
 /// Retention picks finished jobs older than the age given, never queued or running ones;
 /// a job it picks is gone after its delete.
+/// A bot's offset only moves forward; a reply is filed once by its id, is due with its job's
+/// status, records its parts, and leaves the due list once sent, failed or put off.
+pub(super) fn chats(db: &dyn Store) {
+    use crate::job::{NewReply, ReplyStatus};
+    let bot = format!("bot-{}", uuid::Uuid::now_v7());
+    assert_eq!(db.bot_offset(&bot).unwrap(), 0);
+    db.set_bot_offset(&bot, 42).unwrap();
+    db.set_bot_offset(&bot, 41).unwrap();
+    assert_eq!(
+        db.bot_offset(&bot).unwrap(),
+        42,
+        "an offset never goes back"
+    );
+
+    let key = format!("telegram:{}", uuid::Uuid::now_v7());
+    assert_eq!(db.job_by_key(&key).unwrap(), None);
+    let mut n = new_job("voice.ogg");
+    n.idempotency_key = Some(key.clone());
+    let job = db.insert(n).unwrap().into_job().unwrap();
+    assert_eq!(
+        db.job_by_key(&key).unwrap().as_deref(),
+        Some(job.id.as_str())
+    );
+
+    let tag = uuid::Uuid::now_v7().to_string();
+    let reply = NewReply {
+        id: format!("tg:{tag}:1"),
+        job_id: Some(job.id.clone()),
+        chat_id: -100123,
+        reply_to: Some(7),
+        language: "ru".into(),
+        text: None,
+        typing: true,
+    };
+    let fixed = NewReply {
+        id: format!("tg:{tag}:refusal"),
+        job_id: None,
+        chat_id: 5,
+        reply_to: None,
+        language: "en".into(),
+        text: Some("no".into()),
+        typing: false,
+    };
+    assert!(db.file_reply(&reply).unwrap());
+    assert!(!db.file_reply(&reply).unwrap(), "filed twice, kept once");
+    assert!(db.file_reply(&fixed).unwrap());
+    let mine = |db: &dyn Store| -> Vec<crate::job::Reply> {
+        db.due_replies(1000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.id.contains(&tag))
+            .collect()
+    };
+    let due = mine(db);
+    assert_eq!(due.len(), 2, "{due:?}");
+    let r = due.iter().find(|r| r.id == reply.id).unwrap();
+    assert_eq!(
+        (
+            r.chat_id,
+            r.reply_to,
+            r.typing,
+            r.status,
+            r.parts_sent,
+            r.job_status
+        ),
+        (
+            -100123,
+            Some(7),
+            true,
+            ReplyStatus::Pending,
+            0,
+            Some(Status::Queued)
+        )
+    );
+    assert!(!r.ready(), "a reply waits for its job");
+    let f = due.iter().find(|r| r.id == fixed.id).unwrap();
+    assert!(f.ready() && f.text.as_deref() == Some("no"));
+
+    db.finish_failed(&job.id, ErrorCode::TranscriptionFailed, "x")
+        .unwrap();
+    db.reply_progress(&reply.id, 2).unwrap();
+    let r = mine(db).into_iter().find(|r| r.id == reply.id).unwrap();
+    assert_eq!((r.parts_sent, r.job_status), (2, Some(Status::Failed)));
+    assert!(r.ready());
+
+    db.reply_retry(&fixed.id, "429", crate::store::now_ms() + 60_000)
+        .unwrap();
+    db.reply_sent(&reply.id).unwrap();
+    assert!(mine(db).is_empty(), "sent and put off: none due");
+    db.reply_retry(&fixed.id, "429", crate::store::now_ms() - 1)
+        .unwrap();
+    let f = mine(db);
+    assert_eq!((f.len(), f[0].attempts), (1, 2));
+    db.reply_failed(&fixed.id, "403").unwrap();
+    assert!(mine(db).is_empty());
+}
+
 pub(super) fn retention(db: &dyn Store) {
     let done = db.insert(new_job("done.oga")).unwrap().into_job().unwrap();
     let failed = db

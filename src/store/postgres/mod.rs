@@ -16,6 +16,7 @@
 //! must not run on a runtime thread, so async callers go through `jobs::Service`, which
 //! runs each call on the blocking pool.
 
+mod chats;
 mod outbox;
 mod queue;
 mod schema;

@@ -74,4 +74,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at) WHERE started_at IS NOT NULL;",
     // The fair share's virtual time per client (`store::FAIR_SHARE`; '' for jobs of no key).
     "CREATE TABLE IF NOT EXISTS clients (name TEXT PRIMARY KEY, vtime DOUBLE PRECISION NOT NULL);",
+    // The Telegram bot (issue #36): how far each bot has read its updates, and the replies it
+    // owes (`store::Chats`).
+    "CREATE TABLE IF NOT EXISTS bot_offsets (bot TEXT PRIMARY KEY, next_update BIGINT NOT NULL);
+    CREATE TABLE IF NOT EXISTS replies (
+        id TEXT PRIMARY KEY,
+        job_id TEXT,
+        chat_id BIGINT NOT NULL,
+        reply_to BIGINT,
+        language TEXT NOT NULL,
+        text TEXT,
+        typing BOOLEAN NOT NULL,
+        status TEXT NOT NULL,
+        parts_sent INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at BIGINT NOT NULL,
+        last_error TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS replies_due ON replies(status, next_at);",
 ];

@@ -3,6 +3,7 @@
 //! (`schema`). One connection behind a mutex; every state change is one transaction. Its
 //! tests are the shared ones in `conformance`.
 
+mod chats;
 mod outbox;
 mod queue;
 mod schema;

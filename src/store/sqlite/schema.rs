@@ -135,4 +135,24 @@ pub(super) const MIGRATIONS: &[Step] = &[
         SELECT rowid, replace(replace(json_extract(transcript, '$.text'), 'ё', 'е'), 'Ё', 'Е'), replace(replace(filename, 'ё', 'е'), 'Ё', 'Е'), replace(replace(external_id, 'ё', 'е'), 'Ё', 'Е') FROM jobs;"),
     // The fair share's virtual time per client (`store::FAIR_SHARE`; '' for jobs of no key).
     Sql("CREATE TABLE IF NOT EXISTS clients (name TEXT PRIMARY KEY, vtime REAL NOT NULL);"),
+    // The Telegram bot (issue #36): how far each bot has read its updates, and the replies it
+    // owes (`store::Chats`).
+    Sql("CREATE TABLE IF NOT EXISTS bot_offsets (bot TEXT PRIMARY KEY, next_update INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS replies (
+        id TEXT PRIMARY KEY,
+        job_id TEXT,
+        chat_id INTEGER NOT NULL,
+        reply_to INTEGER,
+        language TEXT NOT NULL,
+        text TEXT,
+        typing INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        parts_sent INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS replies_due ON replies(status, next_at);"),
 ];
