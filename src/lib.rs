@@ -16,6 +16,7 @@ pub mod job;
 pub mod jobs;
 pub mod listener;
 pub mod models;
+pub mod net;
 pub mod output;
 pub mod server;
 pub mod shutdown;

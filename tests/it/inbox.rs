@@ -297,7 +297,11 @@ async fn operator_uploads_a_note_and_reads_its_text() {
     );
 
     // A link from the Telegram bot's operators' chat, /#job=ID, marks that note.
-    let older = js(&c, "return document.querySelectorAll('li.job')[1].dataset.id").await;
+    let older = js(
+        &c,
+        "return document.querySelectorAll('li.job')[1].dataset.id",
+    )
+    .await;
     let older = older.as_str().unwrap().to_string();
     js(&c, &format!("location.hash = '#job={older}'; return 1")).await;
     let focused = wait_js(
