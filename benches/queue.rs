@@ -30,6 +30,7 @@ fn job(i: usize) -> NewJob {
         callback_url: Some("http://127.0.0.1:9/hook".into()),
         client: Some(format!("shop-{}", i % 3)),
         limit: None,
+        fetch: None,
     }
 }
 

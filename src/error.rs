@@ -55,6 +55,19 @@ error_codes! {
     CrashedWorker => "crashed_worker",
     /// The database or the object store could not be reached: retry later.
     StorageUnavailable => "storage_unavailable",
+    // A job that fetches its own audio (`source`).
+    /// The file is over the byte cap (or Telegram's 20 MB for bots).
+    SourceTooLarge => "source_too_large",
+    /// The file is gone: a 404 or 410, or a Telegram file id Telegram no longer knows.
+    SourceExpired => "source_expired",
+    /// The file's host refused earshot's credentials (401, 403; a refused bot token).
+    SourceAuth => "source_auth",
+    /// The file's host could not be reached, or answered otherwise, after the retries.
+    SourceUnreachable => "source_unreachable",
+    /// A source URL on a host not in `--fetch-allow-host`.
+    HostNotAllowed => "host_not_allowed",
+    /// A `source` that does not read.
+    InvalidSource => "invalid_source",
     // The request.
     InvalidRequest => "invalid_request",
     InvalidValue => "invalid_value",
@@ -97,6 +110,8 @@ impl ErrorCode {
         match self {
             Empty | NotAudio | UnsupportedCodec | NoAudioTrack | Corrupt | TooLarge | TooLong
             | InvalidLanguage => true,
+            SourceTooLarge | SourceExpired | HostNotAllowed | InvalidSource => true,
+            SourceAuth | SourceUnreachable => false,
             ModelNotFound | ModelLoadFailed | InferenceFailed | GpuUnavailable | Cancelled
             | TranscriptionFailed | StorageError | CrashedWorker | StorageUnavailable
             | InternalError => false,
@@ -115,13 +130,15 @@ impl ErrorCode {
         match self {
             Empty | NotAudio | UnsupportedCodec | NoAudioTrack | Corrupt | TooLong
             | InvalidLanguage | InvalidRequest | InvalidValue | InvalidBody | InvalidMultipart
-            | MissingFile | InvalidCallbackUrl | HttpError => 400,
+            | MissingFile | InvalidCallbackUrl | HttpError | InvalidSource | SourceExpired => 400,
+            HostNotAllowed => 403,
+            SourceAuth | SourceUnreachable => 502,
             InvalidApiKey => 401,
             NotFound | JobNotFound | ModelNotFound => 404,
             MethodNotAllowed => 405,
             BodyTimeout => 408,
             JobRunning | NotRetryable | NotReady => 409,
-            TooLarge => 413,
+            TooLarge | SourceTooLarge => 413,
             UnsupportedMediaType => 415,
             RangeNotSatisfiable => 416,
             IdempotencyKeyReused => 422,
@@ -151,7 +168,7 @@ impl PartialEq<&str> for ErrorCode {
 pub fn error_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",
-        400 | 404 | 405 | 408 | 409 | 413 | 415 | 416 | 422 => "invalid_request_error",
+        400 | 403 | 404 | 405 | 408 | 409 | 413 | 415 | 416 | 422 => "invalid_request_error",
         429 => "rate_limit_error",
         503 => "service_unavailable",
         _ => "server_error",

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod fetch;
 pub mod http;
 pub mod job;
 pub mod jobs;

@@ -17,6 +17,7 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
     eprintln!("earshot serve: effective configuration\n{}", cfg.describe());
     let keys = cfg.keys()?;
     let telegram = cfg.telegram()?;
+    let fetch_rules = cfg.fetch_rules();
     if keys.is_empty() && !cfg.listen.ip().is_loopback() {
         tracing::warn!(listen = %cfg.listen, "NO API KEY IS SET and the service listens beyond this machine: anyone who can reach it can use it. Set --api-key / EARSHOT_API_KEYS.");
     }
@@ -114,12 +115,26 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
         cfg.webhook_allow_private,
     );
     let state = AppState::new(cfg, keys, queue.clone(), model_name);
-    if let Some(bot) = telegram {
-        let (queue, db, rt) = (queue.clone(), db.clone(), tokio::runtime::Handle::current());
-        tokio::task::spawn_blocking(move || crate::telegram::start(bot, queue, db, rt))
-            .await?
-            .context("starting the Telegram bot (--telegram)")?;
+    let local_files = telegram.as_ref().and_then(|t| t.local_files.clone());
+    let bot = match telegram {
+        Some(bot) => {
+            let (queue, db, rt) = (queue.clone(), db.clone(), tokio::runtime::Handle::current());
+            Some(
+                tokio::task::spawn_blocking(move || crate::telegram::start(bot, queue, db, rt))
+                    .await?
+                    .context("starting the Telegram bot (--telegram)")?,
+            )
+        }
+        None => None,
+    };
+    crate::fetch::Fetcher {
+        service: queue.clone(),
+        bot,
+        local_files,
+        urls: fetch_rules,
     }
+    .start()
+    .context("starting the fetch threads")?;
     {
         // The webhook body is the body of GET /v1/jobs/{id}, signed audio URL included.
         let db: Arc<dyn Outbox> = db;

@@ -162,6 +162,21 @@ pub struct ServeArgs {
     /// links from the operators' chat.
     #[arg(long, env = "EARSHOT_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// A host jobs may fetch their audio from (`source.url` on POST /v1/jobs; repeatable,
+    /// EARSHOT_FETCH_ALLOW_HOSTS takes a comma list). No host is allowed unless named.
+    #[arg(
+        long = "fetch-allow-host",
+        env = "EARSHOT_FETCH_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub fetch_allow_hosts: Vec<String>,
+    /// Let source URLs be plain http and reach loopback and private addresses (a file host on
+    /// the operator's own network).
+    #[arg(long, env = "EARSHOT_FETCH_ALLOW_PRIVATE")]
+    pub fetch_allow_private: bool,
+    /// Seconds one fetch of a source URL may take in all (connecting: 10 s at most).
+    #[arg(long, env = "EARSHOT_FETCH_TIMEOUT", default_value_t = crate::fetch::TIMEOUT_S)]
+    pub fetch_timeout: u64,
 }
 /// What `earshot serve` runs with: its flags resolved into the types their users take
 /// (limits, durations, the listener's limits), with no parsing concerns. Secrets stay
@@ -205,6 +220,9 @@ pub struct Settings {
     pub telegram_forward_chat: Option<i64>,
     pub telegram_local_files: Option<PathBuf>,
     pub public_url: Option<String>,
+    pub fetch_allow_hosts: Vec<String>,
+    pub fetch_allow_private: bool,
+    pub fetch_timeout: Duration,
 }
 
 impl From<ServeArgs> for Settings {
@@ -263,6 +281,14 @@ impl From<ServeArgs> for Settings {
             telegram_forward_chat: a.telegram_forward_chat,
             telegram_local_files: a.telegram_local_files,
             public_url: a.public_url,
+            fetch_allow_hosts: a
+                .fetch_allow_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            fetch_allow_private: a.fetch_allow_private,
+            fetch_timeout: Duration::from_secs(a.fetch_timeout.max(1)),
         }
     }
 }
@@ -271,6 +297,15 @@ impl From<ServeArgs> for Settings {
 pub const TELEGRAM_TOKEN_ENV: &str = "EARSHOT_TELEGRAM_BOT_TOKEN";
 
 impl Settings {
+    /// The rules for `source.url`.
+    pub fn fetch_rules(&self) -> crate::fetch::UrlRules {
+        crate::fetch::UrlRules {
+            allow_hosts: self.fetch_allow_hosts.clone(),
+            allow_private: self.fetch_allow_private,
+            timeout: self.fetch_timeout,
+        }
+    }
+
     /// The Telegram bot's settings with `--telegram`, its token read (a file's wins over the
     /// environment's) and checked for form; `None` without `--telegram`.
     pub fn telegram(&self) -> Result<Option<crate::telegram::Settings>, ConfigError> {
@@ -526,6 +561,16 @@ impl Settings {
             } else {
                 "telegram=off".into()
             },
+            format!(
+                "fetch_allow_hosts={} fetch_allow_private={} fetch_timeout={}s",
+                if self.fetch_allow_hosts.is_empty() {
+                    "none".into()
+                } else {
+                    self.fetch_allow_hosts.join(",")
+                },
+                self.fetch_allow_private,
+                self.fetch_timeout.as_secs()
+            ),
             format!(
                 "header_timeout={}s body_idle_timeout={}s keep_alive_timeout={}s max_connections={}",
                 self.connections.timeouts.header.as_secs(),

@@ -2,6 +2,7 @@
 //! the audio (with Range), retry and delete.
 
 use super::*;
+use crate::job::Source;
 
 pub(super) async fn create_job(
     State(s): State<Shared>,
@@ -29,6 +30,9 @@ pub(super) async fn create_job(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    if ct.starts_with("application/json") {
+        return create_from_source(s, caller, headers, req).await;
+    }
     let mut up = if ct.starts_with("multipart/form-data") {
         let mp = Multipart::from_request(req, &s)
             .await
@@ -88,46 +92,7 @@ pub(super) async fn create_job(
     for (k, v) in asked {
         up.fields.entry(k).or_insert(v);
     }
-    let translate = crate::job::flag(&up.fields, "translate")?;
-    let (opts, _) = parse_options(&s, &up.fields, translate)?;
-    let idem = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    check_id_len("idempotency-key", idem.as_ref())?;
-    check_id_len("external_id", up.fields.get("external_id"))?;
-    check_id_len("source", up.fields.get("source"))?;
-    if up
-        .fields
-        .get("callback_url")
-        .is_some_and(|u| u.len() > 2048)
-    {
-        return Err(ApiError::of(
-            ErrorCode::InvalidCallbackUrl,
-            "callback_url is longer than 2048 bytes",
-        )
-        .param("callback_url"));
-    }
-    let callback_url = up
-        .fields
-        .get("callback_url")
-        .filter(|u| !u.is_empty())
-        .cloned();
-    if let Some(url) = &callback_url {
-        let url = url.clone();
-        let addresses =
-            crate::webhooks::Addresses::unless_private_allowed(s.cfg.webhook_allow_private);
-        tokio::task::spawn_blocking(move || crate::webhooks::check_url(&url, addresses))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|m| ApiError::of(ErrorCode::InvalidCallbackUrl, m).param("callback_url"))?;
-    }
-    let meta = Meta {
-        external_id: up.fields.get("external_id").cloned(),
-        source: up.fields.get("source").cloned(),
-        idempotency_key: idem,
-        callback_url,
-    };
+    let (opts, meta) = read_meta(&s, &headers, &up.fields).await?;
     let limit = QueueLimit {
         total: s.cfg.queue_limit,
         per_client: s.cfg.client_queue_limit,
@@ -168,6 +133,234 @@ pub(super) async fn create_job(
     r.headers_mut().insert(
         "x-earshot-job-id",
         HeaderValue::from_str(&job.id).map_err(ApiError::internal)?,
+    );
+    Ok(r)
+}
+
+/// What a job's fields and headers ask besides its audio: the options, the Idempotency-Key
+/// (header), `external_id`, `source` and `callback_url` (checked: form and, unless private
+/// targets are allowed, address).
+async fn read_meta(
+    s: &Shared,
+    headers: &HeaderMap,
+    fields: &HashMap<String, String>,
+) -> ApiResult<(JobOptions, Meta)> {
+    let translate = crate::job::flag(fields, "translate")?;
+    let (opts, _) = parse_options(s, fields, translate)?;
+    let idem = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    check_id_len("idempotency-key", idem.as_ref())?;
+    check_id_len("external_id", fields.get("external_id"))?;
+    check_id_len("source", fields.get("source"))?;
+    if fields.get("callback_url").is_some_and(|u| u.len() > 2048) {
+        return Err(ApiError::of(
+            ErrorCode::InvalidCallbackUrl,
+            "callback_url is longer than 2048 bytes",
+        )
+        .param("callback_url"));
+    }
+    let callback_url = fields
+        .get("callback_url")
+        .filter(|u| !u.is_empty())
+        .cloned();
+    if let Some(url) = &callback_url {
+        let url = url.clone();
+        let addresses =
+            crate::webhooks::Addresses::unless_private_allowed(s.cfg.webhook_allow_private);
+        tokio::task::spawn_blocking(move || crate::webhooks::check_url(&url, addresses))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|m| ApiError::of(ErrorCode::InvalidCallbackUrl, m).param("callback_url"))?;
+    }
+    let meta = Meta {
+        external_id: fields.get("external_id").cloned(),
+        source: fields.get("source").cloned(),
+        idempotency_key: idem,
+        callback_url,
+    };
+    Ok((opts, meta))
+}
+
+/// `POST /v1/jobs` with a JSON body naming a `source` (a Telegram file of the configured bot,
+/// or an https URL on an allowed host) and, beside it, the fields a form takes. The job is
+/// recorded `fetching` and answered 202 at once; the fetch threads (`crate::fetch`) get its
+/// audio, with retries, then it queues.
+async fn create_from_source(
+    s: Shared,
+    caller: Caller,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<Response> {
+    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+        .await
+        .map_err(|_| {
+            ApiError::of(
+                ErrorCode::InvalidBody,
+                "the JSON body could not be read, or is larger than 64 KiB",
+            )
+        })?;
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::of(ErrorCode::InvalidBody, format!("the body is not JSON: {e}")))?;
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::of(
+            ErrorCode::InvalidBody,
+            "the body must be a JSON object with a source",
+        ));
+    };
+    let shape = r#"give {"telegram": {"file_id": "..."}} or {"url": "https://..."}"#;
+    let source: Source = match obj.get("source") {
+        None | Some(Value::Null) => {
+            return Err(ApiError::of(
+                ErrorCode::InvalidSource,
+                format!("source is missing: {shape}"),
+            )
+            .param("source"))
+        }
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            ApiError::of(
+                ErrorCode::InvalidSource,
+                format!("source does not read ({e}): {shape}"),
+            )
+            .param("source")
+        })?,
+    };
+    match &source {
+        Source::Url(url) => s
+            .cfg
+            .fetch_rules()
+            .check(url)
+            .map_err(|(code, m)| ApiError::of(code, m).param("source"))?,
+        Source::Telegram { file_id } => {
+            if !s.cfg.telegram {
+                return Err(ApiError::of(
+                    ErrorCode::InvalidSource,
+                    "source.telegram: this service runs no Telegram bot (--telegram)",
+                )
+                .param("source"));
+            }
+            if file_id.is_empty() || file_id.len() > 256 {
+                return Err(ApiError::of(
+                    ErrorCode::InvalidSource,
+                    "source.telegram.file_id must be 1 to 256 bytes",
+                )
+                .param("source"));
+            }
+        }
+    }
+    // The other fields, as a form gives them: strings, numbers and booleans as text, a list
+    // of strings joined by commas.
+    let mut fields = HashMap::new();
+    for (k, v) in obj.iter().filter(|(k, _)| k.as_str() != "source") {
+        let text = match v {
+            Value::Null => continue,
+            Value::String(t) => t.clone(),
+            Value::Number(_) | Value::Bool(_) => v.to_string(),
+            Value::Array(items) if items.iter().all(Value::is_string) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => {
+                return Err(ApiError::of(
+                    ErrorCode::InvalidValue,
+                    format!(
+                        "{}: expected a string, a number, a boolean or a list of strings",
+                        crate::error::clip(k, 64)
+                    ),
+                ))
+            }
+        };
+        fields.insert(k.clone(), text);
+    }
+    let (opts, mut meta) = read_meta(&s, &headers, &fields).await?;
+    let queued = s.queue.queued(None).await?;
+    if queued >= s.cfg.queue_limit {
+        return Err(queue_full(
+            &s,
+            QueueFull {
+                queued,
+                limit: s.cfg.queue_limit,
+                client: false,
+            },
+        ));
+    }
+    let filename = match &source {
+        Source::Url(url) => url
+            .split(['?', '#'])
+            .next()
+            .and_then(|u| u.rsplit('/').next())
+            .filter(|n| !n.is_empty() && !n.contains(':'))
+            .map(|n| cap_filename(n.to_string())),
+        Source::Telegram { .. } => None,
+    };
+    let client = caller.name().map(str::to_string);
+    let idempotency_key = match &caller {
+        Caller::Client(name) => meta.idempotency_key.take().map(|k| format!("{name}:{k}")),
+        Caller::Admin(_) => meta.idempotency_key.take(),
+    };
+    // The record's `source` label says where the audio came from (the body's `source` is the
+    // reference itself).
+    let label = match &source {
+        Source::Url(_) => "url",
+        Source::Telegram { .. } => "telegram",
+    };
+    let submitted = s
+        .queue
+        .submit_fetch(NewJob {
+            sha256: String::new(),
+            size: 0,
+            content_type: None,
+            filename,
+            external_id: meta.external_id,
+            source: Some(label.into()),
+            options: opts,
+            priority: Priority::Queued,
+            idempotency_key,
+            callback_url: meta.callback_url,
+            client: client.clone(),
+            limit: Some(QueueLimit {
+                total: s.cfg.queue_limit,
+                per_client: s.cfg.client_queue_limit,
+            }),
+            fetch: Some(source),
+        })
+        .await?;
+    let (job, replayed) = match submitted {
+        Submitted::Created(job) => {
+            tracing::info!(id = %job.id, "job recorded; fetching its audio");
+            s.count_submitted(client.as_deref());
+            (job, false)
+        }
+        Submitted::Replayed(job) => (job, true),
+        Submitted::KeyReused(job) => {
+            return Err(ApiError::of(
+                ErrorCode::IdempotencyKeyReused,
+                format!(
+                    "this Idempotency-Key was used for job {} with another source",
+                    job.id
+                ),
+            ))
+        }
+        Submitted::QueueFull(full) => return Err(queue_full(&s, full)),
+    };
+    let shown = if replayed {
+        s.queue.get(&job.id, &caller.scope()).await?
+    } else {
+        Shown {
+            job,
+            delivery: None,
+        }
+    };
+    let mut r = (StatusCode::ACCEPTED, Json(job_view(&s, &shown))).into_response();
+    if replayed {
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    r.headers_mut().insert(
+        "x-earshot-job-id",
+        HeaderValue::from_str(&shown.job.id).map_err(ApiError::internal)?,
     );
     Ok(r)
 }
@@ -339,6 +532,12 @@ pub(super) async fn get_audio(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let j = find(&s, &caller, &id).await?;
+    if !j.has_audio() {
+        return Err(ApiError::of(
+            ErrorCode::NotFound,
+            format!("job {} is still fetching its audio", j.id),
+        ));
+    }
     let data = s.queue.audio(&j.sha256).await?;
     let total = data.len() as u64;
     let ct = j

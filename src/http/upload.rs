@@ -243,6 +243,7 @@ pub(super) async fn store(
             callback_url: meta.callback_url,
             client,
             limit,
+            fetch: None,
         })
         .await
         .map_err(ApiError::from)?;

@@ -7,7 +7,12 @@ use super::*;
 pub(super) fn job_view(s: &AppState, shown: &Shown) -> Value {
     let j = &shown.job;
     let mut v = crate::jobs::job_json(j, shown.delivery.as_ref());
-    v["audio_url"] = Value::String(s.audio_url(&j.id));
+    // A job still fetching its audio has none to play yet.
+    v["audio_url"] = if j.has_audio() {
+        Value::String(s.audio_url(&j.id))
+    } else {
+        Value::Null
+    };
     // A running recording long enough to go in pieces says how far it has got.
     v["progress"] = match s
         .queue

@@ -73,8 +73,11 @@ macro_rules! stored_names {
 }
 
 stored_names! {
-    /// A job's life: `queued` → `running` → `done` | `failed`.
+    /// A job's life: (`fetching` →) `queued` → `running` → `done` | `failed`. A job whose
+    /// audio is fetched from a `source` (a URL, a Telegram file) is `fetching` until it is
+    /// stored.
     Status, "status" {
+        Fetching => "fetching",
         Queued => "queued",
         Running => "running",
         Done => "done",
@@ -203,6 +206,26 @@ pub struct Job {
     pub callback_url: Option<String>,
     /// The name of the API key that created it (`None` when the service has no keys).
     pub client: Option<String>,
+    /// Where its audio is fetched from, for a job made from a `source`.
+    pub fetch: Option<Source>,
+}
+
+impl Job {
+    /// Whether its audio is stored (a job made from a `source` has none until fetched).
+    pub fn has_audio(&self) -> bool {
+        !self.sha256.is_empty()
+    }
+}
+
+/// Where a job's audio is fetched from (`source` on `POST /v1/jobs`), as JSON:
+/// `{"telegram": {"file_id": "..."}}` or `{"url": "https://..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Source {
+    /// A file the configured Telegram bot can fetch (`getFile`, afresh at each attempt).
+    Telegram { file_id: String },
+    /// An `https` URL on a host in `--fetch-allow-host`.
+    Url(String),
 }
 
 /// A new record, before insertion.
@@ -220,6 +243,9 @@ pub struct NewJob {
     pub callback_url: Option<String>,
     /// The name of the API key that sends it.
     pub client: Option<String>,
+    /// Where to fetch the audio from: the job starts `fetching`, with no audio (`sha256`
+    /// empty) until the store's `Fetches::fetched`.
+    pub fetch: Option<Source>,
     /// The queue limits to check in the inserting transaction (`None`: none, as for a
     /// synchronous request, which is admitted by its expected wait instead).
     pub limit: Option<QueueLimit>,

@@ -51,6 +51,9 @@ pub struct Service {
     /// unreferenced, and the upload's row would point at nothing. It covers this process;
     /// nodes sharing a database also take [`Records::lock_audio`](crate::store::Records::lock_audio) under it.
     audio_refs: Mutex<()>,
+    /// Wakes the fetch threads when a job to fetch is submitted.
+    fetch_wake: Condvar,
+    fetch_wake_lock: Mutex<()>,
 }
 
 impl Service {
@@ -77,6 +80,8 @@ impl Service {
             wake: (Mutex::new(0), Condvar::new()),
             stopping: AtomicBool::new(false),
             audio_refs: Mutex::new(()),
+            fetch_wake: Condvar::new(),
+            fetch_wake_lock: Mutex::new(()),
             progress: Mutex::new(Default::default()),
         })
     }
@@ -334,10 +339,82 @@ impl Service {
         };
         let _refs = self.lock_audio_refs();
         let _audio = self.db.lock_audio(&job.sha256)?;
-        if let Deleted::AudioUnused(sha) = self.db.delete(id)? {
-            self.blobs.remove(&sha)?;
+        match self.db.delete(id)? {
+            // A job that never got its audio (it was fetching) has none to remove.
+            Deleted::AudioUnused(sha) if !sha.is_empty() => self.blobs.remove(&sha)?,
+            _ => {}
         }
         Ok(())
+    }
+
+    /// Record a job whose audio is to be fetched (`fetching`, no audio yet), or the job its
+    /// idempotency key made before (the same source: replayed; another: the key is reused).
+    pub async fn submit_fetch(self: &Arc<Self>, job: NewJob) -> Result<Submitted, JobError> {
+        self.blocking(move |s| {
+            let source = job.fetch.clone();
+            let submitted = match s.db.insert(job)? {
+                Inserted::New(stored) => Submitted::Created(stored),
+                Inserted::Existing(stored) if stored.fetch == source => Submitted::Replayed(stored),
+                Inserted::Existing(stored) => Submitted::KeyReused(stored),
+                Inserted::Full(full) => Submitted::QueueFull(full),
+            };
+            if let Submitted::Created(_) = submitted {
+                s.fetch_wake.notify_all();
+            }
+            Ok(submitted)
+        })
+        .await
+    }
+
+    /// A fetching job's audio, fetched: stored as an upload is, then the job is queued.
+    /// `false` (and the audio taken back) when the job is no longer fetching. Blocks: for the
+    /// fetch threads.
+    pub fn attach(&self, id: &str, mut blob: PendingBlob) -> Result<bool, StorageError> {
+        self.blobs.stage(&mut blob)?;
+        let sha = blob.sha256();
+        let attached = {
+            let _refs = self.lock_audio_refs();
+            let _audio = self.db.lock_audio(&sha)?;
+            let (sha, size) = self.blobs.commit(blob)?;
+            self.db.fetched(id, &sha, size)
+        };
+        match attached {
+            Ok(true) => {
+                self.notify();
+                Ok(true)
+            }
+            Ok(false) => {
+                self.take_back(&sha);
+                Ok(false)
+            }
+            Err(e) => {
+                self.take_back(&sha);
+                Err(e)
+            }
+        }
+    }
+
+    /// The next fetching job due, waiting up to `wait` for one to be submitted.
+    pub fn next_fetch(&self, lease_ms: i64, wait: Duration) -> Result<Option<Job>, StorageError> {
+        if let Some(job) = self.db.claim_fetch(lease_ms)? {
+            return Ok(Some(job));
+        }
+        let guard = self
+            .fetch_wake_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let _ = self.fetch_wake.wait_timeout(guard, wait);
+        self.db.claim_fetch(lease_ms)
+    }
+
+    /// Fail a job (a fetch that cannot succeed); its webhook fires.
+    pub fn fail(&self, id: &str, code: ErrorCode, message: &str) -> Result<(), StorageError> {
+        self.db.finish_failed(id, code, message)
+    }
+
+    /// Try a fetch again at `at_ms`.
+    pub fn fetch_later(&self, id: &str, at_ms: i64) -> Result<(), StorageError> {
+        self.db.fetch_later(id, at_ms)
     }
 
     /// Wait until a job is done or failed, or until the service stops while the job is still

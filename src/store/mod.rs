@@ -64,9 +64,9 @@ pub fn search_words(q: &str) -> Vec<String> {
 /// [`Chats`], each bound where it is used (the job service holds a `Store`; the workers use its
 /// queue and pieces, the webhook sender its outbox, the Telegram bot its chats). Both record
 /// stores are one.
-pub trait Store: Records + Queue + Outbox + Pieces + Chats {}
+pub trait Store: Records + Queue + Outbox + Pieces + Chats + Fetches {}
 
-impl<T: Records + Queue + Outbox + Pieces + Chats> Store for T {}
+impl<T: Records + Queue + Outbox + Pieces + Chats + Fetches> Store for T {}
 
 /// The job records. Every state change is one transaction. Calls block (on SQLite's one
 /// connection while a worker writes, on the network for PostgreSQL): they are made from
@@ -182,6 +182,19 @@ pub trait Outbox: Records {
 
     /// A delivery failed for the last time.
     fn delivery_gave_up(&self, id: &str, error: &str) -> Result<(), StorageError>;
+}
+
+/// Jobs that fetch their own audio (`source` on `POST /v1/jobs`): claimed for a fetch under a
+/// lease, so that a node that dies mid-download leaves the job to be claimed again, then
+/// stored (`queued`) or failed (`Queue::finish_failed`).
+pub trait Fetches: Send + Sync {
+    /// A `fetching` job due now, leased for `lease_ms`, its attempt counted.
+    fn claim_fetch(&self, lease_ms: i64) -> Result<Option<Job>, StorageError>;
+    /// Its audio is stored: `queued`, with the audio's hash and size, its attempts reset.
+    /// `false` when it is no longer `fetching` (deleted or failed meanwhile).
+    fn fetched(&self, id: &str, sha256: &str, size: u64) -> Result<bool, StorageError>;
+    /// Try again at `at_ms` (this node's clock).
+    fn fetch_later(&self, id: &str, at_ms: i64) -> Result<(), StorageError>;
 }
 
 /// What a chat bot keeps: how far it has read its updates, and the replies it owes (an

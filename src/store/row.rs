@@ -60,6 +60,7 @@ pub(super) struct JobRow {
     pub idempotency_key: Option<String>,
     pub callback_url: Option<String>,
     pub client: Option<String>,
+    pub fetch: Option<Json>,
 }
 
 impl JobRow {
@@ -97,6 +98,10 @@ impl JobRow {
             idempotency_key: self.idempotency_key,
             callback_url: self.callback_url,
             client: self.client,
+            fetch: match self.fetch {
+                Some(f) => Some(f.decode(&id, "fetch_source")?),
+                None => None,
+            },
             id,
         })
     }

@@ -2,11 +2,11 @@
 //! the stored offset passes it.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::api::{ApiError, Attachment, BotApi, Message, Update, User, POLL_TIMEOUT_S};
+use super::files::FileError;
 use super::{text, Settings, CLOUD_MAX_FILE};
 use crate::job::{JobOptions, NewJob, NewReply, Priority};
 use crate::jobs::{Service, Submitted};
@@ -363,6 +363,7 @@ impl Poller {
                 // A note Telegram delivered is taken whatever the queue: refusing it would
                 // lose it (Telegram does not send it again).
                 limit: None,
+                fetch: None,
             }))
             .map_err(|e| Trouble::Later(e.to_string()))?;
         match submitted {
@@ -377,36 +378,21 @@ impl Poller {
 
     /// The note's bytes, stored as an upload is.
     fn fetch(&self, att: &Attachment, max: u64) -> Result<crate::store::PendingBlob, Fetch> {
-        let file = self.api.get_file(&att.file_id).map_err(|e| match &e {
-            ApiError::Refused { description, .. } if description.contains("too big") => {
-                Fetch::Refused(Refusal::TooLargeCloud)
-            }
-            e if e.is_transient() => Fetch::Transient(e.clone()),
-            _ => Fetch::Refused(Refusal::Unavailable),
-        })?;
-        let Some(path) = file.file_path else {
-            return Err(Fetch::Refused(Refusal::Unavailable));
-        };
-        if file.file_size.is_some_and(|s| s > max) {
-            return Err(Fetch::Refused(Refusal::TooLarge));
-        }
         let mut blob = self
             .service
             .begin_upload()
             .map_err(|e| Fetch::Store(e.to_string()))?;
+        let local = self.settings.local_files.as_deref();
         let mut write = |chunk: &[u8]| blob.write(chunk);
-        match &self.settings.local_files {
-            Some(dir) if path.starts_with('/') => read_local(dir, &path, max, &mut write)?,
-            _ => {
-                self.api
-                    .download(&path, max, &mut write)
-                    .map_err(|e| match e {
-                        ApiError::TooLarge { .. } => Fetch::Refused(Refusal::TooLarge),
-                        e if e.is_transient() => Fetch::Transient(e),
-                        _ => Fetch::Refused(Refusal::Unavailable),
-                    })?;
-            }
-        }
+        super::files::download(&self.api, local, &att.file_id, max, &mut write).map_err(
+            |e| match e {
+                FileError::TooLarge { cloud: true } => Fetch::Refused(Refusal::TooLargeCloud),
+                FileError::TooLarge { cloud: false } => Fetch::Refused(Refusal::TooLarge),
+                FileError::Gone(_) | FileError::Auth(_) => Fetch::Refused(Refusal::Unavailable),
+                FileError::Transient(e) => Fetch::Transient(e),
+                FileError::Store(e) => Fetch::Store(e),
+            },
+        )?;
         if blob.size() == 0 {
             return Err(Fetch::Refused(Refusal::Unavailable));
         }
@@ -418,43 +404,6 @@ enum Fetch {
     Refused(Refusal),
     Transient(ApiError),
     Store(String),
-}
-
-/// A file a local Bot API server wrote, read only from inside its folder.
-fn read_local(
-    dir: &std::path::Path,
-    path: &str,
-    max: u64,
-    write: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
-) -> Result<(), Fetch> {
-    let unavailable = |e: std::io::Error| {
-        tracing::warn!(error = %e, "Telegram: a local Bot API file could not be read");
-        Fetch::Refused(Refusal::Unavailable)
-    };
-    let root = dir.canonicalize().map_err(unavailable)?;
-    let file = std::path::Path::new(path)
-        .canonicalize()
-        .map_err(unavailable)?;
-    if !file.starts_with(&root) {
-        tracing::warn!(
-            "Telegram: the Bot API server named a file outside --telegram-local-files; not read"
-        );
-        return Err(Fetch::Refused(Refusal::Unavailable));
-    }
-    let mut f = std::fs::File::open(&file).map_err(unavailable)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(unavailable)?;
-        if n == 0 {
-            return Ok(());
-        }
-        total += n as u64;
-        if total > max {
-            return Err(Fetch::Refused(Refusal::TooLarge));
-        }
-        write(&buf[..n]).map_err(|e| Fetch::Store(e.to_string()))?;
-    }
 }
 
 /// The note in a message: a voice note, an audio file, a round video, or a document whose

@@ -17,6 +17,7 @@
 
 mod api;
 mod bot;
+mod files;
 mod replies;
 mod text;
 
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use api::{ApiError, BotApi, Token, CLOUD_API, CLOUD_MAX_FILE};
+pub use files::{download, FileError};
 
 use crate::jobs::Service;
 use crate::store::Store;
@@ -58,13 +60,13 @@ pub enum StartError {
 /// Start the bot: ask Telegram who it is (a token it refuses stops the start; an unreachable
 /// server does not, the poller keeps trying), then run the poller and the sender. Blocks on
 /// the network: call it off the async runtime. `rt` is the runtime the job service's async
-/// methods run on.
+/// methods run on. Returns the bot's API, for jobs whose `source` is a Telegram file.
 pub fn start(
     settings: Settings,
     service: Arc<Service>,
     db: Arc<dyn Store>,
     rt: tokio::runtime::Handle,
-) -> Result<(), StartError> {
+) -> Result<Arc<BotApi>, StartError> {
     let api = Arc::new(BotApi::new(&settings.api_url, settings.token.clone()));
     let me = match api.get_me() {
         Ok(me) => Some(me),
@@ -89,8 +91,11 @@ pub fn start(
             .name("earshot-telegram".into())
             .spawn(move || bot::Poller::new(api, settings, service, db, rt, me.is_some()).run())?;
     }
-    std::thread::Builder::new()
-        .name("earshot-telegram-replies".into())
-        .spawn(move || replies::Sender::new(api, settings, db).run())?;
-    Ok(())
+    {
+        let api = api.clone();
+        std::thread::Builder::new()
+            .name("earshot-telegram-replies".into())
+            .spawn(move || replies::Sender::new(api, settings, db).run())?;
+    }
+    Ok(api)
 }

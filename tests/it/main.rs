@@ -8,6 +8,7 @@ mod clients;
 mod cluster;
 mod contract;
 mod decode;
+mod fetch;
 mod hardening;
 mod inbox;
 mod long;

@@ -687,3 +687,49 @@ fn telegram_restart_mid_download_answers_once() {
     assert_eq!(jobs_of(&s).len(), 1);
     assert_no_token(&s, &fake);
 }
+
+/// `POST /v1/jobs` with `source.telegram`: fetched with the bot (getFile afresh), or failed
+/// with the code that says why.
+#[test]
+fn a_job_fetches_a_telegram_file_by_its_id() {
+    let (fake, proxy) = start_fake();
+    fake.file("voice-1", read_fixture("telegram_ru.oga"));
+    fake.file("huge-1", vec![0u8; 21 * 1024 * 1024]);
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &proxy);
+    let post = |file_id: &str| -> Value {
+        let body = json!({"source": {"telegram": {"file_id": file_id}}, "external_id": format!("crm-{file_id}"), "language": "ru"});
+        let r = s.req(
+            "POST",
+            "/v1/jobs",
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+        let j = r.json();
+        assert_eq!(
+            (j["status"].as_str(), j["source"].as_str()),
+            (Some("fetching"), Some("telegram"))
+        );
+        j
+    };
+    let ids: Vec<String> = ["voice-1", "missing-1", "huge-1"]
+        .iter()
+        .map(|f| post(f)["id"].as_str().unwrap().to_string())
+        .collect();
+    let end = |id: &str| -> Value {
+        let mut j = Value::Null;
+        wait_until("the job to end", Duration::from_secs(60), || {
+            j = s.get(&format!("/v1/jobs/{id}")).json();
+            j["status"] == "done" || j["status"] == "failed"
+        });
+        j
+    };
+    let done = end(&ids[0]);
+    assert!(cer(done["text"].as_str().unwrap(), RU) < 0.15, "{done}");
+    assert_eq!(end(&ids[1])["error"]["code"], "source_expired");
+    assert_eq!(end(&ids[2])["error"]["code"], "source_too_large");
+    // Nothing was posted in any chat for these.
+    assert!(fake.sent.lock().unwrap().is_empty());
+    assert_no_token(&s, &fake);
+}

@@ -77,6 +77,12 @@ macro_rules! behaviour {
             }
         }
         #[test]
+        fn a_job_that_fetches_its_audio_is_claimed_stored_and_queued() {
+            if let Some(db) = $open {
+                super::super::conformance::fetches(&db);
+            }
+        }
+        #[test]
         fn bot_offsets_and_replies_are_filed_once() {
             if let Some(db) = $open {
                 super::super::conformance::chats(&db);
@@ -106,6 +112,7 @@ pub(crate) fn new_job(name: &str) -> NewJob {
         callback_url: None,
         client: None,
         limit: None,
+        fetch: None,
     }
 }
 
@@ -335,6 +342,61 @@ pub(super) fn finished_once(db: &dyn Store) {
 
 /// Retention picks finished jobs older than the age given, never queued or running ones;
 /// a job it picks is gone after its delete.
+/// A job with a source starts `fetching` with no audio; a claim leases it (one taker), a
+/// retry time holds it back, `fetched` queues it with its audio once, a failure ends it, and
+/// a retry by hand of a failed fetch fetches again.
+pub(super) fn fetches(db: &dyn Store) {
+    use crate::job::Source;
+    let mut n = new_job("fetched.ogg");
+    n.sha256 = String::new();
+    n.size = 0;
+    n.fetch = Some(Source::Url("https://files.example.com/a.ogg".into()));
+    let job = db.insert(n.clone()).unwrap().into_job().unwrap();
+    assert_eq!((job.status, job.has_audio()), (Status::Fetching, false));
+    assert_eq!(job.fetch, n.fetch);
+    // Claims: other fetching jobs of a shared database may come first; take ours.
+    let mut mine = None;
+    while let Some(j) = db.claim_fetch(60_000).unwrap() {
+        if j.id == job.id {
+            mine = Some(j);
+            break;
+        }
+    }
+    let claimed = mine.expect("the fetching job is claimed");
+    assert_eq!(claimed.attempts, 1);
+    let again = std::iter::from_fn(|| db.claim_fetch(60_000).unwrap()).find(|j| j.id == job.id);
+    assert!(again.is_none(), "a leased fetch is not claimed twice");
+    db.fetch_later(&job.id, crate::store::now_ms() - 1).unwrap();
+    let again = std::iter::from_fn(|| db.claim_fetch(60_000).unwrap()).find(|j| j.id == job.id);
+    assert_eq!(again.map(|j| j.attempts), Some(2));
+    assert!(db.fetched(&job.id, &"ab".repeat(32), 1234).unwrap());
+    assert!(
+        !db.fetched(&job.id, &"cd".repeat(32), 1).unwrap(),
+        "stored once"
+    );
+    let queued = db.get(&job.id).unwrap().unwrap();
+    assert_eq!(
+        (
+            queued.status,
+            queued.sha256.as_str(),
+            queued.size,
+            queued.attempts
+        ),
+        (Status::Queued, "ab".repeat(32).as_str(), 1234, 0)
+    );
+    // Another fails while fetching; a retry by hand fetches it again.
+    let other = db.insert(n).unwrap().into_job().unwrap();
+    db.finish_failed(&other.id, ErrorCode::SourceExpired, "gone")
+        .unwrap();
+    let failed = db.get(&other.id).unwrap().unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(failed.failure.unwrap().code, ErrorCode::SourceExpired);
+    assert!(db.requeue(&other.id, true).unwrap());
+    assert_eq!(db.get(&other.id).unwrap().unwrap().status, Status::Fetching);
+    db.finish_failed(&other.id, ErrorCode::SourceExpired, "gone")
+        .unwrap();
+}
+
 /// A bot's offset only moves forward; a reply is filed once by its id, is due with its job's
 /// status, records its parts, and leaves the due list once sent, failed or put off.
 pub(super) fn chats(db: &dyn Store) {

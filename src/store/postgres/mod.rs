@@ -73,6 +73,9 @@ fn job_row(r: &Row) -> Result<JobRow, StorageError> {
         idempotency_key: r.try_get("idempotency_key")?,
         callback_url: r.try_get("callback_url")?,
         client: r.try_get("client")?,
+        fetch: r
+            .try_get::<_, Option<String>>("fetch_source")?
+            .map(Json::Text),
     })
 }
 
@@ -88,7 +91,7 @@ fn json(v: &impl serde::Serialize) -> serde_json::Value {
 /// The job columns (all but the search vector).
 const COLUMNS: &str = "id, created_at, updated_at, sha256, size, content_type, filename, \
     external_id, source, status, attempts, error_code, error_message, language, duration, \
-    transcript, options, priority, idempotency_key, lease_until, callback_url, client";
+    transcript, options, priority, idempotency_key, lease_until, callback_url, client, fetch_source";
 
 /// The database's clock, in ms since the epoch. Leases are set and compared on it, so the
 /// nodes' own clocks need not agree.
@@ -235,11 +238,11 @@ impl Records for Postgres {
         let now = now_ms();
         let inserted = tx.query_opt(
             &format!(
-                "INSERT INTO jobs (id, created_at, updated_at, sha256, size, content_type, filename, external_id, source, status, options, priority, idempotency_key, callback_url, client)
-                 VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10, $11, $12, $13)
+                "INSERT INTO jobs (id, created_at, updated_at, sha256, size, content_type, filename, external_id, source, status, options, priority, idempotency_key, callback_url, client, fetch_source)
+                 VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $14::text IS NULL THEN 'queued' ELSE 'fetching' END, $9, $10, $11, $12, $13, $14)
                  ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
             ),
-            &[&id, &now, &n.sha256, &(n.size as i64), &n.content_type, &n.filename, &n.external_id, &n.source, &json(&n.options), &n.priority.as_i32(), &n.idempotency_key, &n.callback_url, &n.client],
+            &[&id, &now, &n.sha256, &(n.size as i64), &n.content_type, &n.filename, &n.external_id, &n.source, &json(&n.options), &n.priority.as_i32(), &n.idempotency_key, &n.callback_url, &n.client, &n.fetch.as_ref().map(|f| serde_json::to_string(f).expect("stored values serialize"))],
         )?;
         if let Some(row) = inserted {
             // The fair share: a client that had nothing queued comes in level with those

@@ -4,10 +4,10 @@
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::NoTls;
 
-use super::{db_now, job_row, json, Postgres, COLUMNS, DB_NOW_MS, QUEUED};
+use super::{db_now, job_from_row, job_row, json, Postgres, COLUMNS, DB_NOW_MS, QUEUED};
 use crate::error::ErrorCode;
 use crate::job::{Event, Job, JobResult, Priority};
-use crate::store::{finished_now, now_ms, Queue, StorageError, BYTES_PER_AUDIO_S};
+use crate::store::{finished_now, now_ms, Fetches, Queue, StorageError, BYTES_PER_AUDIO_S};
 
 /// Move the fair share on by a claimed job of `client` with `cost` estimated audio seconds
 /// (see the `store` module's doc): one row, the client's own.
@@ -176,7 +176,7 @@ impl Queue for Postgres {
         let mut tx = c.transaction()?;
         let n = tx.execute(
             "UPDATE jobs SET status = 'failed', error_code = $2, error_message = $3, lease_until = NULL, updated_at = $4
-             WHERE id = $1 AND status IN ('queued', 'running')",
+             WHERE id = $1 AND status IN ('fetching', 'queued', 'running')",
             &[&id, &code.as_str(), &message, &now_ms()],
         )?;
         if !finished_now(n as usize, id) {
@@ -190,7 +190,7 @@ impl Queue for Postgres {
 
     fn requeue(&self, id: &str, reset_attempts: bool) -> Result<bool, StorageError> {
         let n = self.conn()?.execute(
-            "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = $2,
+            "UPDATE jobs SET status = CASE WHEN sha256 = '' THEN 'fetching' ELSE 'queued' END, lease_until = NULL, updated_at = $2,
              attempts = CASE WHEN $3 THEN 0 ELSE attempts END WHERE id = $1",
             &[&id, &now_ms(), &reset_attempts],
         )?;
@@ -254,5 +254,43 @@ impl Queue for Postgres {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the LISTEN thread; workers poll instead");
         }
+    }
+}
+
+impl Fetches for Postgres {
+    /// Due and leased on the database's clock; a job another node is claiming is skipped.
+    fn claim_fetch(&self, lease_ms: i64) -> Result<Option<Job>, StorageError> {
+        self.conn()?
+            .query_opt(
+                &format!(
+                    "UPDATE jobs SET lease_until = {DB_NOW_MS} + $1, attempts = attempts + 1, updated_at = $2
+                     WHERE id = (SELECT id FROM jobs WHERE status = 'fetching'
+                         AND (lease_until IS NULL OR lease_until <= {DB_NOW_MS}) ORDER BY id LIMIT 1
+                         FOR UPDATE SKIP LOCKED)
+                     RETURNING {COLUMNS}"
+                ),
+                &[&lease_ms, &now_ms()],
+            )?
+            .as_ref()
+            .map(job_from_row)
+            .transpose()
+    }
+
+    fn fetched(&self, id: &str, sha256: &str, size: u64) -> Result<bool, StorageError> {
+        let n = self.conn()?.execute(
+            "UPDATE jobs SET status = 'queued', sha256 = $2, size = $3, lease_until = NULL, attempts = 0, updated_at = $4
+             WHERE id = $1 AND status = 'fetching'",
+            &[&id, &sha256, &(size as i64), &now_ms()],
+        )?;
+        self.announce(n)
+    }
+
+    /// `at_ms` is on this node's clock; the row gets the same delay on the database's.
+    fn fetch_later(&self, id: &str, at_ms: i64) -> Result<(), StorageError> {
+        self.conn()?.execute(
+            &format!("UPDATE jobs SET lease_until = {DB_NOW_MS} + $2 WHERE id = $1 AND status = 'fetching'"),
+            &[&id, &(at_ms - now_ms()).max(0)],
+        )?;
+        Ok(())
     }
 }

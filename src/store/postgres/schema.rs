@@ -94,4 +94,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         updated_at BIGINT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS replies_due ON replies(status, next_at);",
+    // Jobs that fetch their own audio (issue #36): where from, as JSON; `fetching` until
+    // stored.
+    "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS fetch_source TEXT;
+    CREATE INDEX IF NOT EXISTS jobs_fetching ON jobs(lease_until) WHERE status = 'fetching';",
 ];

@@ -61,6 +61,7 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
         idempotency_key: r.get("idempotency_key")?,
         callback_url: r.get("callback_url")?,
         client: r.get("client")?,
+        fetch: r.get::<_, Option<String>>("fetch_source")?.map(Json::Text),
     })
 }
 
@@ -197,9 +198,9 @@ impl Records for Sqlite {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         tx.execute(
-            "INSERT INTO jobs (id, created_at, updated_at, sha256, size, content_type, filename, external_id, source, status, options, priority, idempotency_key, callback_url, client)
-             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13)",
-            params![id, now, n.sha256, n.size as i64, n.content_type, n.filename, n.external_id, n.source, json(&n.options), n.priority.as_i32(), n.idempotency_key, n.callback_url, n.client],
+            "INSERT INTO jobs (id, created_at, updated_at, sha256, size, content_type, filename, external_id, source, status, options, priority, idempotency_key, callback_url, client, fetch_source)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?14 IS NULL THEN 'queued' ELSE 'fetching' END, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![id, now, n.sha256, n.size as i64, n.content_type, n.filename, n.external_id, n.source, json(&n.options), n.priority.as_i32(), n.idempotency_key, n.callback_url, n.client, n.fetch.as_ref().map(json)],
         )?;
         // The fair share: a client that had nothing queued comes in level with those waiting.
         let was_waiting: bool = tx.query_row(

@@ -5,7 +5,8 @@ use rusqlite::{params, OptionalExtension};
 use super::{job_row, json, Sqlite};
 use crate::error::ErrorCode;
 use crate::job::{Event, Job, JobResult, Priority, Status};
-use crate::store::{finished_now, now_ms, Queue, StorageError, BYTES_PER_AUDIO_S};
+use crate::store::row::JobRow;
+use crate::store::{finished_now, now_ms, Fetches, Queue, StorageError, BYTES_PER_AUDIO_S};
 
 /// The claim's order (see [`Queue::claim`], [`crate::store::FAIR_SHARE`]): synchronous
 /// requests first; then the client furthest behind; within it, jobs that waited past
@@ -168,7 +169,7 @@ impl Queue for Sqlite {
         let tx = c.unchecked_transaction()?;
         let n = tx.execute(
             "UPDATE jobs SET status = 'failed', error_code = ?2, error_message = ?3, lease_until = NULL, updated_at = ?4
-             WHERE id = ?1 AND status IN ('queued', 'running')",
+             WHERE id = ?1 AND status IN ('fetching', 'queued', 'running')",
             params![id, code.as_str(), message, now_ms()],
         )?;
         if !finished_now(n, id) {
@@ -181,7 +182,7 @@ impl Queue for Sqlite {
 
     fn requeue(&self, id: &str, reset_attempts: bool) -> Result<bool, StorageError> {
         let n = self.conn().execute(
-            "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?2,
+            "UPDATE jobs SET status = CASE WHEN sha256 = '' THEN 'fetching' ELSE 'queued' END, lease_until = NULL, updated_at = ?2,
              attempts = CASE WHEN ?3 THEN 0 ELSE attempts END WHERE id = ?1",
             params![id, now_ms(), reset_attempts],
         )?;
@@ -202,6 +203,12 @@ impl Queue for Sqlite {
             "UPDATE jobs SET status = 'queued', lease_until = NULL, updated_at = ?1 WHERE status = 'running'",
             [now_ms()],
         )?;
+        // A fetch cut short by the process's end is taken up again at once (one process
+        // owns a SQLite file; with PostgreSQL, the lease runs out instead).
+        tx.execute(
+            "UPDATE jobs SET lease_until = NULL WHERE status = 'fetching'",
+            [],
+        )?;
         tx.commit()?;
         Ok((requeued, crashed.len()))
     }
@@ -213,5 +220,40 @@ impl Queue for Sqlite {
             params![id, now_ms()],
         )?;
         Ok(n > 0)
+    }
+}
+
+impl Fetches for Sqlite {
+    fn claim_fetch(&self, lease_ms: i64) -> Result<Option<Job>, StorageError> {
+        let now = now_ms();
+        self.conn()
+            .query_row(
+                "UPDATE jobs SET lease_until = ?1 + ?2, attempts = attempts + 1, updated_at = ?1
+                 WHERE id = (SELECT id FROM jobs WHERE status = 'fetching'
+                     AND (lease_until IS NULL OR lease_until <= ?1) ORDER BY id LIMIT 1)
+                 RETURNING *",
+                params![now, lease_ms],
+                job_row,
+            )
+            .optional()?
+            .map(JobRow::decode)
+            .transpose()
+    }
+
+    fn fetched(&self, id: &str, sha256: &str, size: u64) -> Result<bool, StorageError> {
+        let n = self.conn().execute(
+            "UPDATE jobs SET status = 'queued', sha256 = ?2, size = ?3, lease_until = NULL, attempts = 0, updated_at = ?4
+             WHERE id = ?1 AND status = 'fetching'",
+            params![id, sha256, size as i64, now_ms()],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn fetch_later(&self, id: &str, at_ms: i64) -> Result<(), StorageError> {
+        self.conn().execute(
+            "UPDATE jobs SET lease_until = ?2 WHERE id = ?1 AND status = 'fetching'",
+            params![id, at_ms],
+        )?;
+        Ok(())
     }
 }

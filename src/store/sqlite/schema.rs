@@ -155,4 +155,12 @@ pub(super) const MIGRATIONS: &[Step] = &[
         updated_at INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS replies_due ON replies(status, next_at);"),
+    // Jobs that fetch their own audio (issue #36): where from, as JSON; `fetching` until
+    // stored.
+    AddColumn {
+        table: "jobs",
+        column: "fetch_source",
+        decl: "TEXT",
+    },
+    Sql("CREATE INDEX IF NOT EXISTS jobs_fetching ON jobs(lease_until) WHERE status = 'fetching';"),
 ];
