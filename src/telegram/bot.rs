@@ -57,6 +57,8 @@ pub struct Poller {
     db: Arc<dyn Store>,
     rt: tokio::runtime::Handle,
     started: bool,
+    /// Whether the webhook was deleted (at start).
+    polling: bool,
     /// Business connections seen, and whether each is an allowed owner's (`None`: not
     /// enabled or not allowed).
     connections: HashMap<String, Option<User>>,
@@ -79,6 +81,7 @@ impl Poller {
             db,
             rt,
             started,
+            polling: false,
             connections: HashMap::new(),
             warned: HashSet::new(),
         }
@@ -107,6 +110,11 @@ impl Poller {
             let me = self.api.get_me().map_err(|e| e.to_string())?;
             check_privacy(&me);
             self.started = true;
+        }
+        if !self.polling {
+            // Long polling only works with no webhook set; updates waiting are kept.
+            self.api.delete_webhook().map_err(|e| e.to_string())?;
+            self.polling = true;
         }
         let bot = self.api.bot_id().to_string();
         let offset = self.db.bot_offset(&bot).map_err(|e| e.to_string())?;
@@ -149,7 +157,8 @@ impl Poller {
         match r {
             Ok(()) => Ok(()),
             Err(Trouble::Later(why)) => Err(why),
-            Err(Trouble::Refused(_)) => unreachable!("refusals are answered where they arise"),
+            // Refusals are answered where they arise; one that got here has nothing left to do.
+            Err(Trouble::Refused(_)) => Ok(()),
         }
     }
 

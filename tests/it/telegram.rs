@@ -41,6 +41,8 @@ struct Fake {
     get_file: Mutex<Vec<String>>,
     /// `sendMessage` calls still to answer 429.
     send_429: AtomicU32,
+    /// `deleteWebhook` was called.
+    webhook_deleted: AtomicBool,
     /// Answer `getMe` as a bot in privacy mode.
     privacy: AtomicBool,
     /// Serve the next `getUpdates` from 0, whatever the offset (an update seen twice).
@@ -114,7 +116,10 @@ async fn method(
             "can_read_all_group_messages": !fake.privacy.load(Ordering::SeqCst),
             "supports_inline_queries": false,
         })),
-        "deleteWebhook" => ok(json!(true)),
+        "deleteWebhook" => {
+            fake.webhook_deleted.store(true, Ordering::SeqCst);
+            ok(json!(true))
+        }
         "getUpdates" => {
             let mut offset = p["offset"].as_i64().unwrap_or(0);
             if fake.replay_once.swap(false, Ordering::SeqCst) {
@@ -370,6 +375,9 @@ fn telegram_bot_answers_notes_where_they_were_sent() {
             .any(|l| l.contains("privacy mode") && l.contains("/setprivacy"))
     });
 
+    wait_until("deleteWebhook", Duration::from_secs(10), || {
+        fake.webhook_deleted.load(Ordering::SeqCst)
+    });
     let anna = user(111, "Anna", "ru");
     // A private chat: a voice note, an audio file; a group: a round video.
     fake.push(note(
