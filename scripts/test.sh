@@ -33,6 +33,10 @@ cargo test
 # (tests/it/common/server.rs), and the cluster tests, which need both.
 EARSHOT_IT_POSTGRES="$EARSHOT_TEST_DATABASE_URL" EARSHOT_IT_S3="$EARSHOT_TEST_S3_URL" \
   cargo test --test it -- serve:: inbox:: cluster:: clients::
+# The API against its own OpenAPI document: schemathesis, every check and phase, for a fixed
+# time, on SQLite and once on PostgreSQL.
+scripts/test-schemathesis.sh 90
+scripts/test-schemathesis.sh 60 "$EARSHOT_TEST_DATABASE_URL"
 # After cargo test: the OpenAI SDK test drives the binary it built.
 python3 -m unittest discover -s tests -p 'test_*.py' -v
 # The benchmark's smoke mode (one clip, one round, all three systems), so it cannot rot.

@@ -18,6 +18,20 @@ macro_rules! error_codes {
             $($(#[$doc])* #[serde(rename = $name)] $variant,)*
         }
 
+        /// Its schema in `/openapi.json`: a string, one of the names (written here rather
+        /// than derived, since a derive does not see a name that comes from this macro).
+        impl utoipa::PartialSchema for ErrorCode {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some("A stable, machine-readable error code."))
+                    .enum_values(Some([$($name,)*]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for ErrorCode {}
+
         impl ErrorCode {
             /// Every code (for tests and documentation).
             pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
@@ -176,14 +190,43 @@ pub fn error_type(status: u16) -> &'static str {
 }
 
 /// The one JSON error body, OpenAI's shape: `{"error":{"message","type","param","code"}}`.
-/// The HTTP layer's `ApiError` and the accept loop's refusal both write it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A sentence a person can act on.
+    pub message: String,
+    /// OpenAI's class of the status: `invalid_request_error`, `authentication_error`,
+    /// `rate_limit_error`, `service_unavailable` or `server_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The field or parameter at fault, when one is.
+    pub param: Option<String>,
+    /// The machine-readable code.
+    pub code: ErrorCode,
+}
+
+/// The error body for `status` (the HTTP layer's `ApiError` and the accept loop's refusal
+/// both write it).
 pub fn error_body(
     status: u16,
     code: ErrorCode,
     message: &str,
     param: Option<&str>,
 ) -> serde_json::Value {
-    serde_json::json!({"error": {"message": message, "type": error_type(status), "param": param, "code": code}})
+    serde_json::to_value(ErrorBody {
+        error: ErrorDetail {
+            message: message.to_string(),
+            kind: error_type(status).to_string(),
+            param: param.map(str::to_string),
+            code,
+        },
+    })
+    .expect("an error body serializes")
 }
 
 /// At most `max` characters of `s`, with "…" when cut: user input quoted in a message.

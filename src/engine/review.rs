@@ -8,7 +8,7 @@ use super::level::Level;
 use super::{text, Transcript};
 
 /// Why a transcript needs a listen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// The speech was recorded far below normal level (raised before decoding).
@@ -71,7 +71,7 @@ impl Reason {
 }
 
 /// A transcript's review verdict.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Review {
     /// Whether someone should listen to the note.
     pub needed: bool,
@@ -95,7 +95,7 @@ fn is_zero(x: &f64) -> bool {
 }
 
 /// A stretch of a note, in seconds, with speech the text has no words for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Span {
     pub start: f64,
     pub end: f64,

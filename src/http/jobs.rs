@@ -404,7 +404,7 @@ pub(super) async fn list_jobs(
     State(s): State<Shared>,
     Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobList>> {
     // `?client=` narrows an admin's list; a client key sees its own jobs whatever it asks.
     if q.client.is_some() && !caller.is_admin() {
         return Err(ApiError::of(
@@ -414,11 +414,11 @@ pub(super) async fn list_jobs(
         .param("client"));
     }
     let status = match q.status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(x) => Some(x.parse::<Status>().map_err(|_| {
             ApiError::of(
                 ErrorCode::InvalidValue,
-                "status must be queued, running, done or failed",
+                "status must be fetching, queued, running, done or failed",
             )
             .param("status")
         })?),
@@ -475,9 +475,22 @@ pub(super) async fn list_jobs(
         .await?;
     let has_more = jobs.len() > limit;
     let jobs = &jobs[..jobs.len().min(limit)];
-    Ok(Json(
-        json!({"object": "list", "data": jobs.iter().map(|j| job_view(&s, j)).collect::<Vec<_>>(), "has_more": has_more}),
-    ))
+    Ok(Json(JobList {
+        object: "list".into(),
+        data: jobs.iter().map(|j| job_view(&s, j)).collect(),
+        has_more,
+    }))
+}
+
+/// A page of jobs, newest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct JobList {
+    /// Always `list`.
+    #[schema(example = "list")]
+    object: String,
+    data: Vec<crate::jobs::JobView>,
+    /// Whether another page follows (ask with `before` = the last id).
+    has_more: bool,
 }
 
 pub(super) async fn find(s: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
@@ -488,7 +501,7 @@ pub(super) async fn get_job(
     State(s): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::jobs::JobView>> {
     Ok(Json(job_view(
         &s,
         &s.queue.get(&id, &caller.scope()).await?,
@@ -633,11 +646,13 @@ pub(super) async fn delete_job(
     State(s): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<super::openapi::DeletedJob>> {
     s.queue.delete(&id, &caller.scope()).await?;
-    Ok(Json(
-        json!({"id": id, "object": "transcription.job", "deleted": true}),
-    ))
+    Ok(Json(super::openapi::DeletedJob {
+        id,
+        object: "transcription.job".into(),
+        deleted: true,
+    }))
 }
 /// The name a download is saved under: the file's own name less any folders, control
 /// characters and leading dots, so that neither `filename` nor `filename*` (which clients

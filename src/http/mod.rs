@@ -15,6 +15,7 @@ mod auth;
 mod error;
 mod jobs;
 mod openai;
+mod openapi;
 mod ops;
 mod upload;
 mod views;
@@ -126,6 +127,10 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(openapi::document().clone()) }),
+        )
         .fallback(|| async {
             ApiError::of(
                 ErrorCode::NotFound,
@@ -190,7 +195,7 @@ impl AppState {
 
     /// A job as `GET /v1/jobs/{id}` shows it (the webhook body is the same).
     pub fn job_body(&self, job: Job, delivery: Option<crate::job::Delivery>) -> Value {
-        job_view(self, &Shown { job, delivery })
+        serde_json::to_value(job_view(self, &Shown { job, delivery })).expect("a job serializes")
     }
 
     /// The API keys now.

@@ -98,7 +98,15 @@ pub(super) async fn sync_request(
     Ok(r)
 }
 
-pub(super) async fn models(State(s): State<Shared>) -> Json<Value> {
-    let m = |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "earshot"});
-    Json(json!({"object": "list", "data": [m("whisper-1"), m(&s.model_name)]}))
+pub(super) async fn models(State(s): State<Shared>) -> Json<super::openapi::ModelList> {
+    let m = |id: &str| super::openapi::Model {
+        id: id.to_string(),
+        object: "model".into(),
+        created: 0,
+        owned_by: "earshot".into(),
+    };
+    Json(super::openapi::ModelList {
+        object: "list".into(),
+        data: vec![m("whisper-1"), m(&s.model_name)],
+    })
 }

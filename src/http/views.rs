@@ -4,28 +4,25 @@
 use super::*;
 
 /// A job as the API shows it, with its webhook's delivery state.
-pub(super) fn job_view(s: &AppState, shown: &Shown) -> Value {
+pub(super) fn job_view(s: &AppState, shown: &Shown) -> crate::jobs::JobView {
     let j = &shown.job;
     let mut v = crate::jobs::job_json(j, shown.delivery.as_ref());
     // A job still fetching its audio has none to play yet.
-    v["audio_url"] = if j.has_audio() {
-        Value::String(s.audio_url(&j.id))
-    } else {
-        Value::Null
-    };
+    v.audio_url = j.has_audio().then(|| s.audio_url(&j.id));
     // A running recording long enough to go in pieces says how far it has got.
-    v["progress"] = match s
+    v.progress = s
         .queue
         .progress(&j.id)
         .filter(|_| j.status == Status::Running)
-    {
-        Some(p) => json!({
-            "fraction": if p.total_s > 0.0 { (p.done_s / p.total_s).clamp(0.0, 1.0) } else { 0.0 },
-            "audio_seconds_done": p.done_s,
-            "audio_seconds": p.total_s,
-        }),
-        None => Value::Null,
-    };
+        .map(|p| crate::jobs::ProgressView {
+            fraction: if p.total_s > 0.0 {
+                (p.done_s / p.total_s).clamp(0.0, 1.0)
+            } else {
+                0.0
+            },
+            audio_seconds_done: p.done_s,
+            audio_seconds: p.total_s,
+        });
     v
 }
 

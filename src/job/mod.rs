@@ -41,6 +41,18 @@ macro_rules! stored_names {
             $($(#[$vdoc])* #[serde(rename = $name)] $variant,)*
         }
 
+        /// Its schema in `/openapi.json`: a string, one of the names.
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($name,)*]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $ty {}
+
         impl $ty {
             /// Every value.
             pub const ALL: &'static [$ty] = &[$($ty::$variant,)*];
@@ -147,7 +159,7 @@ impl Priority {
 }
 
 /// Why a job failed: the code a client sees, and a sentence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Failure {
     pub code: ErrorCode,
     pub message: String,
@@ -219,7 +231,7 @@ impl Job {
 
 /// Where a job's audio is fetched from (`source` on `POST /v1/jobs`), as JSON:
 /// `{"telegram": {"file_id": "..."}}` or `{"url": "https://..."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Source {
     /// A file the configured Telegram bot can fetch (`getFile`, afresh at each attempt).

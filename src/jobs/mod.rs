@@ -25,7 +25,7 @@ use crate::job::{
 use crate::store::{Blobs, PendingBlob, StorageError, Store};
 
 pub use estimate::{retry_after_s, Estimate};
-pub use json::job_json;
+pub use json::{job_json, JobView, ProgressView, WebhookView};
 pub use worker::{Stats, BUCKETS_S, MAX_ATTEMPTS};
 
 /// The job service: what the API calls, and what the workers share.
