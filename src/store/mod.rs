@@ -209,7 +209,8 @@ pub trait Chats: Send + Sync {
     fn job_by_key(&self, key: &str) -> Result<Option<String>, StorageError>;
     /// File a reply; `false` when one with its id was filed before (nothing changes).
     fn file_reply(&self, r: &NewReply) -> Result<bool, StorageError>;
-    /// Pending replies due now, oldest first, with their jobs' status.
+    /// Pending replies due now, with their jobs' status: those ready to send first (fixed
+    /// text, or a job that ended), then those still waiting; oldest first within each.
     fn due_replies(&self, limit: usize) -> Result<Vec<Reply>, StorageError>;
     /// `parts` parts of the reply are posted.
     fn reply_progress(&self, id: &str, parts: u32) -> Result<(), StorageError>;

@@ -452,6 +452,10 @@ pub(super) fn chats(db: &dyn Store) {
     };
     let due = mine(db);
     assert_eq!(due.len(), 2, "{due:?}");
+    assert_eq!(
+        due[0].id, fixed.id,
+        "a reply ready to send comes before one still waiting"
+    );
     let r = due.iter().find(|r| r.id == reply.id).unwrap();
     assert_eq!(
         (

@@ -68,7 +68,7 @@ impl Chats for Postgres {
     fn due_replies(&self, limit: usize) -> Result<Vec<Reply>, StorageError> {
         let rows = self.conn()?.query(
             &format!("SELECT r.*, j.status AS job_status FROM replies r LEFT JOIN jobs j ON j.id = r.job_id
-             WHERE r.status = 'pending' AND r.next_at <= {DB_NOW_MS} ORDER BY r.created_at, r.id LIMIT $1"),
+             WHERE r.status = 'pending' AND r.next_at <= {DB_NOW_MS} ORDER BY (r.job_id IS NULL OR j.id IS NULL OR j.status IN ('done', 'failed')) DESC, r.created_at, r.id LIMIT $1"),
             &[&(limit as i64)],
         )?;
         rows.iter().map(reply_from_row).collect()

@@ -70,7 +70,7 @@ impl Chats for Sqlite {
         let c = self.conn();
         let mut st = c.prepare(
             "SELECT r.*, j.status AS job_status FROM replies r LEFT JOIN jobs j ON j.id = r.job_id
-             WHERE r.status = 'pending' AND r.next_at <= ?1 ORDER BY r.created_at, r.id LIMIT ?2",
+             WHERE r.status = 'pending' AND r.next_at <= ?1 ORDER BY (r.job_id IS NULL OR j.id IS NULL OR j.status IN ('done', 'failed')) DESC, r.created_at, r.id LIMIT ?2",
         )?;
         let rows = st.query_map(params![now_ms(), limit as i64], reply_row)?;
         rows.map(|r| r?.decode()).collect()
