@@ -4,8 +4,13 @@
 # The model is fetched into /models at the first start when missing (EARSHOT_MODEL, default
 # base-q8_0). For a box without internet, copy ggml-*.bin into ./models first.
 
+# The bases, replaceable where no registry is reachable (scripts/check-image.sh builds both
+# from a debootstrapped bookworm): a Debian bookworm with the Rust toolchain, and a bare one.
+ARG BUILD_IMAGE=rust:1-bookworm
+ARG BASE_IMAGE=debian:bookworm-slim
+
 # ---- build --------------------------------------------------------------------------------
-FROM rust:1-bookworm AS build
+FROM ${BUILD_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake libclang-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
@@ -20,7 +25,7 @@ RUN cargo build --release --locked \
  && install -D target/release/earshot /out/earshot
 
 # ---- runtime ------------------------------------------------------------------------------
-FROM debian:bookworm-slim
+FROM ${BASE_IMAGE}
 # curl: HEALTHCHECK and the model script; python3-numpy: the model script's converter fallback.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl python3 python3-numpy python3-pip \

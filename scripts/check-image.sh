@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The CPU container image, built and run here as a user would (issue #37), with podman (no
+# docker daemon; no image registry reachable, so the bases are made locally):
+#   1. the bases: a debootstrapped Debian bookworm imported as the runtime base, and the same
+#      plus build tools and this machine's Rust toolchain as the build base (rustup's host may
+#      be unreachable); kept between runs (--rebuild-bases makes them again);
+#   2. `podman build` of ./Dockerfile with BASE_IMAGE and BUILD_IMAGE pointing at them;
+#   3. the image run with a models volume and a data volume: a fixture transcribed over HTTP,
+#      its HEALTHCHECK run until healthy, the container restarted, the job and its audio
+#      checked to have survived.
+# Prints the time of each step and the image's size. Needs root, debootstrap and a Debian
+# mirror (http://deb.debian.org/debian or $MIRROR), and the models in ./models
+# (scripts/fetch-model.sh base-q8_0; scripts/fetch-model.sh silero-vad).
+#   scripts/check-image.sh [--rebuild-bases] [--keep]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+rebuild=0 keep=0
+for a in "$@"; do
+  case "$a" in
+    --rebuild-bases) rebuild=1 ;;
+    --keep) keep=1 ;;
+    *) echo "check-image: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "check-image: run as root (debootstrap, podman)" >&2; exit 2; }
+source scripts/lib/apt.sh
+need=()
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+apt_install check-image "${need[@]}"
+for m in base-q8_0 silero-vad; do
+  [ -f "models/ggml-$m.bin" ] || scripts/fetch-model.sh "$m"
+done
+mirror="${MIRROR:-http://deb.debian.org/debian}"
+toolchain="$(rustc --print sysroot)"
+
+work="$(mktemp -d /var/tmp/earshot-image.XXXXXX)"
+name="earshot-check-$$"
+# Debian's podman, as it works on these machines: runc (crun fails on hybrid cgroups),
+# cgroupfs, and no default ulimits.
+cat >"$work/containers.conf" <<'CONF'
+[containers]
+default_ulimits = []
+[engine]
+cgroup_manager = "cgroupfs"
+CONF
+export CONTAINERS_CONF="$work/containers.conf"
+pm() { podman --runtime runc "$@"; }
+cleanup() {
+  set +e
+  pm rm -f "$name" >/dev/null 2>&1
+  if [ "$keep" = 1 ]; then echo "check-image: kept $work"; else rm -rf --one-file-system "$work"; fi
+}
+trap cleanup EXIT
+step_start=$(date +%s)
+step() { local now; now=$(date +%s); echo "== $1: $((now - step_start)) s"; step_start=$now; }
+
+base=localhost/earshot-base:bookworm
+build=localhost/earshot-build:bookworm
+if [ "$rebuild" = 1 ] || ! pm image exists "$base"; then
+  debootstrap --variant=minbase bookworm "$work/root" "$mirror" >"$work/debootstrap.log" 2>&1 \
+    || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+  rm -rf "$work/root/var/cache/apt/archives/"*.deb
+  tar -C "$work/root" -c . | pm import --change 'CMD ["/bin/bash"]' - "$base" >/dev/null
+  rm -rf --one-file-system "$work/root"
+  step "runtime base (debootstrap bookworm minbase)"
+fi
+if [ "$rebuild" = 1 ] || ! pm image exists "$build"; then
+  mkdir -p "$work/build-base"
+  cp -a "$toolchain" "$work/build-base/rust"
+  cat >"$work/build-base/Containerfile" <<CF
+FROM $base
+RUN apt-get update \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
+      build-essential ca-certificates curl git \\
+ && rm -rf /var/lib/apt/lists/*
+COPY rust /usr/local/rust
+ENV PATH=/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    CARGO_HOME=/usr/local/cargo
+CF
+  pm build --network host -t "$build" "$work/build-base" >"$work/build-base.log" 2>&1 \
+    || { tail -30 "$work/build-base.log" >&2; exit 1; }
+  rm -rf --one-file-system "$work/build-base"
+  step "build base (the runtime base, build tools, Rust $(rustc --version | cut -d' ' -f2))"
+fi
+
+# The image, as the Dockerfile says, from these bases. The crates come from crates.io.
+pm build --format docker --network host --build-arg BASE_IMAGE="$base" --build-arg BUILD_IMAGE="$build" \
+  -t localhost/earshot:check . >"$work/image.log" 2>&1 \
+  || { tail -40 "$work/image.log" >&2; exit 1; }
+step "image build"
+size=$(pm image inspect localhost/earshot:check --format '{{.Size}}')
+echo "== image size: $((size / 1024 / 1024)) MiB"
+
+# Run it: the models volume holds the two models (the entry point would fetch them when
+# missing); the data volume starts empty.
+mkdir -p "$work/models" "$work/data"
+cp models/ggml-base-q8_0.bin models/ggml-silero-vad.bin "$work/models/"
+chown -R 10001:10001 "$work/models" "$work/data"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+run() {
+  pm run -d --name "$name" --network host -e EARSHOT_LISTEN="127.0.0.1:$port" \
+    -v "$work/models:/models" -v "$work/data:/data" localhost/earshot:check >/dev/null
+}
+wait_ready() {
+  for _ in $(seq 1 240); do
+    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+    [ "$(pm inspect "$name" --format '{{.State.Running}}')" = true ] || break
+    sleep 0.5
+  done
+  pm logs "$name" 2>&1 | tail -30 >&2
+  echo "check-image: the container did not become ready" >&2
+  exit 1
+}
+run
+wait_ready
+step "container start (ready)"
+answer=$(curl -fsS -F file=@tests/fixtures/telegram_ru.oga -F language=ru \
+  "http://127.0.0.1:$port/v1/audio/transcriptions" -D "$work/headers")
+echo "== transcribed: $answer"
+case "$answer" in *"барышни"*) ;; *) echo "check-image: unexpected text" >&2; exit 1 ;; esac
+job=$(sed -n 's/^x-earshot-job-id: *//Ip' "$work/headers" | tr -d '\r')
+[ -n "$job" ] || { echo "check-image: no job id" >&2; exit 1; }
+# HEALTHCHECK: its command, run by podman as the engine would, turns the state healthy.
+healthy=""
+for _ in $(seq 1 30); do
+  pm healthcheck run "$name" >/dev/null 2>&1 || true
+  healthy=$(pm inspect "$name" --format '{{.State.Health.Status}}' 2>/dev/null || true)
+  [ "$healthy" = healthy ] && break
+  sleep 1
+done
+[ "$healthy" = healthy ] || { echo "check-image: the health check says '$healthy'" >&2; exit 1; }
+step "transcribed a note, healthy"
+# Restarted, the job and its audio are still there.
+pm restart "$name" >/dev/null
+wait_ready
+state=$(curl -fsS "http://127.0.0.1:$port/v1/jobs/$job" | python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])')
+[ "$state" = done ] || { echo "check-image: job $job is '$state' after the restart" >&2; exit 1; }
+curl -fsS "http://127.0.0.1:$port/v1/jobs/$job/audio" -o "$work/audio"
+cmp -s "$work/audio" tests/fixtures/telegram_ru.oga \
+  || { echo "check-image: the audio did not survive the restart" >&2; exit 1; }
+step "restarted: the job and its audio survived"
+echo "check-image: passed"
