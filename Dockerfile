@@ -39,7 +39,8 @@ USER earshot
 ENV EARSHOT_LISTEN=0.0.0.0:8000 EARSHOT_DATA_DIR=/data EARSHOT_MODELS_DIR=/models EARSHOT_MODEL=base-q8_0
 VOLUME ["/models", "/data"]
 EXPOSE 8000
+# The port of EARSHOT_LISTEN, whatever it is set to.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8000/readyz >/dev/null || exit 1
+  CMD curl -fsS "http://127.0.0.1:${EARSHOT_LISTEN##*:}/readyz" >/dev/null || exit 1
 ENTRYPOINT ["/opt/earshot/scripts/docker-entrypoint.sh"]
 CMD ["serve"]
