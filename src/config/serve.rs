@@ -158,6 +158,10 @@ pub struct ServeArgs {
     /// from there (no 20 MB limit).
     #[arg(long, env = "EARSHOT_TELEGRAM_LOCAL_FILES")]
     pub telegram_local_files: Option<PathBuf>,
+    /// A webhook for every job the bot makes (their callback_url): a CRM learns of each
+    /// Telegram note as it does of uploaded ones.
+    #[arg(long, env = "EARSHOT_TELEGRAM_CALLBACK_URL")]
+    pub telegram_callback_url: Option<String>,
     /// The address operators open the inbox page at (https://earshot.example.com), for
     /// links from the operators' chat.
     #[arg(long, env = "EARSHOT_PUBLIC_URL")]
@@ -219,6 +223,7 @@ pub struct Settings {
     pub telegram_allow_chats: Vec<i64>,
     pub telegram_forward_chat: Option<i64>,
     pub telegram_local_files: Option<PathBuf>,
+    pub telegram_callback_url: Option<String>,
     pub public_url: Option<String>,
     pub fetch_allow_hosts: Vec<String>,
     pub fetch_allow_private: bool,
@@ -280,6 +285,7 @@ impl From<ServeArgs> for Settings {
             telegram_allow_chats: a.telegram_allow_chats,
             telegram_forward_chat: a.telegram_forward_chat,
             telegram_local_files: a.telegram_local_files,
+            telegram_callback_url: a.telegram_callback_url,
             public_url: a.public_url,
             fetch_allow_hosts: a
                 .fetch_allow_hosts
@@ -330,6 +336,7 @@ impl Settings {
         for (flag, url) in [
             ("telegram-api-url", Some(&self.telegram_api_url)),
             ("public-url", self.public_url.as_ref()),
+            ("telegram-callback-url", self.telegram_callback_url.as_ref()),
         ] {
             if let Some(url) = url {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -347,6 +354,7 @@ impl Settings {
             forward_chat: self.telegram_forward_chat,
             local_files: self.telegram_local_files.clone(),
             public_url: self.public_url.clone(),
+            callback_url: self.telegram_callback_url.clone(),
         }))
     }
 }
@@ -535,7 +543,7 @@ impl Settings {
             ),
             if self.telegram {
                 format!(
-                    "telegram=on token={} api_url={} allow_chats={} forward_chat={} local_files={} public_url={}",
+                    "telegram=on token={} api_url={} allow_chats={} forward_chat={} local_files={} public_url={} callback_url={}",
                     match (&self.telegram_bot_token_file, &self.telegram_token) {
                         (Some(f), _) => format!("file {} (masked)", f.display()),
                         (None, Some(_)) => format!("{TELEGRAM_TOKEN_ENV} (masked)"),
@@ -557,6 +565,7 @@ impl Settings {
                         .as_ref()
                         .map_or("none".into(), |d| d.display().to_string()),
                     self.public_url.as_deref().unwrap_or("none"),
+                    self.telegram_callback_url.as_deref().unwrap_or("none"),
                 )
             } else {
                 "telegram=off".into()

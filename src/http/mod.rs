@@ -195,7 +195,11 @@ impl AppState {
 
     /// A job as `GET /v1/jobs/{id}` shows it (the webhook body is the same).
     pub fn job_body(&self, job: Job, delivery: Option<crate::job::Delivery>) -> Value {
-        serde_json::to_value(job_view(self, &Shown { job, delivery })).expect("a job serializes")
+        // Through its text, as `GET /v1/jobs/{id}` writes it: a value made directly would spell
+        // an `f32` (the review's confidence) with its `f64` digits, and differ.
+        let text = serde_json::to_vec(&job_view(self, &Shown { job, delivery }))
+            .expect("a job serializes");
+        serde_json::from_slice(&text).expect("a job's JSON reads back")
     }
 
     /// The API keys now.

@@ -355,6 +355,7 @@ impl Poller {
                 .or_else(|| Some(default_name(m).into())),
         );
         let (external_id, defaults) = (external_id.to_string(), JobOptions::default());
+        let callback_url = self.settings.callback_url.clone();
         let submitted = self
             .rt
             .block_on(self.service.submit(blob, move |sha256, size| NewJob {
@@ -367,7 +368,7 @@ impl Poller {
                 options: defaults,
                 priority: Priority::Queued,
                 idempotency_key: Some(key),
-                callback_url: None,
+                callback_url,
                 client: Some(CLIENT.into()),
                 // A note Telegram delivered is taken whatever the queue: refusing it would
                 // lose it (Telegram does not send it again).

@@ -46,6 +46,8 @@ pub struct Settings {
     pub local_files: Option<PathBuf>,
     /// Where the inbox page is reached, for links in the operators' chat.
     pub public_url: Option<String>,
+    /// The webhook of every job the bot makes.
+    pub callback_url: Option<String>,
 }
 
 /// Why the bot did not start.

@@ -81,7 +81,7 @@ fn whole_fixture_folder_reports_each_broken_file_and_exits_1() {
     let listen = stderr.lines().filter(|l| l.starts_with("listen: ")).count();
     let summary = stderr.lines().last().unwrap();
     assert!(
-        summary.starts_with(&format!("17 ok ({listen} to listen to), 9 failed · ")),
+        summary.starts_with(&format!("18 ok ({listen} to listen to), 9 failed · ")),
         "{summary}"
     );
     assert!(summary.contains("× real time"), "{summary}");

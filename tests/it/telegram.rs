@@ -287,7 +287,7 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-fn telegram_args(proxy: &TcpProxy) -> Vec<String> {
+fn telegram_args(proxy: &TcpProxy, hook: &str) -> Vec<String> {
     [
         "--telegram",
         "--telegram-api-url",
@@ -300,13 +300,20 @@ fn telegram_args(proxy: &TcpProxy) -> Vec<String> {
         "--telegram-forward-chat=-100999",
         "--public-url",
         "http://inbox.example",
+        "--telegram-callback-url",
+        hook,
+        "--webhook-allow-private",
     ]
     .map(String::from)
     .to_vec()
 }
 
 fn start(dir: &std::path::Path, proxy: &TcpProxy) -> Server {
-    let args = telegram_args(proxy);
+    start_with_hook(dir, proxy, "http://127.0.0.1:9/unused")
+}
+
+fn start_with_hook(dir: &std::path::Path, proxy: &TcpProxy, hook: &str) -> Server {
+    let args = telegram_args(proxy, hook);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Server::start_with(
         dir,
@@ -365,7 +372,10 @@ fn telegram_bot_answers_notes_where_they_were_sent() {
         },
     );
     let tmp = tempfile::tempdir().unwrap();
-    let s = start(tmp.path(), &proxy);
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_url = format!("http://{}/hooks/earshot", hook.local_addr().unwrap());
+    let hooks = crate::common::receiver(hook, 0);
+    let s = start_with_hook(tmp.path(), &proxy, &hook_url);
     // Privacy mode: one warning at start, with the way out.
     wait_until("the privacy warning", Duration::from_secs(20), || {
         s.log
@@ -558,6 +568,21 @@ fn telegram_bot_answers_notes_where_they_were_sent() {
         )),
         "{text}"
     );
+    // Each job's webhook fired, as for an upload (--telegram-callback-url).
+    let mut hooked = Vec::new();
+    while hooked.len() < 4 {
+        let (headers, body) = hooks
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a webhook for each note");
+        assert_eq!(
+            crate::common::header(&headers, "x-earshot-event"),
+            "job.done"
+        );
+        let job: Value = serde_json::from_slice(&body).unwrap();
+        hooked.push(job["external_id"].as_str().unwrap().to_string());
+    }
+    hooked.sort();
+    assert_eq!(hooked, ["tg:-100222:3", "tg:111:1", "tg:111:2", "tg:555:6"]);
     // "typing" was shown in the chats waiting for text, never in the customer's.
     assert!(fake.typing.lock().unwrap().contains(&111));
     assert!(!fake.typing.lock().unwrap().contains(&555));
