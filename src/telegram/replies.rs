@@ -1,4 +1,5 @@
-//! The sender: posts each filed reply once its job has ended, part by part, paced per chat;
+//! The sender: posts each filed reply once its job has ended, part by part, paced per chat
+//! (a chat that must wait is skipped until a later tick, so others are served meanwhile);
 //! waits out a 429's `retry_after` and sends again, never dropping; shows "typing" in the
 //! chat while a job runs.
 
@@ -91,6 +92,14 @@ impl Sender {
             }
             return;
         }
+        // Paced: a chat posted to less than its gap ago waits for a later tick.
+        if self
+            .last_post
+            .get(&chat)
+            .is_some_and(|t| t.elapsed() < gap(chat))
+        {
+            return;
+        }
         let job = match &r.job_id {
             None => None,
             Some(id) => match self.db.get(id) {
@@ -109,43 +118,41 @@ impl Sender {
         };
         let body = self.body(&r, job.as_ref());
         let parts = text::split(&body, MAX_TEXT);
-        for (i, part) in parts.iter().enumerate().skip(r.parts_sent as usize) {
-            if let Some(last) = self.last_post.get(&chat) {
-                let wait = gap(chat).saturating_sub(last.elapsed());
-                std::thread::sleep(wait);
-            }
+        // One part per visit: the next part goes at a later tick, once the chat's gap has
+        // passed, and other chats are served meanwhile.
+        let i = r.parts_sent as usize;
+        if let Some(part) = parts.get(i) {
             // Only the first part replies to the note; the rest follow it.
             let reply_to = if i == 0 { r.reply_to } else { None };
             let sent = self.api.send_message(chat, part, reply_to);
             self.last_post.insert(chat, Instant::now());
-            match sent {
-                Ok(_) => {
-                    if let Err(e) = self.db.reply_progress(&r.id, i as u32 + 1) {
-                        tracing::error!(error = %e, "Telegram: recording a sent reply failed");
-                        return;
-                    }
+            if let Err(e) = sent {
+                self.note_error(chat, &e);
+                let error = e.to_string();
+                let stored = if let Some(s) = e.retry_after() {
+                    self.db
+                        .reply_retry(&r.id, &error, now_ms() + s as i64 * 1000)
+                } else if e.is_transient() {
+                    self.db.reply_retry(
+                        &r.id,
+                        &error,
+                        now_ms() + crate::webhooks::backoff_ms(r.attempts),
+                    )
+                } else {
+                    tracing::warn!(chat, error = %e, "Telegram: the chat refused the reply; given up");
+                    self.db.reply_failed(&r.id, &error)
+                };
+                if let Err(e) = stored {
+                    tracing::error!(error = %e, "Telegram: recording a reply's failure failed");
                 }
-                Err(e) => {
-                    self.note_error(chat, &e);
-                    let error = e.to_string();
-                    let stored = if let Some(s) = e.retry_after() {
-                        self.db
-                            .reply_retry(&r.id, &error, now_ms() + s as i64 * 1000)
-                    } else if e.is_transient() {
-                        self.db.reply_retry(
-                            &r.id,
-                            &error,
-                            now_ms() + crate::webhooks::backoff_ms(r.attempts),
-                        )
-                    } else {
-                        tracing::warn!(chat, error = %e, "Telegram: the chat refused the reply; given up");
-                        self.db.reply_failed(&r.id, &error)
-                    };
-                    if let Err(e) = stored {
-                        tracing::error!(error = %e, "Telegram: recording a reply's failure failed");
-                    }
-                    return;
-                }
+                return;
+            }
+            if let Err(e) = self.db.reply_progress(&r.id, i as u32 + 1) {
+                tracing::error!(error = %e, "Telegram: recording a sent reply failed");
+                return;
+            }
+            if i + 1 < parts.len() {
+                return;
             }
         }
         if let Err(e) = self.db.reply_sent(&r.id) {
