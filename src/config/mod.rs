@@ -7,6 +7,7 @@
 //! service-wide language and prompt live with the jobs ([`crate::job::Defaults`]). Nothing here imports the command
 //! line; it imports this.
 
+mod bot;
 pub mod keys;
 mod model;
 mod serve;
