@@ -98,24 +98,35 @@ pub(super) async fn create_job(
         per_client: s.cfg.client_queue_limit,
     };
     let stored = store(&s, &caller, up, opts, Priority::Queued, Some(limit), meta).await?;
-    let (job, replayed) = match stored {
-        Submitted::Created(job) => {
-            tracing::info!(id = %job.id, size = job.size, "job queued");
-            (job, false)
-        }
+    if let Submitted::Created(job) = &stored {
+        tracing::info!(id = %job.id, size = job.size, "job queued");
+    }
+    accepted(&s, &caller, stored, "different audio").await
+}
+
+/// `POST /v1/jobs`'s answer: 202 with the job (a replayed one as it is now: it may have
+/// finished, its webhook sent), `Idempotent-Replayed` and `X-Earshot-Job-Id`; or the refusal
+/// of a reused key (`other`: what differed) or of a full queue.
+async fn accepted(
+    s: &Shared,
+    caller: &Caller,
+    submitted: Submitted,
+    other: &str,
+) -> ApiResult<Response> {
+    let (job, replayed) = match submitted {
+        Submitted::Created(job) => (job, false),
         Submitted::Replayed(job) => (job, true),
         Submitted::KeyReused(job) => {
             return Err(ApiError::of(
                 ErrorCode::IdempotencyKeyReused,
                 format!(
-                    "this Idempotency-Key was used for job {} with different audio",
+                    "this Idempotency-Key was used for job {} with {other}",
                     job.id
                 ),
             ))
         }
-        Submitted::QueueFull(full) => return Err(queue_full(&s, full)),
+        Submitted::QueueFull(full) => return Err(queue_full(s, full)),
     };
-    // A replayed job is shown as it is now (it may have finished, its webhook sent).
     let shown = if replayed {
         s.queue.get(&job.id, &caller.scope()).await?
     } else {
@@ -124,15 +135,14 @@ pub(super) async fn create_job(
             delivery: None,
         }
     };
-    let job = &shown.job;
-    let mut r = (StatusCode::ACCEPTED, Json(job_view(&s, &shown))).into_response();
+    let mut r = (StatusCode::ACCEPTED, Json(job_view(s, &shown))).into_response();
     if replayed {
         r.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     r.headers_mut().insert(
         "x-earshot-job-id",
-        HeaderValue::from_str(&job.id).map_err(ApiError::internal)?,
+        HeaderValue::from_str(&shown.job.id).map_err(ApiError::internal)?,
     );
     Ok(r)
 }
@@ -327,42 +337,11 @@ async fn create_from_source(
             fetch: Some(source),
         })
         .await?;
-    let (job, replayed) = match submitted {
-        Submitted::Created(job) => {
-            tracing::info!(id = %job.id, "job recorded; fetching its audio");
-            s.count_submitted(client.as_deref());
-            (job, false)
-        }
-        Submitted::Replayed(job) => (job, true),
-        Submitted::KeyReused(job) => {
-            return Err(ApiError::of(
-                ErrorCode::IdempotencyKeyReused,
-                format!(
-                    "this Idempotency-Key was used for job {} with another source",
-                    job.id
-                ),
-            ))
-        }
-        Submitted::QueueFull(full) => return Err(queue_full(&s, full)),
-    };
-    let shown = if replayed {
-        s.queue.get(&job.id, &caller.scope()).await?
-    } else {
-        Shown {
-            job,
-            delivery: None,
-        }
-    };
-    let mut r = (StatusCode::ACCEPTED, Json(job_view(&s, &shown))).into_response();
-    if replayed {
-        r.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    if let Submitted::Created(job) = &submitted {
+        tracing::info!(id = %job.id, "job recorded; fetching its audio");
+        s.count_submitted(client.as_deref());
     }
-    r.headers_mut().insert(
-        "x-earshot-job-id",
-        HeaderValue::from_str(&shown.job.id).map_err(ApiError::internal)?,
-    );
-    Ok(r)
+    accepted(&s, &caller, submitted, "another source").await
 }
 
 #[derive(serde::Deserialize)]
