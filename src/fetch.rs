@@ -10,7 +10,6 @@
 //! the resolver that refuses non-public addresses and pins those it checked
 //! ([`crate::net::agent`], which webhook delivery uses too).
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use std::time::Duration;
 use crate::error::ErrorCode;
 use crate::job::{Job, Source};
 use crate::jobs::Service;
+use crate::net::Capped;
 use crate::store::now_ms;
 use crate::telegram::{BotApi, FileError};
 
@@ -310,21 +310,13 @@ fn fetch_url(
         .with_config()
         .limit(max.saturating_add(1))
         .reader();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.to_string().contains("limit") => return Err(too_large()),
-            Err(e) => return Err(Failed::Transient(format!("{host}: reading the file: {e}"))),
-        };
-        total += n as u64;
-        if total > max {
-            return Err(too_large());
-        }
-        sink(&buf[..n]).map_err(|e| Failed::Transient(format!("storing the audio: {e}")))?;
-    }
+    crate::net::copy_capped(&mut reader, max, sink)
+        .map(|_| ())
+        .map_err(|e| match e {
+            Capped::TooLarge => too_large(),
+            Capped::Read(e) => Failed::Transient(format!("{host}: reading the file: {e}")),
+            Capped::Write(e) => Failed::Transient(format!("storing the audio: {e}")),
+        })
 }
 
 #[cfg(test)]

@@ -166,9 +166,62 @@ impl ureq::unversioned::resolver::Resolver for GlobalOnly {
     }
 }
 
+/// Why [`copy_capped`] stopped.
+#[derive(Debug)]
+pub enum Capped {
+    /// More than the cap arrived.
+    TooLarge,
+    /// Reading failed (a timeout, a cut connection).
+    Read(std::io::Error),
+    /// The sink failed (a full disk).
+    Write(std::io::Error),
+}
+
+/// Copy `reader` into `sink`, at most `max` bytes: a download or a file of untrusted size.
+/// A reader with its own limit set one byte over `max` reports that limit as an error whose
+/// text says "limit"; that too is [`Capped::TooLarge`].
+pub fn copy_capped(
+    reader: &mut dyn std::io::Read,
+    max: u64,
+    sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<u64, Capped> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.to_string().contains("limit") => return Err(Capped::TooLarge),
+            Err(e) => return Err(Capped::Read(e)),
+        };
+        total += n as u64;
+        if total > max {
+            return Err(Capped::TooLarge);
+        }
+        sink(&buf[..n]).map_err(Capped::Write)?;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_capped_copy_stops_past_its_cap() {
+        let mut out = Vec::new();
+        let n = copy_capped(&mut &[7u8; 100][..], 100, &mut |c| {
+            out.extend_from_slice(c);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((n, out.len()), (100, 100));
+        let over = copy_capped(&mut &[7u8; 101][..], 100, &mut |_| Ok(()));
+        assert!(matches!(over, Err(Capped::TooLarge)));
+        let full = copy_capped(&mut &[7u8; 10][..], 100, &mut |_| {
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(matches!(full, Err(Capped::Write(_))));
+    }
 
     #[test]
     fn ipv6_authorities_parse() {

@@ -3,7 +3,6 @@
 //! server, never the token; an [`ApiError`] never holds a URL, and its text is scrubbed of
 //! the token before it is made.
 
-use std::io::Read;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -340,32 +339,17 @@ impl BotApi {
             .with_config()
             .limit(max.saturating_add(1))
             .reader();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.to_string().contains("limit") => {
-                    return Err(ApiError::TooLarge { max })
-                }
-                Err(e) => {
-                    return Err(ApiError::Transport {
-                        method: METHOD,
-                        detail: self.token.scrub(&e.to_string()),
-                    })
-                }
-            };
-            total += n as u64;
-            if total > max {
-                return Err(ApiError::TooLarge { max });
-            }
-            sink(&buf[..n]).map_err(|e| ApiError::Transport {
+        crate::net::copy_capped(&mut reader, max, sink).map_err(|e| match e {
+            crate::net::Capped::TooLarge => ApiError::TooLarge { max },
+            crate::net::Capped::Read(e) => ApiError::Transport {
+                method: METHOD,
+                detail: self.token.scrub(&e.to_string()),
+            },
+            crate::net::Capped::Write(e) => ApiError::Transport {
                 method: METHOD,
                 detail: format!("storing the file: {e}"),
-            })?;
-        }
-        Ok(total)
+            },
+        })
     }
 }
 

@@ -3,7 +3,6 @@
 //! wrote, read from inside its folder only. Shared by the bot and by jobs whose `source` is a
 //! Telegram file.
 
-use std::io::Read;
 use std::path::Path;
 
 use super::api::{ApiError, BotApi, CLOUD_MAX_FILE};
@@ -83,17 +82,11 @@ fn read_local(
         ));
     }
     let mut f = std::fs::File::open(&file).map_err(gone)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(gone)?;
-        if n == 0 {
-            return Ok(());
-        }
-        total += n as u64;
-        if total > max {
-            return Err(FileError::TooLarge { cloud: false });
-        }
-        sink(&buf[..n]).map_err(|e| FileError::Store(e.to_string()))?;
-    }
+    crate::net::copy_capped(&mut f, max, sink)
+        .map(|_| ())
+        .map_err(|e| match e {
+            crate::net::Capped::TooLarge => FileError::TooLarge { cloud: false },
+            crate::net::Capped::Read(e) => gone(e),
+            crate::net::Capped::Write(e) => FileError::Store(e.to_string()),
+        })
 }
