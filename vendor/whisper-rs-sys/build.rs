@@ -287,6 +287,14 @@ fn main() {
         config.define("CMAKE_BUILD_TYPE", "Release");
     }
 
+    // earshot: a portable build unless GGML_NATIVE says otherwise. ggml's own default
+    // (-march=native) ties the binary to the build machine's CPU; portable, it targets
+    // x86-64-v3 and chooses its AVX-512 kernels at run time (EARSHOT.md).
+    println!("cargo:rerun-if-env-changed=GGML_NATIVE");
+    if env::var_os("GGML_NATIVE").is_none() {
+        config.define("GGML_NATIVE", "OFF");
+    }
+
     // Allow passing any WHISPER or CMAKE compile flags
     for (key, value) in env::vars() {
         let is_whisper_flag =

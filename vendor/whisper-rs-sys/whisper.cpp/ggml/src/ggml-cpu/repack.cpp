@@ -16,6 +16,7 @@
 #include <cassert>
 #include <cstdio>  // for GGML_ASSERT
 #include <algorithm>
+#include <atomic>
 
 #include "repack.h"
 
@@ -2420,7 +2421,19 @@ template <typename BLOC_TYPE, int64_t INTER_SIZE, int64_t NB_COLS, ggml_type PAR
     }
 };
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// earshot: the q8_0 tiles below are compiled for AVX-512 F, BW, VL and VNNI whatever the build
+// targets, and chosen at run time (earshot_ggml_avx512_kernels) only on a CPU that has them, so
+// one portable build runs them where they run and the products it ran before elsewhere.
+#define EARSHOT_Q8_0_TILES 1
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512F__)
+#define EARSHOT_Q8_0_TILES_BUILT_IN 1
+#elif defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")
+#endif
 // earshot: q8_0 weights rearranged for AVX-512 VNNI, in tiles of 32 weight rows by 6 inputs.
 //
 // tinyBLAS multiplies q8_0 by q8_0 in 4 x 4 tiles with 256-bit registers, and per block of
@@ -2627,15 +2640,68 @@ class q8_0_vnni : public tensor_traits_base {
         }
     }
 };
+#if !defined(EARSHOT_Q8_0_TILES_BUILT_IN)
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
 #endif
 
 }  // namespace ggml::cpu::repack
 
+#if defined(EARSHOT_Q8_0_TILES)
+// earshot: whether the AVX-512 kernels chosen at run time may be used
+// (earshot_ggml_avx512_allow).
+static std::atomic<int> earshot_avx512_allowed{1};
+
+// earshot: 1 when the AVX-512 kernels are used from now on (the q8_0 tiles for weights
+// loaded from now on; tinyBLAS's AVX-512 copy in a portable build, sgemm-avx512.cpp): this
+// CPU has AVX-512 F, BW, VL and VNNI (and the operating system saves their registers), and
+// they were not switched off with earshot_ggml_avx512_allow(0).
+extern "C" int earshot_ggml_avx512_kernels(void) {
+    if (!earshot_avx512_allowed.load(std::memory_order_relaxed)) {
+        return 0;
+    }
+#if defined(EARSHOT_Q8_0_TILES_BUILT_IN)
+    return 1;
+#else
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#endif
+}
+
+// earshot: which kernels were chosen at run time, beyond what the build was compiled for:
+// 1 the q8_0 tiles, 2 tinyBLAS's AVX-512 copy. 0 in a build compiled for AVX-512 VNNI
+// (everything is compiled in), or on a CPU without it.
+extern "C" int earshot_ggml_run_time_kernels(void) {
+    int kernels = 0;
+#if !defined(EARSHOT_Q8_0_TILES_BUILT_IN)
+    if (earshot_ggml_avx512_kernels()) {
+        kernels |= 1;
+#if defined(EARSHOT_SGEMM_AVX512)
+        kernels |= 2;
+#endif
+    }
+#endif
+    return kernels;
+}
+
+// earshot: 0 keeps the AVX-512 kernels chosen at run time off (the q8_0 tiles for weights
+// loaded from now on, and tinyBLAS's AVX-512 copy): the AVX2 kernels run instead, as on a
+// CPU without AVX-512. 1 allows them again.
+extern "C" void earshot_ggml_avx512_allow(int allow) {
+    earshot_avx512_allowed.store(allow != 0, std::memory_order_relaxed);
+}
+#endif
+
 static const ggml::cpu::tensor_traits * ggml_repack_get_optimal_repack_type(const struct ggml_tensor * cur) {
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512F__)
-    // earshot: q8_0 on AVX-512 VNNI (class q8_0_vnni above)
-    static const ggml::cpu::repack::q8_0_vnni q8_0_vnni_traits;
-    if (ggml::cpu::repack::q8_0_vnni::fits(cur)) {
+#if defined(EARSHOT_Q8_0_TILES)
+    // earshot: q8_0 on AVX-512 VNNI (class q8_0_vnni above), where the CPU has it
+    if (earshot_ggml_avx512_kernels() && ggml::cpu::repack::q8_0_vnni::fits(cur)) {
+        static const ggml::cpu::repack::q8_0_vnni q8_0_vnni_traits;
         return &q8_0_vnni_traits;
     }
 #endif

@@ -3323,9 +3323,24 @@ class tinyBLAS_PPC {
  * @param Ctype is GGML data type of `C`
  * @return true if this function was able to service the matmul request
  */
+#if defined(EARSHOT_SGEMM_AVX512) && !defined(EARSHOT_SGEMM_AVX512_COPY)
+// earshot: the AVX-512 copy of these kernels (sgemm-avx512.cpp), and whether to use it.
+extern "C" int earshot_ggml_avx512_kernels(void);
+extern "C" bool earshot_llamafile_sgemm_avx512(const struct ggml_compute_params * params, int64_t m, int64_t n,
+                                               int64_t k, const void * A, int64_t lda, const void * B, int64_t ldb,
+                                               void * C, int64_t ldc, int Atype, int Btype, int Ctype);
+#endif
+
 bool llamafile_sgemm(const struct ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
                      const void *A, int64_t lda, const void *B, int64_t ldb, void *C,
                      int64_t ldc, int Atype, int Btype, int Ctype) {
+
+#if defined(EARSHOT_SGEMM_AVX512) && !defined(EARSHOT_SGEMM_AVX512_COPY)
+    // earshot: on a CPU with AVX-512 F, BW, VL and VNNI, the copy built for them
+    if (earshot_ggml_avx512_kernels()) {
+        return earshot_llamafile_sgemm_avx512(params, m, n, k, A, lda, B, ldb, C, ldc, Atype, Btype, Ctype);
+    }
+#endif
 
     assert(m >= 0);
     assert(n >= 0);
