@@ -89,7 +89,7 @@ pub async fn run(cfg: Settings) -> anyhow::Result<()> {
         "earshot serve: backend={backend} workers={} threads_per_job={} cpu_features={}",
         par.jobs,
         par.threads,
-        crate::engine::cpu_features().join(",")
+        crate::engine::cpu_features()
     );
     tracing::info!(model = %engine.model_path().display(), took_ms = started.elapsed().as_millis() as u64, backend = %backend, "model loaded");
     let limits = cfg.limits;

@@ -165,6 +165,16 @@ pub(super) fn transcribe(mut args: TranscribeArgs) -> i32 {
         par = plan(Some(inputs.len()));
     }
     let jobs = par.jobs;
+    if !args.quiet {
+        eprintln!(
+            "earshot transcribe: {} file(s), backend={} jobs={} threads_per_job={} cpu_features={}",
+            inputs.len(),
+            engine.backend(),
+            par.jobs,
+            par.threads,
+            crate::engine::cpu_features()
+        );
+    }
     let opts = Arc::new(args.decode.options(par.threads));
     let limits = args.decode.limits();
     let task = args.decode.job_options().task();
@@ -357,7 +367,7 @@ pub(super) fn transcribe(mut args: TranscribeArgs) -> i32 {
             human_duration(audio_s),
             human_duration(wall),
             engine.backend(),
-            crate::engine::cpu_features().join(" ")
+            crate::engine::cpu_features()
         );
     }
     i32::from(failed > 0)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::engine::{choose_backend, Engine, EngineError, GpuMode, Hardware};
+use crate::engine::{choose_backend, CpuError, CpuKernels, Engine, EngineError, GpuMode, Hardware};
 
 /// Which model, on which hardware: shared by `transcribe` and `serve`.
 #[derive(Debug, Args, Clone)]
@@ -33,6 +33,10 @@ pub struct ModelArgs {
     /// Flash attention: on, off, or auto (on for a GPU, off on the CPU).
     #[arg(long, env = "EARSHOT_FLASH_ATTN", default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub flash_attn: String,
+    /// CPU kernels chosen at run time: `auto` (the fastest this CPU has) or `avx2` (none that
+    /// needs AVX-512: what a CPU with AVX2 only gets; refused by a `GGML_NATIVE=ON` build).
+    #[arg(long, env = "EARSHOT_CPU_KERNELS", default_value = "auto", value_parser = ["auto", "avx2"])]
+    pub cpu_kernels: String,
     /// Voice-activity model (name in the model folders, or a path), or `none`. Finds the
     /// speech so that silence, noise and long pauses are never decoded. When the file is
     /// missing, earshot warns once and falls back to an energy gate;
@@ -53,6 +57,9 @@ pub enum LoadError {
     /// The file is there but does not load.
     #[error(transparent)]
     Model(EngineError),
+    /// This CPU cannot run this build's kernels as asked.
+    #[error(transparent)]
+    Cpu(CpuError),
 }
 
 impl ModelArgs {
@@ -83,10 +90,19 @@ impl ModelArgs {
         }
     }
 
-    /// Find the model, pick the backend (printing the warning when a GPU was asked for and is
-    /// not usable) and load it.
+    /// The CPU kernels these flags allow.
+    pub fn cpu_kernels(&self) -> CpuKernels {
+        match self.cpu_kernels.as_str() {
+            "avx2" => CpuKernels::Avx2,
+            _ => CpuKernels::Auto,
+        }
+    }
+
+    /// Find the model, check the CPU, pick the backend (printing the warning when a GPU was
+    /// asked for and is not usable) and load it.
     pub fn load(&self) -> Result<Engine, LoadError> {
         let path = self.locate().map_err(LoadError::NotFound)?;
+        crate::engine::prepare_cpu(self.cpu_kernels()).map_err(LoadError::Cpu)?;
         let (backend, warning) = choose_backend(&self.hardware()).map_err(LoadError::Hardware)?;
         if let Some(w) = warning {
             tracing::warn!("{w}");

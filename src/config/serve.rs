@@ -439,7 +439,7 @@ impl Settings {
                     .map_or("auto".into(), |t| t.to_string()),
             ),
             format!(
-                "gpu={} gpu_device={} require_gpu={} flash_attn={}",
+                "gpu={} gpu_device={} require_gpu={} flash_attn={} cpu_kernels={}",
                 if self.model.no_gpu {
                     "off"
                 } else if self.model.gpu {
@@ -449,7 +449,8 @@ impl Settings {
                 },
                 self.model.gpu_device,
                 self.model.require_gpu,
-                self.model.flash_attn
+                self.model.flash_attn,
+                self.model.cpu_kernels
             ),
             format!(
                 "max_upload_bytes={} max_duration={}s queue_limit={} client_queue_limit={} sync_max_wait={}s",

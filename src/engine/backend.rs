@@ -214,21 +214,6 @@ pub fn parallelism(
     }
 }
 
-/// The CPU features whisper.cpp's kernels were built to use (`AVX2`, `AVX512_VNNI`, ...), as
-/// ggml reports them; this build uses them on any CPU it runs on, so it needs a CPU that has
-/// them. Printed at start-up and exposed in `/metrics`.
-pub fn cpu_features() -> Vec<String> {
-    let info = whisper_rs::print_system_info();
-    let cpu = info.split("CPU :").nth(1).unwrap_or("");
-    cpu.split('|')
-        .filter_map(|f| {
-            let (name, on) = f.split_once('=')?;
-            (on.trim() == "1").then(|| name.trim().to_string())
-        })
-        .filter(|n| !n.is_empty())
-        .collect()
-}
-
 /// Cores this process may use.
 pub fn cores() -> usize {
     std::thread::available_parallelism()
@@ -239,22 +224,6 @@ pub fn cores() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The features ggml reports for this build, as names: on x86-64 at least the SSE3 every
-    /// build has, and only names (no "= 1", no other sections).
-    #[test]
-    #[cfg(target_arch = "x86_64")]
-    fn the_cpu_features_in_use_are_named() {
-        let f = cpu_features();
-        assert!(f.iter().any(|n| n == "SSE3"), "{f:?}");
-        assert!(
-            f.iter().all(|n| n
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')),
-            "{f:?}"
-        );
-        assert!(!f.iter().any(|n| n == "COREML" || n == "OPENVINO"), "{f:?}");
-    }
 
     fn cpu() -> Backend {
         Backend {

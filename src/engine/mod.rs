@@ -16,6 +16,7 @@
 
 mod backend;
 mod cover;
+mod cpu;
 mod decode;
 pub mod language;
 mod level;
@@ -31,9 +32,10 @@ mod transcript;
 mod vad;
 
 pub use backend::{
-    choose_backend, cores, cpu_features, gpu_devices, parallelism, Backend, GpuDevice, GpuMode,
-    Hardware, Parallelism,
+    choose_backend, cores, gpu_devices, parallelism, Backend, GpuDevice, GpuMode, Hardware,
+    Parallelism,
 };
+pub use cpu::{cpu_features, prepare_cpu, CpuError, CpuFeatures, CpuKernels};
 pub use options::{
     default_threads, fitted_ctx, AudioCtx, Options, BEST_OF, COMPRESSION_RATIO_THRESHOLD,
     CTX_MARGIN, LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, TEMPERATURE_INCREMENT,

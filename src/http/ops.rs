@@ -65,9 +65,15 @@ pub(super) async fn metrics(State(s): State<Shared>) -> Response {
             counts.get(&st).copied().unwrap_or(0)
         );
     }
-    out.push_str("# HELP earshot_cpu_feature The CPU features whisper.cpp's kernels were built to use (1 each).\n# TYPE earshot_cpu_feature gauge\n");
-    for f in crate::engine::cpu_features() {
-        let _ = writeln!(out, "earshot_cpu_feature{{feature=\"{f}\"}} 1");
+    out.push_str("# HELP earshot_cpu_feature The CPU features whisper.cpp's kernels use (1 each): how=\"build\" compiled in, how=\"run_time\" chosen on this CPU.\n# TYPE earshot_cpu_feature gauge\n");
+    let cpu = crate::engine::cpu_features();
+    for (how, names) in [("build", &cpu.built), ("run_time", &cpu.chosen)] {
+        for f in names {
+            let _ = writeln!(
+                out,
+                "earshot_cpu_feature{{feature=\"{f}\",how=\"{how}\"}} 1"
+            );
+        }
     }
     out.push_str("# HELP earshot_jobs_submitted_total Jobs submitted since start, by client (API key name; empty without keys).\n# TYPE earshot_jobs_submitted_total counter\n");
     {

@@ -358,3 +358,69 @@ fn gpu_flags_without_a_gpu() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!text(&out.stderr).contains("A GPU WAS ASKED FOR"));
 }
+
+/// The start-up line names the CPU features in use. In the default (portable) build on a CPU
+/// with AVX-512 VNNI, the AVX-512 kernels are chosen at run time; `--cpu-kernels avx2` (or
+/// `EARSHOT_CPU_KERNELS=avx2`) masks them off, and the note still comes out right. A build
+/// compiled for AVX-512 (`GGML_NATIVE=ON` on such a CPU) cannot mask them, and says so.
+#[test]
+fn the_cpu_features_in_use_are_named_and_avx512_can_be_masked_off() {
+    model("tiny.en");
+    let fixture = "tests/fixtures/telegram_jfk.oga";
+    let features = |err: &str| -> String {
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("earshot transcribe: 1 file(s),"))
+            .unwrap_or_else(|| panic!("no start-up line in:\n{err}"));
+        line.split("cpu_features=")
+            .nth(1)
+            .expect("cpu_features=")
+            .to_string()
+    };
+    let auto = earshot(&["transcribe", "--model", "tiny.en", fixture]);
+    let err = text(&auto.stderr);
+    assert_eq!(auto.status.code(), Some(0), "{err}");
+    assert!(text(&auto.stdout)
+        .to_lowercase()
+        .contains("fellow americans"));
+    let auto_features = features(&err);
+    assert!(auto_features.contains("AVX2"), "{auto_features}");
+    let built = auto_features.split(" +").next().unwrap();
+    let built_for_avx512 = built.split(',').any(|f| f.starts_with("AVX512"));
+
+    let masked = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        .current_dir(root())
+        .env("EARSHOT_CPU_KERNELS", "avx2")
+        .args(["transcribe", "--model", "tiny.en", fixture])
+        .output()
+        .unwrap();
+    let err = text(&masked.stderr);
+    if built_for_avx512 {
+        assert_eq!(masked.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("--cpu-kernels avx2 cannot mask AVX-512 off"),
+            "{err}"
+        );
+        return;
+    }
+    assert_eq!(masked.status.code(), Some(0), "{err}");
+    assert!(text(&masked.stdout)
+        .to_lowercase()
+        .contains("fellow americans"));
+    let masked_features = features(&err);
+    assert_eq!(masked_features, built, "{err}");
+    assert!(!masked_features.contains("AVX512"), "{masked_features}");
+
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni") {
+            assert!(
+                auto_features.ends_with(" +AVX512,AVX512_VNNI (chosen at run time)"),
+                "{auto_features}"
+            );
+        } else {
+            assert_eq!(auto_features, built, "{auto_features}");
+        }
+    }
+}

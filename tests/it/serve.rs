@@ -382,6 +382,24 @@ fn jobs_lifecycle_range_retry_delete() {
     ] {
         assert!(m.contains(line), "metrics lack {line}:\n{m}");
     }
+    // Every x86-64 build has SSE3; on a CPU with AVX-512 VNNI the q8_0 tiles are in use,
+    // compiled in (a native build) or chosen at run time (a portable one).
+    #[cfg(target_arch = "x86_64")]
+    assert!(
+        m.contains("earshot_cpu_feature{feature=\"SSE3\",how=\"build\"} 1"),
+        "{m}"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+    {
+        assert!(
+            m.contains("earshot_cpu_feature{feature=\"AVX512_VNNI\",how="),
+            "{m}"
+        );
+    }
 
     // Past axum's default 2 MiB body limit: accepted, stored, then failed as not audio.
     let mut big = b"%PDF-1.7\n".to_vec();
