@@ -229,8 +229,9 @@ class Earshot:
     own defaults (the 8-bit model of the same size, greedy with the guard, its own jobs ×
     threads rule for the cores it has), which is what a user gets."""
 
-    def __init__(self, a, label, extra, defaults=False):
+    def __init__(self, a, label, extra, defaults=False, binary=None):
         self.a, self.label, self.extra, self.defaults = a, label, extra, defaults
+        self.binary = binary or a.earshot
 
     def run(self, clips, beam):
         a = self.a
@@ -244,7 +245,7 @@ class Earshot:
                 i = extra.index(flag)
                 opts[flag] = extra[i + 1]
                 del extra[i:i + 2]
-        cmd = [a.earshot, "transcribe", "-f", "json", "--quiet"]
+        cmd = [self.binary, "transcribe", "-f", "json", "--quiet"]
         for k, v in opts.items():
             cmd += [k, v]
         cmd += extra + [c["oga"] for c in clips]
@@ -449,6 +450,10 @@ def main():
     p.add_argument("--earshot-args", default="",
                    help="more arguments for every earshot run (an A/B of one setting)")
     p.add_argument("--levers", action="store_true", help="earshot variants only (the levers)")
+    p.add_argument("--earshot-native", metavar="BINARY",
+                   help="the CPU variants: also a native build (GGML_NATIVE=ON) at its defaults, "
+                        "and --earshot at its defaults with --cpu-kernels avx2 (what a CPU "
+                        "without AVX-512 gets)")
     p.add_argument("--rescore", metavar="JSON",
                    help="score the texts of an earlier run's results.json again (no runs)")
     p.add_argument("--eval", default=os.path.join(root, "..", "shared", "eval"))
@@ -516,6 +521,11 @@ def main():
                    Earshot(a, "earshot f16", []),
                    Earshot(a, "earshot f16, full context", ["--audio-ctx", "full", "--keep-silence"]),
                    WhisperCli(a), FasterWhisper(a)]
+        if a.earshot_native:
+            systems[1:1] = [
+                Earshot(a, "earshot defaults (native build)", [], defaults=True, binary=a.earshot_native),
+                Earshot(a, "earshot defaults (AVX2 only)", ["--cpu-kernels", "avx2"], defaults=True),
+            ]
         if a.systems:
             want = [w.strip() for w in a.systems.split(",") if w.strip()]
             systems = [s for s in systems if any(w == s.label or (w.endswith("*") and s.label.startswith(w[:-1])) for w in want)]

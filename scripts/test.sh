@@ -29,6 +29,9 @@ cargo clippy --all-targets -- -D warnings
 python3 scripts/modgraph.py --check ARCHITECTURE.md   # no loop; the module map is current
 scripts/check-vendor.sh   # vendor/whisper-rs-sys is the published crate plus its patch files
 cargo test
+# The portable build's AVX-512 code is reachable only through the run-time CPU check
+# (vendor/whisper-rs-sys/EARSHOT.md): disassembled, in the build cargo test just made.
+scripts/check-dispatch.sh
 # The service's tests again, with the job records in PostgreSQL and the audio in Garage
 # (tests/it/common/server.rs), and the cluster tests, which need both.
 EARSHOT_IT_POSTGRES="$EARSHOT_TEST_DATABASE_URL" EARSHOT_IT_S3="$EARSHOT_TEST_S3_URL" \
