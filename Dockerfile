@@ -16,11 +16,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# A portable image: ggml is built for x86-64-v3 (AVX2/FMA/F16C, any CPU since 2013) instead
-# of -march=native, which would tie the image to the CPU of the machine that built it.
-# Pass --build-arg GGML_NATIVE=ON for a build used only on the machine it was built on.
+# A portable image: ggml is built for x86-64-v3 (AVX2/FMA/F16C, any x86 server CPU since
+# 2013), and earshot's AVX-512 kernels (the q8_0 tiles, tinyBLAS) are compiled apart and used
+# where the CPU running the image has AVX-512 VNNI (vendor/whisper-rs-sys/EARSHOT.md). The
+# start-up line names what was chosen. --build-arg GGML_NATIVE=ON compiles for the build
+# machine's CPU instead, and ties the image to that kind of CPU.
 ARG GGML_NATIVE=OFF
-ENV GGML_NATIVE=${GGML_NATIVE} GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON
+ENV GGML_NATIVE=${GGML_NATIVE}
 RUN cargo build --release --locked \
  && install -D target/release/earshot /out/earshot
 
