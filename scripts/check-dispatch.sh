@@ -14,8 +14,15 @@
 # compiled for AVX-512 (GGML_NATIVE=ON on such a CPU) has no separate copy: nothing to check.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-out="${1:-$(ls -td target/*/build/whisper-rs-sys-*/out target/*/*/build/whisper-rs-sys-*/out 2>/dev/null \
-  | while read -r d; do [ -f "$d/lib/libggml-cpu.a" ] && { echo "$d"; break; }; done)}"
+out="${1:-}"
+if [ -z "$out" ]; then
+  shopt -s nullglob
+  builds=(target/*/build/whisper-rs-sys-*/out target/*/*/build/whisper-rs-sys-*/out)
+  shopt -u nullglob
+  for d in $([ ${#builds[@]} -gt 0 ] && ls -td "${builds[@]}"); do
+    [ -f "$d/lib/libggml-cpu.a" ] && { out="$d"; break; }
+  done
+fi
 [ -n "$out" ] && [ -d "$out" ] || { echo "check-dispatch: no whisper-rs-sys build under target/" >&2; exit 2; }
 objs="$out/build/ggml/src/CMakeFiles/ggml-cpu.dir/ggml-cpu"
 copy="$objs/llamafile/sgemm-avx512.cpp.o"
