@@ -140,9 +140,10 @@ step "image build ($dockerfile)"
 size=$(pm image inspect "$image" --format '{{.Size}}')
 echo "== image size: $((size / 1024 / 1024)) MiB"
 if [ "$cuda" = 1 ]; then
-  unresolved=$(pm run --rm --entrypoint ldd "$image" /usr/local/bin/earshot | grep 'not found' || true)
+  pm run --rm --entrypoint ldd "$image" /usr/local/bin/earshot >"$work/ldd" 2>>"$work/podman.log"
+  unresolved=$(grep 'not found' "$work/ldd" || true)
   echo "== libraries not in the image: ${unresolved:-none}"
-  pm run --rm --entrypoint ldd "$image" /usr/local/bin/earshot | grep -q 'libcudart.*=> /' \
+  grep -q 'libcudart.*=> /' "$work/ldd" \
     || { echo "check-image: the binary is not linked against libcudart" >&2; exit 1; }
   [ "$(echo "$unresolved" | grep -vc 'libcuda\.so\.1')" = 0 ] \
     || { echo "check-image: libraries missing from the image: $unresolved" >&2; exit 1; }
@@ -179,7 +180,7 @@ if [ "$cuda" = 1 ]; then
   refused=$(pm logs "$name" 2>&1 | grep -m1 'require-gpu is set but' || true)
   [ -n "$refused" ] || { pm logs "$name" 2>&1 | tail -20 >&2; echo "check-image: the GPU image started without a GPU" >&2; exit 1; }
   echo "== without a GPU: $refused"
-  pm rm -f "$name" >/dev/null
+  pm rm -f "$name" >/dev/null 2>>"$work/podman.log"
   step "refused to start without a GPU"
   run_args+=(-e EARSHOT_REQUIRE_GPU=false)
 fi
