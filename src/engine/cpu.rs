@@ -3,13 +3,12 @@
 //! start on a CPU that lacks what the build needs (instead of dying of an illegal
 //! instruction in the middle of a job).
 //!
-//! A build is portable (the default: x86-64-v3, that is AVX2, FMA, F16C and BMI2) or native
-//! (`GGML_NATIVE=ON`: everything the build machine has, compiled in; vendor/whisper-rs-sys
-//! patch 0008). A portable build
-//! carries earshot's AVX-512 kernels compiled apart, the q8_0 tiles and a copy of tinyBLAS,
-//! and uses them only where the CPU has AVX-512 F, BW, VL and VNNI
-//! (vendor/whisper-rs-sys/EARSHOT.md, "AVX-512 kernels chosen at run time"). The rest of
-//! ggml runs what the build was compiled for.
+//! A build is portable (the default: x86-64-v3, that is AVX2, FMA, F16C and BMI2;
+//! vendor/whisper-rs-sys patch 0008) or native (`GGML_NATIVE=ON`: everything the build
+//! machine has, compiled in). A portable build carries earshot's AVX-512 kernels compiled
+//! apart, the q8_0 tiles and a copy of tinyBLAS, and uses them only where the CPU has
+//! AVX-512 F, BW, VL and VNNI (vendor/whisper-rs-sys/EARSHOT.md, "AVX-512 kernels chosen at
+//! run time"). The rest of ggml runs what the build was compiled for.
 
 use std::fmt;
 

@@ -363,6 +363,7 @@ fn gpu_flags_without_a_gpu() {
 /// with AVX-512 VNNI, the AVX-512 kernels are chosen at run time; `--cpu-kernels avx2` (or
 /// `EARSHOT_CPU_KERNELS=avx2`) masks them off, and the note still comes out right. A build
 /// compiled for AVX-512 (`GGML_NATIVE=ON` on such a CPU) cannot mask them, and says so.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn the_cpu_features_in_use_are_named_and_avx512_can_be_masked_off() {
     model("tiny.en");
@@ -411,16 +412,13 @@ fn the_cpu_features_in_use_are_named_and_avx512_can_be_masked_off() {
     assert_eq!(masked_features, built, "{err}");
     assert!(!masked_features.contains("AVX512"), "{masked_features}");
 
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni") {
-            assert!(
-                auto_features.ends_with(" +AVX512,AVX512_VNNI (chosen at run time)"),
-                "{auto_features}"
-            );
-        } else {
-            assert_eq!(auto_features, built, "{auto_features}");
-        }
+    use std::arch::is_x86_feature_detected as has;
+    if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni") {
+        assert!(
+            auto_features.ends_with(" +AVX512,AVX512_VNNI (chosen at run time)"),
+            "{auto_features}"
+        );
+    } else {
+        assert_eq!(auto_features, built, "{auto_features}");
     }
 }
