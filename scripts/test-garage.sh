@@ -43,9 +43,14 @@ stop_garage() {
 }
 earshot_stops+=(stop_garage)
 trap 'for f in "${earshot_stops[@]}"; do "$f"; done' EXIT
+# Ready once it answers over RPC: `node id` alone is no sign, as it reads the key from the
+# metadata folder when the server does not answer yet, and the layout commands below then
+# fail with "connection refused" (a fresh machine's first start was that slow).
 garage_node=""
-for _ in $(seq 1 100); do
-  garage_node=$(gcli node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$garage_node" ] && break
+for _ in $(seq 1 300); do
+  gcli status >/dev/null 2>&1 \
+    && garage_node=$(gcli node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$garage_node" ] && break
+  garage_node=""
   sleep 0.2
 done
 [ -n "$garage_node" ] || { cat "$garage_dir/server.log" >&2; echo "test: Garage did not start" >&2; exit 1; }
