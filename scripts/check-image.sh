@@ -157,7 +157,7 @@ chown -R 10001:10001 "$work/models" "$work/data"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 run() {
   pm run -d --name "$name" --network host -e EARSHOT_LISTEN="127.0.0.1:$port" \
-    -v "$work/models:/models" -v "$work/data:/data" "${run_args[@]}" "$@" "$image" >/dev/null \
+    -v "$work/models:/models" -v "$work/data:/data" "${run_args[@]}" "$image" >/dev/null \
     2>>"$work/podman.log"
 }
 wait_ready() {

@@ -5,9 +5,15 @@ use std::process::{Command, Output};
 use crate::common::*;
 
 fn earshot(args: &[&str]) -> Output {
+    earshot_env(&[], args)
+}
+
+/// `earshot` with these environment variables set, as a user sets them.
+fn earshot_env(vars: &[(&str, &str)], args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_earshot"))
         .current_dir(root())
         .env_remove("EARSHOT_MODEL")
+        .envs(vars.iter().copied())
         .args(args)
         .output()
         .expect("earshot runs")
@@ -349,12 +355,10 @@ fn gpu_flags_without_a_gpu() {
     assert!(err.contains("--require-gpu is set but"), "{err}");
     assert!(out.stdout.is_empty());
 
-    let out = Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .current_dir(root())
-        .env("EARSHOT_NO_GPU", "true")
-        .args(["transcribe", "--model", "tiny.en", fixture])
-        .output()
-        .unwrap();
+    let out = earshot_env(
+        &[("EARSHOT_NO_GPU", "true")],
+        &["transcribe", "--model", "tiny.en", fixture],
+    );
     assert_eq!(out.status.code(), Some(0));
     assert!(!text(&out.stderr).contains("A GPU WAS ASKED FOR"));
 }
@@ -389,12 +393,10 @@ fn the_cpu_features_in_use_are_named_and_avx512_can_be_masked_off() {
     let built = auto_features.split(" +").next().unwrap();
     let built_for_avx512 = built.split(',').any(|f| f.starts_with("AVX512"));
 
-    let masked = Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .current_dir(root())
-        .env("EARSHOT_CPU_KERNELS", "avx2")
-        .args(["transcribe", "--model", "tiny.en", fixture])
-        .output()
-        .unwrap();
+    let masked = earshot_env(
+        &[("EARSHOT_CPU_KERNELS", "avx2")],
+        &["transcribe", "--model", "tiny.en", fixture],
+    );
     let err = text(&masked.stderr);
     if built_for_avx512 {
         assert_eq!(masked.status.code(), Some(2), "{err}");
